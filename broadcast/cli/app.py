@@ -1,0 +1,81 @@
+"""The ``broadcast`` command: one module per command group, wired here.
+
+Exit codes (documented in the README and tested): 0 success, 1 an error the user can fix (one
+red line; ``BROADCAST_DEBUG=1`` shows the traceback), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from broadcast.cli import config_cmd, db_cmd, demo_cmd, group_cmd, member_cmd, optout_cmd
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("BROADCAST_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class BroadcastGroup(TyperGroup):
+    """Maps the core's exceptions to one red line and exit code 1, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from broadcast.errors import BroadcastError
+
+            if debug_enabled() or isinstance(exc, (typer.Exit, typer.Abort)) or _is_click_exception(exc):
+                raise
+            from broadcast.cli._output import error
+
+            if isinstance(exc, BroadcastError):
+                error(exc.message, exc.hint)
+            elif type(exc).__module__.startswith("sqlalchemy") and hasattr(exc, "orig"):
+                error(f"database error: {exc.orig}", "run with BROADCAST_DEBUG=1 for details")
+            else:
+                raise
+            raise typer.Exit(EXIT_ERROR) from None
+
+
+def _is_click_exception(exc: Exception) -> bool:
+    return any(cls.__name__ in ("ClickException", "Exit", "Abort") for cls in type(exc).__mro__)
+
+
+app = typer.Typer(
+    cls=BroadcastGroup,
+    name="broadcast",
+    help="Bulk SMS broadcaster: recipient groups, contact-list import, schedules and a crash-safe send queue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(group_cmd.app, name="group")
+app.add_typer(member_cmd.app, name="member")
+app.add_typer(optout_cmd.app, name="optout")
+app.add_typer(db_cmd.app, name="db")
+app.command("config")(config_cmd.config)
+app.command("demo")(demo_cmd.demo)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from broadcast import __version__
+
+        typer.echo(f"broadcast {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="broadcast")

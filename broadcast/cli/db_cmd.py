@@ -1,0 +1,41 @@
+"""``broadcast db``: schema version and migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION
+
+app = typer.Typer(help="The database: schema version and migrations.", no_args_is_help=True)
+
+
+@app.command("status")
+def status(json_: bool = JSON_OPTION) -> None:
+    """Show the database URL, its schema version and the migrations still to apply."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.config import load_settings, mask_url
+    from broadcast.db.engine import make_engine
+    from broadcast.db.migrate import LATEST, status as db_status
+
+    settings = load_settings()
+    version, pending = db_status(make_engine(settings.effective_database_url))
+    data = {"database_url": mask_url(settings.effective_database_url), "version": version, "latest": LATEST,
+            "pending": [{"version": m.version, "description": m.description} for m in pending]}
+    if json_:
+        emit_json(data)
+        return
+    say(f"Database {data['database_url']}: schema version {version} of {LATEST}")
+    for m in pending:
+        say(f"  pending: {m.version} {m.description}")
+
+
+@app.command("migrate")
+def migrate() -> None:
+    """Apply pending migrations (every command also does this when it opens the database)."""
+    from broadcast.cli._output import say
+    from broadcast.config import load_settings
+    from broadcast.db.engine import make_engine
+    from broadcast.db.migrate import migrate as db_migrate
+
+    version = db_migrate(make_engine(load_settings().effective_database_url))
+    say(f"Schema at version {version}")

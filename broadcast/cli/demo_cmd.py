@@ -1,0 +1,31 @@
+"""``broadcast demo``: the main job on embedded defaults, in a database of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def demo(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where to put demo.db (default: the data directory)."),
+) -> None:
+    """Run the demo in a fresh demo database (never touches your real one)."""
+    from broadcast.cli._output import say, table
+    from broadcast.config import load_settings
+    from broadcast.demo import run_demo
+
+    target = data_dir or load_settings().data_dir
+    result = run_demo(target, say=say)
+    branches = [g for g in result.groups if g.parent]
+    table("Groups", ["Group", "Parent", "Members"],
+          ([g.name, g.parent or "", g.members] for g in sorted(result.groups, key=lambda g: -g.members)[:15]),
+          caption=f"largest 15 of {len(result.groups)} groups; {sum(g.members for g in branches)} memberships")
+    messy = result.imports[-1]
+    if messy.errors:
+        table("Rows handed back to the branch manager", ["Row", "Value", "Problem"],
+              ([e.row, e.value, e.reason] for e in messy.errors[:8]),
+              caption=f"first 8 of {len(messy.errors)}; all in {result.errors_file}")
+    say(f"Demo database: {result.database}")
+    say(f"Explore it: BROADCAST_DATABASE_URL=sqlite:///{result.database} broadcast group show 城南新区党工委")

@@ -1,0 +1,93 @@
+"""``broadcast group``: recipient groups."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION, workspace
+
+app = typer.Typer(help="Recipient groups (they nest: a parent group reaches its sub-groups).", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Group name, e.g. 城南社区党支部."),
+    parent: Optional[str] = typer.Option(None, "--parent", help="Put the group under this one."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Add a group."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.recipients.groups import add_group
+
+    info = add_group(workspace(), name, parent)
+    if json_:
+        emit_json(info.to_dict())
+    else:
+        say(f"Added group {info.name}" + (f" under {info.parent}" if info.parent else ""))
+
+
+@app.command("list")
+def list_(json_: bool = JSON_OPTION) -> None:
+    """List groups with their parent and direct member count."""
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.recipients.groups import list_groups
+
+    groups = list_groups(workspace())
+    if json_:
+        emit_json([g.to_dict() for g in groups])
+        return
+    if not groups:
+        say("No groups yet. Add one with: broadcast group add NAME")
+        return
+    table(None, ["Group", "Parent", "Members", "Sub-groups"],
+          ([g.name, g.parent or "", g.members, len(g.subgroups) or ""] for g in groups),
+          caption=f"{len(groups)} groups")
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Group name."), json_: bool = JSON_OPTION) -> None:
+    """Show a group: parent, sub-groups, members, and how many people a send to it reaches."""
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.recipients.groups import show_group
+
+    g = show_group(workspace(), name)
+    if json_:
+        emit_json(g.to_dict())
+        return
+    say(f"[bold]{g.name}[/]" + (f"  (under {g.parent})" if g.parent else ""))
+    if g.subgroups:
+        say(f"Sub-groups ({len(g.subgroups)}): " + "、".join(g.subgroups))
+    say(f"Direct members: {g.members}; a send reaches {g.reach} people (sub-groups included, opt-outs excluded)")
+    if g.member_list:
+        table(None, ["Name", "Phone", "Title", "Opted out"],
+              ([m["name"], m["phone"], m["title"], "yes" if m["opted_out"] else ""] for m in g.member_list))
+
+
+@app.command("rename")
+def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> None:
+    """Rename a group."""
+    from broadcast.cli._output import say
+    from broadcast.recipients.groups import rename_group
+
+    rename_group(workspace(), old, new)
+    say(f"Renamed {old} to {new}")
+
+
+@app.command("remove")
+def remove(
+    name: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force", help="Remove even if it has members (they stay in their other groups) or sub-groups (they move up)."),
+) -> None:
+    """Remove a group (refused while it has members or sub-groups, unless --force)."""
+    from broadcast.cli._output import say
+    from broadcast.recipients.groups import remove_group
+
+    r = remove_group(workspace(), name, force=force)
+    extra = []
+    if r.memberships_removed:
+        extra.append(f"{r.memberships_removed} memberships removed")
+    if r.subgroups_moved:
+        extra.append(f"sub-groups moved up: {'、'.join(r.subgroups_moved)}")
+    say(f"Removed group {r.name}" + (f" ({'; '.join(extra)})" if extra else ""))

@@ -1,0 +1,54 @@
+"""``broadcast optout``: numbers that must never be sent to."""
+
+from __future__ import annotations
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION, workspace
+
+app = typer.Typer(help="Opt-outs: kept when the member is removed and across every import.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    phone: str = typer.Argument(...),
+    reason: str = typer.Option("", "--reason", help="Why, e.g. 本人回复退订."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Opt a number out of every future send."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.recipients.optouts import add_optout
+
+    info, created = add_optout(workspace(), phone, reason)
+    if json_:
+        emit_json(info.to_dict())
+    elif created:
+        say(f"Opted out {info.phone}" + (f" ({info.name})" if info.name else ""))
+    else:
+        say(f"{info.phone} was already opted out on {info.created_at:%Y-%m-%d}")
+
+
+@app.command("list")
+def list_(json_: bool = JSON_OPTION) -> None:
+    """List opt-outs."""
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.recipients.optouts import list_optouts
+
+    items = list_optouts(workspace())
+    if json_:
+        emit_json([o.to_dict() for o in items])
+    elif not items:
+        say("No opt-outs.")
+    else:
+        table(None, ["Phone", "Name", "Reason", "Since", "By"],
+              ([o.phone, o.name, o.reason, f"{o.created_at:%Y-%m-%d %H:%M}", o.created_by] for o in items))
+
+
+@app.command("remove")
+def remove(phone: str = typer.Argument(...)) -> None:
+    """Let a number receive messages again."""
+    from broadcast.cli._output import say
+    from broadcast.recipients.optouts import remove_optout
+
+    remove_optout(workspace(), phone)
+    say(f"{phone} will receive messages again")

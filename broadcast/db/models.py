@@ -1,0 +1,73 @@
+"""The tables, as SQLModel classes.
+
+The schema itself is created and changed only by the numbered migrations in
+``broadcast.db.migrations``; ``tests/db/test_migrations.py`` checks that migrating an empty
+database yields exactly these tables. Times are UTC-aware (``UTCDateTime``). Phone numbers are
+E.164 strings (``+8613805141234``): the phone number identifies a person.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from broadcast.db.types import UTCDateTime, utcnow
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "broadcast_schema"
+
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    description: str = Field(sa_column=Column(String(200), nullable=False))
+    applied_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Group(SQLModel, table=True):
+    __tablename__ = "groups"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    parent_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="SET NULL"), index=True, nullable=True),
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "members"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
+    name: str = Field(default="", sa_column=Column(String(100), nullable=False, index=True))
+    title: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("member_id", "group_id", name="uq_membership"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("members.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    group_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class OptOut(SQLModel, table=True):
+    """A number that must not be sent to. Kept when the member is removed or re-imported."""
+
+    __tablename__ = "optouts"
+
+    phone: str = Field(sa_column=Column(String(20), primary_key=True))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_by: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -1,0 +1,433 @@
+"""Contact-list import: a validated, atomic, idempotent session.
+
+1. **Read** (streaming): every row is cleaned and validated; good rows go to a temporary staging
+   table, rejected rows (with their Excel row number, the raw value and the reason) to another.
+   Python memory does not grow with the file.
+2. **Groups**: group names in the file that do not exist reject their rows, unless
+   ``create_groups``.
+3. **Merge**, phone by phone, in phone order: a new phone becomes a member; an existing one joins
+   the groups named. The same phone twice in the file is one person (the repeats count as
+   ``duplicates``); a name that differs from the one already known for the phone (earlier in the
+   file or in the database) is a ``conflict``: that row is not applied and never overwrites.
+4. The whole import is **one transaction**: it commits at the end or not at all (errors, Ctrl-C,
+   a killed process); ``dry_run`` rolls it back after counting. Importing the same file again
+   changes nothing and reports every person ``unchanged``.
+
+Counts: ``added``/``updated``/``unchanged`` count people; ``rejected``/``conflicts``/``duplicates``
+count rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from broadcast.db.engine import transaction
+from broadcast.db.types import utcnow
+from broadcast.errors import ImportFileError, InputError
+from broadcast.recipients.files import write_rows
+from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
+from broadcast.recipients.members import clean_name
+from broadcast.recipients.phones import normalize_phone
+from broadcast.recipients.tables import SourceFormat, map_columns, open_table
+from broadcast.workspace import Workspace
+
+BATCH = 5000
+_meta = sa.MetaData()
+stage_t = sa.Table(
+    "_import_rows", _meta,
+    sa.Column("row_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("grp", sa.String(200), nullable=False),
+    sa.Column("title", sa.String(100), nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Index("ix_import_rows_phone", "phone", "row_no"),
+    prefixes=["TEMPORARY"],
+)
+errors_t = sa.Table(
+    "_import_errors", _meta,
+    sa.Column("row_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # rejected | conflict
+    sa.Column("field", sa.String(10), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclass
+class ImportError_:
+    row: int
+    field: str
+    value: str
+    reason: str
+    kind: str = "rejected"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason, "kind": self.kind}
+
+
+@dataclass
+class ImportSummary:
+    file: str
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    groups_created: list[str] = field(default_factory=list)
+    errors: list[ImportError_] = field(default_factory=list)
+    dry_run: bool = False
+    errors_file: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file, "rows": self.rows, "added": self.added, "updated": self.updated,
+            "unchanged": self.unchanged, "rejected": self.rejected, "duplicates": self.duplicates,
+            "conflicts": self.conflicts, "groups_created": self.groups_created,
+            "errors": [e.to_dict() for e in self.errors], "dry_run": self.dry_run, "errors_file": self.errors_file,
+        }
+
+
+@dataclass
+class ImportOptions:
+    group: str | None = None
+    group_column: str | None = None
+    create_groups: bool = False
+    column_map: dict[str, str] = field(default_factory=dict)
+    sheet: str | None = None
+    encoding: str | None = None
+    dry_run: bool = False
+    errors_out: Path | None = None
+
+
+def _cell(cells: Sequence[Any], index: int | None) -> Any:
+    if index is None or index >= len(cells):
+        return None
+    return cells[index]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _raw(cells: Sequence[Any]) -> str:
+    return json.dumps([None if c is None else (c if isinstance(c, (int, float, str)) else str(c)) for c in cells],
+                      ensure_ascii=False)
+
+
+def import_members(
+    ws: Workspace, path: str | Path, options: ImportOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    opts = options or ImportOptions()
+    path = Path(path)
+    if opts.group and opts.group_column:
+        raise InputError("give either --group or --group-column, not both")
+    overrides = dict(opts.column_map)
+    if opts.group_column:
+        overrides["group"] = opts.group_column
+    if opts.errors_out is not None:
+        opts.errors_out = Path(opts.errors_out)
+        if opts.errors_out.resolve() == path.resolve():
+            raise InputError("--errors-out must not overwrite the file being imported")
+    summary = ImportSummary(file=str(path), dry_run=opts.dry_run)
+    region = ws.settings.default_region
+
+    with open_table(path, encoding=opts.encoding, sheet=opts.sheet) as table:
+        cols = map_columns(table.headers, overrides)
+        fixed_group = clean_group_name(opts.group) if opts.group else None
+        if fixed_group is None and "group" not in cols:
+            raise ImportFileError(
+                f"{path.name}: no group column found (headers: {', '.join(h for h in table.headers if h)})",
+                hint="name the group with --group G, or the column with --group-column COLUMN",
+            )
+        tmp_errors: Path | None = None
+        conn = ws.engine.connect()
+        if ws.engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        trans = conn.begin()
+        try:
+            _meta.drop_all(conn, checkfirst=True)
+            _meta.create_all(conn)
+            if fixed_group is not None:
+                _require_or_create_group(conn, fixed_group, opts.create_groups, summary)
+            _stage(conn, table, cols, fixed_group, region, summary, progress)
+            _check_groups(conn, opts.create_groups, summary)
+            _merge(conn, summary)
+            _collect_errors(conn, summary)
+            tmp_errors = _write_errors(conn, opts.errors_out, table.headers, table.format)
+            _meta.drop_all(conn)
+            if opts.dry_run:
+                trans.rollback()
+            else:
+                trans.commit()
+        except BaseException:
+            if trans.is_active:
+                trans.rollback()
+            if tmp_errors is not None:
+                tmp_errors.unlink(missing_ok=True)
+            raise
+        finally:
+            conn.close()
+    if tmp_errors is not None and opts.errors_out is not None:
+        tmp_errors.replace(opts.errors_out)
+        summary.errors_file = str(opts.errors_out)
+    return summary
+
+
+def _require_or_create_group(conn: Connection, name: str, create: bool, summary: ImportSummary) -> None:
+    if conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).first():
+        return
+    if not create:
+        group_id(conn, name)  # raises NotFoundError naming the group
+    conn.execute(groups_t.insert().values(name=name, created_at=utcnow()))
+    summary.groups_created.append(name)
+
+
+def _stage(
+    conn: Connection, table: Any, cols: dict[str, int], fixed_group: str | None, region: str,
+    summary: ImportSummary, progress: Callable[[int], None] | None,
+) -> None:
+    good: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    i_phone, i_name, i_group = cols["phone"], cols.get("name"), cols.get("group")
+    i_title, i_notes = cols.get("title"), cols.get("notes")
+
+    def flush() -> None:
+        if good:
+            conn.execute(stage_t.insert(), good)
+            good.clear()
+        if bad:
+            conn.execute(errors_t.insert(), bad)
+            bad.clear()
+
+    for row_no, cells in table:
+        raw_phone = _cell(cells, i_phone)
+        name = clean_name(_cell(cells, i_name))
+        grp = fixed_group if fixed_group is not None else _text(_cell(cells, i_group))
+        if raw_phone in (None, "") and not name and not grp:
+            continue  # a blank line (or only a 序号): not a row of data
+        summary.rows += 1
+        result = normalize_phone(raw_phone, region)
+        if result.e164 is None:
+            bad.append(dict(row_no=row_no, kind="rejected", field="phone", value=_text(raw_phone),
+                            reason=result.reason, raw=_raw(cells)))
+        elif not grp:
+            bad.append(dict(row_no=row_no, kind="rejected", field="group", value="",
+                            reason="group is empty", raw=_raw(cells)))
+        else:
+            try:
+                grp = clean_group_name(grp) if fixed_group is None else grp
+            except InputError as exc:
+                bad.append(dict(row_no=row_no, kind="rejected", field="group", value=grp, reason=exc.message,
+                                raw=_raw(cells)))
+            else:
+                good.append(dict(row_no=row_no, phone=result.e164, name=name, grp=grp,
+                                 title=clean_name(_cell(cells, i_title)), notes=_text(_cell(cells, i_notes)),
+                                 raw=_raw(cells)))
+        if len(good) + len(bad) >= BATCH:
+            flush()
+            if progress:
+                progress(summary.rows)
+    flush()
+    if progress:
+        progress(summary.rows)
+
+
+def _check_groups(conn: Connection, create: bool, summary: ImportSummary) -> None:
+    named = set(conn.execute(sa.select(stage_t.c.grp).distinct()).scalars())
+    existing = set(conn.execute(sa.select(groups_t.c.name).where(groups_t.c.name.in_(named))).scalars())
+    missing = sorted(named - existing)
+    if not missing:
+        return
+    if create:
+        now = utcnow()
+        conn.execute(groups_t.insert(), [{"name": n, "created_at": now} for n in missing])
+        summary.groups_created.extend(missing)
+        return
+    for name in missing:
+        reason = f"group {name!r} does not exist (add it with 'broadcast group add', or import with --create-groups)"
+        conn.execute(
+            errors_t.insert().from_select(
+                ["row_no", "kind", "field", "value", "reason", "raw"],
+                sa.select(stage_t.c.row_no, sa.literal("rejected"), sa.literal("group"), stage_t.c.grp,
+                          sa.literal(reason), stage_t.c.raw).where(stage_t.c.grp == name),
+            )
+        )
+        conn.execute(stage_t.delete().where(stage_t.c.grp == name))
+
+
+def _chunks(conn: Connection) -> Iterator[list[sa.Row]]:
+    """The staged rows joined with what the database knows, in (phone, row) order, in chunks
+    that never split a phone, so each chunk's join is read before any of its phones is written."""
+    s, m, g = stage_t, members_t, groups_t
+    has_membership = (
+        sa.select(sa.literal(1))
+        .where(memberships_t.c.member_id == m.c.id, memberships_t.c.group_id == g.c.id)
+        .exists()
+    )
+    base = (
+        sa.select(s.c.row_no, s.c.phone, s.c.name, s.c.grp, s.c.title, s.c.notes, s.c.raw,
+                  m.c.id.label("mid"), m.c.name.label("mname"), m.c.title.label("mtitle"),
+                  m.c.notes.label("mnotes"), g.c.id.label("gid"), has_membership.label("member_of"))
+        .outerjoin(m, m.c.phone == s.c.phone)
+        .outerjoin(g, g.c.name == s.c.grp)
+        .order_by(s.c.phone, s.c.row_no)
+    )
+    last = ""
+    while True:
+        rows = conn.execute(base.where(s.c.phone > last).limit(BATCH)).all()
+        if not rows:
+            return
+        if len(rows) == BATCH:
+            tail = rows[-1].phone
+            head = [r for r in rows if r.phone != tail]
+            if head:
+                rows = head
+            else:  # one phone fills a whole chunk: take all of its rows
+                rows = conn.execute(base.where(s.c.phone == tail)).all()
+        last = rows[-1].phone
+        yield rows
+
+
+def _merge(conn: Connection, summary: ImportSummary) -> None:
+    for rows in _chunks(conn):
+        new_members: list[dict[str, Any]] = []
+        new_groups: dict[str, set[int]] = {}
+        joins: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        conflicts: list[dict[str, Any]] = []
+        now = utcnow()
+        start = 0
+        while start < len(rows):
+            end = start
+            while end < len(rows) and rows[end].phone == rows[start].phone:
+                end += 1
+            _merge_person(rows[start:end], now, summary, new_members, new_groups, joins, updates, conflicts)
+            start = end
+        if new_members:
+            ids = conn.execute(
+                members_t.insert().returning(members_t.c.id, members_t.c.phone, sort_by_parameter_order=True),
+                new_members,
+            ).all()
+            for mid, phone in ids:
+                joins.extend({"member_id": mid, "group_id": gid, "created_at": now} for gid in new_groups[phone])
+        if updates:
+            conn.execute(
+                members_t.update().where(members_t.c.id == sa.bindparam("b_id")).values(
+                    name=sa.bindparam("b_name"), title=sa.bindparam("b_title"),
+                    notes=sa.bindparam("b_notes"), updated_at=sa.bindparam("b_updated_at"),
+                ),
+                updates,
+            )
+        if joins:
+            conn.execute(memberships_t.insert(), joins)
+        if conflicts:
+            conn.execute(errors_t.insert(), conflicts)
+
+
+def _merge_person(
+    rows: Sequence[sa.Row], now: Any, summary: ImportSummary, new_members: list[dict[str, Any]],
+    new_groups: dict[str, set[int]], joins: list[dict[str, Any]], updates: list[dict[str, Any]],
+    conflicts: list[dict[str, Any]],
+) -> None:
+    first = rows[0]
+    existing = first.mid is not None
+    known_name = first.mname if existing and first.mname else next((r.name for r in rows if r.name), "")
+    accepted = []
+    for r in rows:
+        if r.name and known_name and r.name != known_name:
+            where = "in the database" if existing and first.mname else "on an earlier row"
+            conflicts.append(dict(
+                row_no=r.row_no, kind="conflict", field="name", value=r.name,
+                reason=f"{r.phone} is {known_name!r} {where}, not {r.name!r}; fix the file or "
+                       f"run 'broadcast member edit {r.phone} --name ...'",
+                raw=r.raw,
+            ))
+            summary.conflicts += 1
+        else:
+            accepted.append(r)
+    if not accepted:
+        return
+    summary.duplicates += len(accepted) - 1
+    title = next((r.title for r in accepted if r.title), "")
+    notes = next((r.notes for r in accepted if r.notes), "")
+    gids = {r.gid for r in accepted}
+    if not existing:
+        new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes,
+                                created_at=now, updated_at=now))
+        new_groups[first.phone] = gids
+        summary.added += 1
+        return
+    already = {r.gid for r in accepted if r.member_of}
+    to_join = gids - already
+    joins.extend({"member_id": first.mid, "group_id": gid, "created_at": now} for gid in sorted(to_join))
+    name = first.mname or known_name
+    new_title = title or first.mtitle
+    new_notes = notes or first.mnotes
+    changed = (name, new_title, new_notes) != (first.mname, first.mtitle, first.mnotes)
+    if changed:
+        updates.append(dict(b_id=first.mid, b_name=name, b_title=new_title, b_notes=new_notes, b_updated_at=now))
+    if to_join or changed:
+        summary.updated += 1
+    else:
+        summary.unchanged += 1
+
+
+def _collect_errors(conn: Connection, summary: ImportSummary) -> None:
+    summary.rejected = conn.execute(
+        sa.select(sa.func.count()).select_from(errors_t).where(errors_t.c.kind == "rejected")
+    ).scalar_one()
+    summary.errors = [
+        ImportError_(r.row_no, r.field, r.value, r.reason, r.kind)
+        for r in conn.execute(sa.select(errors_t).order_by(errors_t.c.row_no))
+    ]
+
+
+def _fit(cells: list[Any], width: int) -> list[Any]:
+    return (cells + [""] * width)[:width]
+
+
+def _write_errors(conn: Connection, target: Path | None, headers: list[str], fmt: SourceFormat) -> Path | None:
+    """Write rejected and conflicting rows as they were, with a ``reason`` column, in the
+    input's format (encoding, delimiter, or .xlsx), to a temporary file beside ``target``; the
+    caller moves it into place once the import is over, so a failed import leaves no file."""
+    if target is None:
+        return None
+    if not target.parent.is_dir():
+        raise InputError(f"--errors-out: folder {str(target.parent)!r} does not exist")
+    width = len(headers)
+    query = sa.select(errors_t.c.raw, errors_t.c.reason).order_by(errors_t.c.row_no)
+    rows = ([*_fit(json.loads(raw), width), reason] for raw, reason in conn.execute(query))
+    suffix = ".xlsx" if fmt.kind == "xlsx" else (target.suffix.lower() or ".csv")
+    encoding = fmt.encoding or "utf-8-sig"
+    if encoding in ("utf-16-le", "utf-16-be"):
+        encoding = "utf-16"  # with a BOM, so Excel recognises it
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write_rows(tmp, suffix, [*headers, "reason"], rows, encoding=encoding,
+                   delimiter=fmt.delimiter if fmt.kind == "csv" else None, sheet=fmt.sheet or "Sheet1")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp

@@ -6,7 +6,6 @@ import math
 import re
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -228,19 +227,6 @@ def test_module_import_does_not_import_phonenumbers() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 
-def test_mainland_fast_path_speed() -> None:
-    values = ["13805141234", 13805141234, 13805141234.0, "13905141234"] * 25_000
-    start = time.perf_counter()
-    for value in values:
-        normalize_phone(value)
-    # Target is well under 0.5 s; the slack keeps slow CI machines green while
-    # still catching a regression to phonenumbers (~20x slower).
-    assert time.perf_counter() - start < 1.5
-
-
-# --- properties -------------------------------------------------------------------
-
-
 def _check_result(result: PhoneResult) -> None:
     assert isinstance(result, PhoneResult)
     assert (result.e164 is None) != (result.reason is None)
@@ -290,7 +276,9 @@ def mangled_mobiles(draw: st.DrawFn) -> tuple[str, str]:
     digits = "1" + second + tail
     seps = st.sampled_from(["", "", "", " ", "-", "\u00a0", "–", "—", "\u200b", "  "])
     body = "".join(d + draw(seps) for d in digits[:-1]) + digits[-1]
-    prefix = draw(st.sampled_from(["", "+86", "+86 ", "+86-", "(+86)", "0086", "0086 ", "86", "86 "]))
+    prefix = draw(
+        st.sampled_from(["", "+86", "+86 ", "+86-", "(+86)", "0086", "0086 ", "86", "86 "])
+    )
     text = prefix + body
     if draw(st.booleans()):
         text = "".join(_FULL_WIDTH.get(c, c) for c in text)

@@ -19,7 +19,7 @@ count rows.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -30,14 +30,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.db.engine import transaction
-from broadcast.db.types import utcnow
+from broadcast.db.bulk import insert_rows
+from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
 from broadcast.recipients.files import write_rows
 from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
 from broadcast.recipients.members import clean_name
 from broadcast.recipients.phones import normalize_phone
-from broadcast.recipients.tables import SourceFormat, map_columns, open_table
+from broadcast.recipients.tables import FIELDS, SourceFormat, map_columns, open_table
 from broadcast.workspace import Workspace
 
 BATCH = 5000
@@ -50,7 +50,6 @@ stage_t = sa.Table(
     sa.Column("grp", sa.String(200), nullable=False),
     sa.Column("title", sa.String(100), nullable=False),
     sa.Column("notes", sa.Text, nullable=False),
-    sa.Column("raw", sa.Text, nullable=False),
     sa.Index("ix_import_rows_phone", "phone", "row_no"),
     prefixes=["TEMPORARY"],
 )
@@ -61,7 +60,21 @@ errors_t = sa.Table(
     sa.Column("field", sa.String(10), nullable=False),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("raw", sa.Text, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+# What the merge decided, applied by set-based statements at the end (no per-row ORM work).
+new_t = sa.Table(
+    "_import_new", _meta,
+    sa.Column("phone", sa.String(20), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("title", sa.String(100), nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+join_t = sa.Table(
+    "_import_join", _meta,
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("gid", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
 )
 
@@ -128,11 +141,6 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _raw(cells: Sequence[Any]) -> str:
-    return json.dumps([None if c is None else (c if isinstance(c, (int, float, str)) else str(c)) for c in cells],
-                      ensure_ascii=False)
-
-
 def import_members(
     ws: Workspace, path: str | Path, options: ImportOptions | None = None,
     progress: Callable[[int], None] | None = None,
@@ -144,6 +152,9 @@ def import_members(
     overrides = dict(opts.column_map)
     if opts.group_column:
         overrides["group"] = opts.group_column
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise ImportFileError(f"--map {unknown[0]}=...: unknown field {unknown[0]!r}; fields: {', '.join(FIELDS)}")
     if opts.errors_out is not None:
         opts.errors_out = Path(opts.errors_out)
         if opts.errors_out.resolve() == path.resolve():
@@ -151,7 +162,7 @@ def import_members(
     summary = ImportSummary(file=str(path), dry_run=opts.dry_run)
     region = ws.settings.default_region
 
-    with open_table(path, encoding=opts.encoding, sheet=opts.sheet) as table:
+    with open_table(path, encoding=opts.encoding, sheet=opts.sheet, phone_column=overrides.get("phone")) as table:
         cols = map_columns(table.headers, overrides)
         fixed_group = clean_group_name(opts.group) if opts.group else None
         if fixed_group is None and "group" not in cols:
@@ -173,7 +184,7 @@ def import_members(
             _check_groups(conn, opts.create_groups, summary)
             _merge(conn, summary)
             _collect_errors(conn, summary)
-            tmp_errors = _write_errors(conn, opts.errors_out, table.headers, table.format)
+            tmp_errors = _write_errors(conn, path, opts, table.headers, table.format)
             _meta.drop_all(conn)
             if opts.dry_run:
                 trans.rollback()
@@ -202,22 +213,25 @@ def _require_or_create_group(conn: Connection, name: str, create: bool, summary:
     summary.groups_created.append(name)
 
 
+STAGE_COLUMNS = ("row_no", "phone", "name", "grp", "title", "notes")
+ERROR_COLUMNS = ("row_no", "kind", "field", "value", "reason")
+_group_name = functools.lru_cache(maxsize=4096)(clean_group_name)
+
+
 def _stage(
     conn: Connection, table: Any, cols: dict[str, int], fixed_group: str | None, region: str,
     summary: ImportSummary, progress: Callable[[int], None] | None,
 ) -> None:
-    good: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
+    good: list[tuple[Any, ...]] = []
+    bad: list[tuple[Any, ...]] = []
     i_phone, i_name, i_group = cols["phone"], cols.get("name"), cols.get("group")
     i_title, i_notes = cols.get("title"), cols.get("notes")
 
     def flush() -> None:
-        if good:
-            conn.execute(stage_t.insert(), good)
-            good.clear()
-        if bad:
-            conn.execute(errors_t.insert(), bad)
-            bad.clear()
+        insert_rows(conn, stage_t, STAGE_COLUMNS, good)
+        insert_rows(conn, errors_t, ERROR_COLUMNS, bad)
+        good.clear()
+        bad.clear()
 
     for row_no, cells in table:
         raw_phone = _cell(cells, i_phone)
@@ -228,21 +242,17 @@ def _stage(
         summary.rows += 1
         result = normalize_phone(raw_phone, region)
         if result.e164 is None:
-            bad.append(dict(row_no=row_no, kind="rejected", field="phone", value=_text(raw_phone),
-                            reason=result.reason, raw=_raw(cells)))
+            bad.append((row_no, "rejected", "phone", _text(raw_phone), result.reason))
         elif not grp:
-            bad.append(dict(row_no=row_no, kind="rejected", field="group", value="",
-                            reason="group is empty", raw=_raw(cells)))
+            bad.append((row_no, "rejected", "group", "", "group is empty"))
         else:
             try:
-                grp = clean_group_name(grp) if fixed_group is None else grp
+                grp = _group_name(grp) if fixed_group is None else grp
             except InputError as exc:
-                bad.append(dict(row_no=row_no, kind="rejected", field="group", value=grp, reason=exc.message,
-                                raw=_raw(cells)))
+                bad.append((row_no, "rejected", "group", grp, exc.message))
             else:
-                good.append(dict(row_no=row_no, phone=result.e164, name=name, grp=grp,
-                                 title=clean_name(_cell(cells, i_title)), notes=_text(_cell(cells, i_notes)),
-                                 raw=_raw(cells)))
+                good.append((row_no, result.e164, name, grp, clean_name(_cell(cells, i_title)),
+                             _text(_cell(cells, i_notes))))
         if len(good) + len(bad) >= BATCH:
             flush()
             if progress:
@@ -267,9 +277,9 @@ def _check_groups(conn: Connection, create: bool, summary: ImportSummary) -> Non
         reason = f"group {name!r} does not exist (add it with 'broadcast group add', or import with --create-groups)"
         conn.execute(
             errors_t.insert().from_select(
-                ["row_no", "kind", "field", "value", "reason", "raw"],
+                ["row_no", "kind", "field", "value", "reason"],
                 sa.select(stage_t.c.row_no, sa.literal("rejected"), sa.literal("group"), stage_t.c.grp,
-                          sa.literal(reason), stage_t.c.raw).where(stage_t.c.grp == name),
+                          sa.literal(reason)).where(stage_t.c.grp == name),
             )
         )
         conn.execute(stage_t.delete().where(stage_t.c.grp == name))
@@ -285,7 +295,7 @@ def _chunks(conn: Connection) -> Iterator[list[sa.Row]]:
         .exists()
     )
     base = (
-        sa.select(s.c.row_no, s.c.phone, s.c.name, s.c.grp, s.c.title, s.c.notes, s.c.raw,
+        sa.select(s.c.row_no, s.c.phone, s.c.name, s.c.grp, s.c.title, s.c.notes,
                   m.c.id.label("mid"), m.c.name.label("mname"), m.c.title.label("mtitle"),
                   m.c.notes.label("mnotes"), g.c.id.label("gid"), has_membership.label("member_of"))
         .outerjoin(m, m.c.phone == s.c.phone)
@@ -309,45 +319,48 @@ def _chunks(conn: Connection) -> Iterator[list[sa.Row]]:
 
 
 def _merge(conn: Connection, summary: ImportSummary) -> None:
+    """Decide, phone by phone, what each person needs (into temporary tables), then apply it
+    with a few set-based statements."""
     for rows in _chunks(conn):
         new_members: list[dict[str, Any]] = []
-        new_groups: dict[str, set[int]] = {}
         joins: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         conflicts: list[dict[str, Any]] = []
-        now = utcnow()
         start = 0
         while start < len(rows):
             end = start
             while end < len(rows) and rows[end].phone == rows[start].phone:
                 end += 1
-            _merge_person(rows[start:end], now, summary, new_members, new_groups, joins, updates, conflicts)
+            _merge_person(rows[start:end], summary, new_members, joins, updates, conflicts)
             start = end
-        if new_members:
-            ids = conn.execute(
-                members_t.insert().returning(members_t.c.id, members_t.c.phone, sort_by_parameter_order=True),
-                new_members,
-            ).all()
-            for mid, phone in ids:
-                joins.extend({"member_id": mid, "group_id": gid, "created_at": now} for gid in new_groups[phone])
+        for table, data in ((new_t, new_members), (join_t, joins), (errors_t, conflicts)):
+            if data:
+                conn.execute(table.insert(), data)
         if updates:
+            now = utcnow()
             conn.execute(
                 members_t.update().where(members_t.c.id == sa.bindparam("b_id")).values(
-                    name=sa.bindparam("b_name"), title=sa.bindparam("b_title"),
-                    notes=sa.bindparam("b_notes"), updated_at=sa.bindparam("b_updated_at"),
+                    name=sa.bindparam("b_name"), title=sa.bindparam("b_title"), notes=sa.bindparam("b_notes"),
+                    updated_at=now,
                 ),
                 updates,
             )
-        if joins:
-            conn.execute(memberships_t.insert(), joins)
-        if conflicts:
-            conn.execute(errors_t.insert(), conflicts)
+    now = utcnow()
+    conn.execute(members_t.insert().from_select(
+        ["phone", "name", "title", "notes", "created_at", "updated_at"],
+        sa.select(new_t.c.phone, new_t.c.name, new_t.c.title, new_t.c.notes,
+                  sa.literal(now, UTCDateTime), sa.literal(now, UTCDateTime)),
+    ))
+    conn.execute(memberships_t.insert().from_select(
+        ["member_id", "group_id", "created_at"],
+        sa.select(members_t.c.id, join_t.c.gid, sa.literal(now, UTCDateTime))
+        .join(members_t, members_t.c.phone == join_t.c.phone),
+    ))
 
 
 def _merge_person(
-    rows: Sequence[sa.Row], now: Any, summary: ImportSummary, new_members: list[dict[str, Any]],
-    new_groups: dict[str, set[int]], joins: list[dict[str, Any]], updates: list[dict[str, Any]],
-    conflicts: list[dict[str, Any]],
+    rows: Sequence[sa.Row], summary: ImportSummary, new_members: list[dict[str, Any]],
+    joins: list[dict[str, Any]], updates: list[dict[str, Any]], conflicts: list[dict[str, Any]],
 ) -> None:
     first = rows[0]
     existing = first.mid is not None
@@ -360,7 +373,6 @@ def _merge_person(
                 row_no=r.row_no, kind="conflict", field="name", value=r.name,
                 reason=f"{r.phone} is {known_name!r} {where}, not {r.name!r}; fix the file or "
                        f"run 'broadcast member edit {r.phone} --name ...'",
-                raw=r.raw,
             ))
             summary.conflicts += 1
         else:
@@ -372,20 +384,19 @@ def _merge_person(
     notes = next((r.notes for r in accepted if r.notes), "")
     gids = {r.gid for r in accepted}
     if not existing:
-        new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes,
-                                created_at=now, updated_at=now))
-        new_groups[first.phone] = gids
+        new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes))
+        joins.extend({"phone": first.phone, "gid": gid} for gid in sorted(gids))
         summary.added += 1
         return
     already = {r.gid for r in accepted if r.member_of}
     to_join = gids - already
-    joins.extend({"member_id": first.mid, "group_id": gid, "created_at": now} for gid in sorted(to_join))
+    joins.extend({"phone": first.phone, "gid": gid} for gid in sorted(to_join))
     name = first.mname or known_name
     new_title = title or first.mtitle
     new_notes = notes or first.mnotes
     changed = (name, new_title, new_notes) != (first.mname, first.mtitle, first.mnotes)
     if changed:
-        updates.append(dict(b_id=first.mid, b_name=name, b_title=new_title, b_notes=new_notes, b_updated_at=now))
+        updates.append(dict(b_id=first.mid, b_name=name, b_title=new_title, b_notes=new_notes))
     if to_join or changed:
         summary.updated += 1
     else:
@@ -406,17 +417,33 @@ def _fit(cells: list[Any], width: int) -> list[Any]:
     return (cells + [""] * width)[:width]
 
 
-def _write_errors(conn: Connection, target: Path | None, headers: list[str], fmt: SourceFormat) -> Path | None:
+def _error_rows(conn: Connection, path: Path, opts: ImportOptions, width: int) -> Iterator[list[Any]]:
+    """The rejected and conflicting rows as they are in the source file (read again, streaming),
+    each followed by its reason."""
+    reasons = iter(conn.execute(sa.select(errors_t.c.row_no, errors_t.c.reason).order_by(errors_t.c.row_no)).all())
+    wanted = next(reasons, None)
+    if wanted is None:
+        return
+    with open_table(path, encoding=opts.encoding, sheet=opts.sheet,
+                    phone_column=opts.column_map.get("phone")) as table:
+        for row_no, cells in table:
+            while wanted is not None and wanted[0] < row_no:
+                wanted = next(reasons, None)
+            if wanted is None:
+                return
+            if wanted[0] == row_no:
+                yield [*_fit(["" if c is None else c for c in cells], width), wanted[1]]
+
+
+def _write_errors(conn: Connection, path: Path, opts: ImportOptions, headers: list[str], fmt: SourceFormat) -> Path | None:
     """Write rejected and conflicting rows as they were, with a ``reason`` column, in the
-    input's format (encoding, delimiter, or .xlsx), to a temporary file beside ``target``; the
+    input's format (encoding, delimiter, or .xlsx), to a temporary file beside the target; the
     caller moves it into place once the import is over, so a failed import leaves no file."""
+    target = opts.errors_out
     if target is None:
         return None
     if not target.parent.is_dir():
         raise InputError(f"--errors-out: folder {str(target.parent)!r} does not exist")
-    width = len(headers)
-    query = sa.select(errors_t.c.raw, errors_t.c.reason).order_by(errors_t.c.row_no)
-    rows = ([*_fit(json.loads(raw), width), reason] for raw, reason in conn.execute(query))
     suffix = ".xlsx" if fmt.kind == "xlsx" else (target.suffix.lower() or ".csv")
     encoding = fmt.encoding or "utf-8-sig"
     if encoding in ("utf-16-le", "utf-16-be"):
@@ -425,8 +452,9 @@ def _write_errors(conn: Connection, target: Path | None, headers: list[str], fmt
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write_rows(tmp, suffix, [*headers, "reason"], rows, encoding=encoding,
-                   delimiter=fmt.delimiter if fmt.kind == "csv" else None, sheet=fmt.sheet or "Sheet1")
+        write_rows(tmp, suffix, [*headers, "reason"], _error_rows(conn, path, opts, len(headers)),
+                   encoding=encoding, delimiter=fmt.delimiter if fmt.kind == "csv" else None,
+                   sheet=fmt.sheet or "Sheet1")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -28,6 +28,7 @@ from broadcast.workspace import Workspace
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 _SPACES = re.compile(r"[\s\u00a0\u3000]+")
+_NEEDS_CLEANING = re.compile("[\u200b\u200c\u200d\u2060\ufeff\\s\u00a0\u3000]")
 _CJK_SPACE = re.compile(r"(?<=[\u3400-\u9fff\u00b7])\s+(?=[\u3400-\u9fff\u00b7])")
 
 
@@ -35,7 +36,10 @@ def clean_name(name: object) -> str:
     """Trim a person's name; ``'张　三'`` (padded to align in Excel) -> ``'张三'``."""
     if name is None:
         return ""
-    text = _INVISIBLE.sub("", str(name))
+    text = str(name)
+    if not _NEEDS_CLEANING.search(text):
+        return text[:100]
+    text = _INVISIBLE.sub("", text)
     text = _SPACES.sub(" ", text).strip()
     text = _CJK_SPACE.sub("", text)
     return text[:100]

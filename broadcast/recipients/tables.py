@@ -86,19 +86,24 @@ class Table:
         self.close()
 
 
-def open_table(path: str | Path, *, encoding: str | None = None, sheet: str | None = None) -> Table:
+def open_table(
+    path: str | Path, *, encoding: str | None = None, sheet: str | None = None, phone_column: str | None = None
+) -> Table:
+    """Open a contact list. ``phone_column`` (from ``--map phone=...``) names the phone column
+    when its header is not one of the recognised names; a letter or number means the first
+    non-blank row holds the headers."""
     path = Path(path)
     if not path.is_file():
         raise ImportFileError(f"file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in XLSX_SUFFIXES:
-        return _open_xlsx(path, sheet)
+        return _open_xlsx(path, sheet, phone_column)
     if suffix in (".xls", ".et"):
         raise ImportFileError(
             f"{path.name}: {suffix} (Excel 97-2003 / WPS) files cannot be read; save the sheet as .xlsx or CSV"
         )
     if suffix in CSV_SUFFIXES or suffix == "":
-        return _open_csv(path, encoding)
+        return _open_csv(path, encoding, phone_column)
     raise ImportFileError(f"{path.name}: unsupported file type {suffix!r}; use .xlsx, .csv, .tsv or .txt")
 
 
@@ -144,7 +149,7 @@ def _sniff_delimiter(first_line: str, suffix: str) -> str:
     return best if counts[best] else ","
 
 
-def _open_csv(path: Path, encoding: str | None) -> Table:
+def _open_csv(path: Path, encoding: str | None, phone_column: str | None) -> Table:
     enc = _check_encoding(encoding) if encoding else detect_encoding(path)
     fh = path.open("r", encoding=enc, newline="")
     try:
@@ -169,12 +174,12 @@ def _open_csv(path: Path, encoding: str | None) -> Table:
             raise ImportFileError(f"{path.name}: row {row_no + 1}: {exc}") from None
 
     fmt = SourceFormat("csv", encoding=enc, delimiter=delimiter)
-    return _with_header(path, fmt, rows(), fh.close)
+    return _with_header(path, fmt, rows(), fh.close, phone_column)
 
 
 # -- XLSX ------------------------------------------------------------------------------------
 
-def _open_xlsx(path: Path, sheet: str | None) -> Table:
+def _open_xlsx(path: Path, sheet: str | None, phone_column: str | None) -> Table:
     import zipfile
 
     from openpyxl import load_workbook
@@ -196,7 +201,7 @@ def _open_xlsx(path: Path, sheet: str | None) -> Table:
             yield row_no, list(values)
 
     fmt = SourceFormat("xlsx", sheet=ws.title)
-    return _with_header(path, fmt, rows(), wb.close)
+    return _with_header(path, fmt, rows(), wb.close, phone_column)
 
 
 # -- header detection ------------------------------------------------------------------------
@@ -205,8 +210,13 @@ def _is_blank(cells: Sequence[Any]) -> bool:
     return all(c is None or str(c).strip() == "" for c in cells)
 
 
-def _with_header(path: Path, fmt: SourceFormat, rows: Iterator[tuple[int, list[Any]]], closer: Any) -> Table:
+def _with_header(
+    path: Path, fmt: SourceFormat, rows: Iterator[tuple[int, list[Any]]], closer: Any, phone_column: str | None
+) -> Table:
     phone_names = set(FIELD_ALIASES["phone"])
+    positional = phone_column is not None and re.fullmatch(r"[A-Za-z]{1,2}|\d+", phone_column) is not None
+    if phone_column is not None and not positional:
+        phone_names = {normalize_header(phone_column)}
     first_seen: list[str] | None = None
     try:
         for row_no, cells in rows:
@@ -217,7 +227,7 @@ def _with_header(path: Path, fmt: SourceFormat, rows: Iterator[tuple[int, list[A
             headers = ["" if c is None else str(c).strip() for c in cells]
             if first_seen is None:
                 first_seen = headers
-            if any(normalize_header(h) in phone_names for h in headers):
+            if positional or any(normalize_header(h) in phone_names for h in headers):
                 return Table(path, fmt, headers, row_no, rows, closer)
             if row_no >= HEADER_SCAN_ROWS:
                 break
@@ -226,6 +236,8 @@ def _with_header(path: Path, fmt: SourceFormat, rows: Iterator[tuple[int, list[A
         raise
     closer()
     seen = ", ".join(h for h in (first_seen or []) if h) or "none"
+    if phone_column is not None:
+        raise ImportFileError(f"--map phone={phone_column}: no such column (headers: {seen})")
     raise ImportFileError(
         f"{path.name}: no phone column found (headers seen: {seen})",
         hint="name the column with --map phone=COLUMN",

@@ -65,7 +65,7 @@ app.command("config")(config_cmd.config)
 app.command("demo")(demo_cmd.demo)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from broadcast.errors import ConfigError
+
+if TYPE_CHECKING:
+    from broadcast.clock import QuietHours
 
 
 def default_data_dir() -> Path:
@@ -42,6 +47,90 @@ class Settings(BaseSettings):
     operator: str | None = Field(default=None, description="Who is acting, for approvals and the audit trail; default: the OS user.")
     default_region: str = Field(default="CN", description="Country of numbers written without a country code (ISO 3166 code).")
     debug: bool = Field(default=False, description="Show tracebacks for errors.")
+    templates_dir: Path = Field(
+        default=Path("templates"),
+        description="Folder of message templates (NAME.txt) and daily series (series/NAME.txt).",
+    )
+    signature: str = Field(
+        default="", description="Sender signature added to every SMS, e.g. 【城南新区】; it counts towards the length."
+    )
+    max_parts: int = Field(default=3, ge=1, description="Warn when an SMS needs more parts than this.")
+    banned_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated words that make 'message check' warn."
+    )
+    require_approval: bool = Field(
+        default=True, description="Two-person rule: a new message waits for approval by another operator."
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="Time zone of schedules and quiet hours (IANA name).")
+    quiet_hours: str = Field(
+        default="21:00-07:00", description="Local time window in which nothing is sent, HH:MM-HH:MM; empty for none."
+    )
+    max_lateness: str = Field(
+        default="2h",
+        description="A message more than this late (counted from when it could first be sent) expires: 2h, 90m, 1h30m.",
+    )
+    now: str | None = Field(
+        default=None, description="Pretend the current time is this (ISO 8601), for drills and tests."
+    )
+
+    @field_validator("banned_words", mode="before")
+    @classmethod
+    def _banned_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [w.strip() for w in re.split(r"[,，、]", value) if w.strip()]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from broadcast.clock import zone
+
+        value = value.strip()
+        try:
+            zone(value)
+        except ConfigError:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Asia/Shanghai") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from broadcast.clock import parse_quiet_hours
+
+        window = parse_quiet_hours(value)
+        return str(window) if window else ""
+
+    @field_validator("max_lateness")
+    @classmethod
+    def _max_lateness(cls, value: str) -> str:
+        from broadcast.clock import format_duration, parse_duration
+
+        return format_duration(parse_duration(value))
+
+    @field_validator("now")
+    @classmethod
+    def _now(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not an ISO 8601 time like 2026-11-28T07:30") from None
+        return value.strip()
+
+    @property
+    def lateness(self) -> timedelta:
+        """``max_lateness`` as a timedelta."""
+        from broadcast.clock import parse_duration
+
+        return parse_duration(self.max_lateness)
+
+    @property
+    def quiet_window(self) -> QuietHours | None:
+        """``quiet_hours`` parsed; None when there are none."""
+        from broadcast.clock import parse_quiet_hours
+
+        return parse_quiet_hours(self.quiet_hours)
 
     @field_validator("default_region")
     @classmethod

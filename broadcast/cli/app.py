@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from broadcast.cli import config_cmd, db_cmd, demo_cmd, group_cmd, member_cmd, optout_cmd
+from broadcast.cli import message_cmd, schedule_cmd, template_cmd
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -63,6 +64,10 @@ app.add_typer(optout_cmd.app, name="optout")
 app.add_typer(db_cmd.app, name="db")
 app.command("config")(config_cmd.config)
 app.command("demo")(demo_cmd.demo)
+app.add_typer(message_cmd.app, name="message")
+app.add_typer(template_cmd.app, name="template")
+app.add_typer(schedule_cmd.app, name="schedule")
+app.command("due")(message_cmd.due)
 
 
 @app.callback(invoke_without_command=True)

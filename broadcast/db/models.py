@@ -71,3 +71,79 @@ class OptOut(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_by: str = Field(default="", sa_column=Column(String(100), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+# --- messages, schedules (migration v0002) -------------------------------------------------
+
+from datetime import date  # noqa: E402
+
+from sqlalchemy import Boolean, Date, PrimaryKeyConstraint  # noqa: E402
+
+
+class Schedule(SQLModel, table=True):
+    """A daily series: one message per line, on consecutive days, at ``send_time`` local time."""
+
+    __tablename__ = "schedules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    series: str = Field(sa_column=Column(String(200), nullable=False))
+    send_time: str = Field(sa_column=Column(String(5), nullable=False))  # HH:MM, local time
+    start_date: date = Field(sa_column=Column(Date, nullable=False))
+    days: int = Field(sa_column=Column(Integer, nullable=False))
+    status: str = Field(default="active", sa_column=Column(String(20), nullable=False))  # active|paused|cancelled
+    target_all: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    created_by: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ScheduleTarget(SQLModel, table=True):
+    __tablename__ = "schedule_targets"
+    __table_args__ = (PrimaryKeyConstraint("schedule_id", "group_id", name="pk_schedule_targets"),)
+
+    schedule_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False)
+    )
+    group_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+
+
+class Message(SQLModel, table=True):
+    """One SMS text for an audience. ``body`` is frozen at creation: message-wide fields
+    ({date} {weekday} ...) rendered, per-recipient ones ({name} {group} {phone}) kept for
+    ``broadcast.messages.render_for`` at send time; literal braces stay doubled."""
+
+    __tablename__ = "messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    template: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    signature: str = Field(default="", sa_column=Column(String(100), nullable=False))
+    category: str = Field(default="notice", sa_column=Column(String(20), nullable=False))
+    status: str = Field(sa_column=Column(String(20), nullable=False, index=True))
+    author: str = Field(sa_column=Column(String(100), nullable=False))
+    approver: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    reject_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    scheduled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    send_after: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True, index=True))
+    schedule_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True, index=True),
+    )
+    target_all: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+
+
+class MessageTarget(SQLModel, table=True):
+    __tablename__ = "message_targets"
+    __table_args__ = (PrimaryKeyConstraint("message_id", "group_id", name="pk_message_targets"),)
+
+    message_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False)
+    )
+    group_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
+    )

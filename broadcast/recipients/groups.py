@@ -167,11 +167,41 @@ def remove_group(ws: Workspace, name: str, *, force: bool = False) -> RemovedGro
                 f"group {name!r} still has {' and '.join(what)}",
                 hint=f"remove it anyway with 'broadcast group remove {name} --force'",
             )
+        _refuse_if_targeted(conn, gid, name)
         parent_id = conn.execute(sa.select(groups_t.c.parent_id).where(groups_t.c.id == gid)).scalar_one()
         conn.execute(groups_t.update().where(groups_t.c.parent_id == gid).values(parent_id=parent_id))
         conn.execute(memberships_t.delete().where(memberships_t.c.group_id == gid))
         conn.execute(groups_t.delete().where(groups_t.c.id == gid))
     return RemovedGroup(name, n_members, sorted(subgroups))
+
+
+def _refuse_if_targeted(conn: Connection, gid: int, name: str) -> None:
+    """A group that an unsent message or an active schedule targets cannot go, even with
+    --force: its audience would silently shrink after approval."""
+    from broadcast.db.models import Message, MessageTarget, Schedule, ScheduleTarget
+    from broadcast.messages.states import FINAL
+
+    msgs, mt = Message.__table__, MessageTarget.__table__
+    ids = list(conn.execute(
+        sa.select(msgs.c.id).join(mt, mt.c.message_id == msgs.c.id)
+        .where(mt.c.group_id == gid, msgs.c.status.not_in(sorted(FINAL))).order_by(msgs.c.id)
+    ).scalars())
+    if ids:
+        shown = ", ".join(map(str, ids[:5])) + (" ..." if len(ids) > 5 else "")
+        raise ConflictError(
+            f"group {name!r} is targeted by {len(ids)} unsent message(s): {shown}",
+            hint=f"cancel them first: broadcast message cancel {ids[0]}",
+        )
+    sch, st = Schedule.__table__, ScheduleTarget.__table__
+    sids = list(conn.execute(
+        sa.select(sch.c.id).join(st, st.c.schedule_id == sch.c.id)
+        .where(st.c.group_id == gid, sch.c.status != "cancelled").order_by(sch.c.id)
+    ).scalars())
+    if sids:
+        raise ConflictError(
+            f"group {name!r} is targeted by schedule {sids[0]}",
+            hint=f"cancel it first: broadcast schedule cancel {sids[0]}",
+        )
 
 
 @dataclass(frozen=True)

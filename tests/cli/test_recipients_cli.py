@@ -156,3 +156,15 @@ def test_python_m_broadcast_works(tmp_path):
 
     r = subprocess.run([sys.executable, "-m", "broadcast", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("broadcast ")
+
+
+def test_group_targeted_by_an_unsent_message_cannot_be_removed(branches):
+    cli = branches
+    cli("member", "add", "张三", "13805141234", "-g", "城南社区党支部")
+    r = cli("message", "new", "--text", "明天下午三点党员大会", "--to", "城南社区党支部", "--json")
+    assert r.exit_code == 0, r
+    mid = r.json()["id"]
+    r = cli("group", "remove", "城南社区党支部", "--force")
+    assert r.exit_code == 1 and "targeted by 1 unsent message" in r.stderr and f"message cancel {mid}" in r.stderr
+    assert cli("message", "cancel", str(mid)).exit_code == 0
+    assert cli("group", "remove", "城南社区党支部", "--force").exit_code == 0

@@ -1,0 +1,239 @@
+"""``broadcast message``: write, check, approve and schedule messages; ``broadcast due``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION, workspace
+
+app = typer.Typer(help="Messages: write or pick, check, approve (two-person rule), schedule.", no_args_is_help=True)
+
+TEXT_OPTION = typer.Option(None, "--text", help="The message text; placeholders like {name} {date} allowed.")
+TEMPLATE_OPTION = typer.Option(None, "--template", help="A template name (see 'broadcast template list').")
+TO_OPTION = typer.Option(None, "--to", help="A target group (repeatable); its sub-groups are included.")
+ALL_OPTION = typer.Option(False, "--all", help="Send to every member.")
+AT_OPTION = typer.Option(None, "--at", help='Local send time "YYYY-MM-DD HH:MM"; default: as soon as possible.')
+
+
+def _at(ws: Any, at: str | None) -> Any:
+    from broadcast.clock import parse_local
+
+    return parse_local(at, ws.settings.timezone) if at else None
+
+
+def _local(ws: Any, dt: Any) -> str:
+    from broadcast.clock import local
+
+    return local(dt, ws.settings.timezone).strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+def _warnings(warnings: list[dict[str, str]]) -> None:
+    from broadcast.cli._output import warn
+
+    for w in warnings:
+        warn(f"{w['message']} [{w['code']}]")
+
+
+@app.command("new")
+def new(
+    text: Optional[str] = TEXT_OPTION,
+    template: Optional[str] = TEMPLATE_OPTION,
+    to: Optional[list[str]] = TO_OPTION,
+    all_: bool = ALL_OPTION,
+    at: Optional[str] = AT_OPTION,
+    category: str = typer.Option("notice", "--category", help="notice or marketing."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Create a message; its text is rendered and frozen now, and it waits for approval."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.store import create_message
+
+    ws = workspace()
+    created = create_message(ws, text=text, template=template, groups=to or [], all_=all_,
+                             at=_at(ws, at), category=category)
+    if json_:
+        emit_json({"id": created.id, "status": created.status})
+        return
+    _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
+    say(f"Created message {created.id} ({created.status})")
+    if created.status == "pending_approval":
+        say(f"  another operator approves it with: broadcast message approve {created.id}")
+
+
+@app.command("check")
+def check(
+    text: Optional[str] = TEXT_OPTION,
+    template: Optional[str] = TEMPLATE_OPTION,
+    category: str = typer.Option("notice", "--category", help="notice or marketing."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Check a text: length with the signature, encoding, SMS parts, warnings."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.clock import local, now
+    from broadcast.messages.compose import freeze
+    from broadcast.messages.store import category_of, check_for, source_text
+
+    from broadcast.config import load_settings
+
+    settings = load_settings()  # no database needed
+    source, tname = source_text(settings, text, template)
+    body = freeze(source, local(now(settings), settings.timezone).date(),
+                  source=f"template {tname!r}" if tname else "--text")
+    report = check_for(settings, body, category_of(category))
+    if json_:
+        emit_json(report.to_dict())
+        return
+    say(report.text)
+    say(f"{report.length} characters (signature included), {report.encoding}, {report.parts} SMS part"
+        + ("s" if report.parts != 1 else ""))
+    if report.warnings:
+        _warnings(report.to_dict()["warnings"])  # type: ignore[arg-type]
+    else:
+        say("No warnings.")
+
+
+@app.command("list")
+def list_(
+    status: Optional[str] = typer.Option(None, "--status", help="Only messages in this status."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """List messages."""
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.messages.store import list_messages
+
+    ws = workspace()
+    items = list_messages(ws, status=status)
+    if json_:
+        emit_json([m.to_dict() for m in items])
+        return
+    if not items:
+        say("No messages." if status else "No messages yet. Create one with: broadcast message new --text ... --to GROUP")
+        return
+    table(None, ["ID", "Status", "Send after", "To", "Author", "Text"],
+          ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else "、".join(m.targets),
+            m.author, m.body if len(m.body) <= 30 else m.body[:29] + "…"] for m in items),
+          caption=f"{len(items)} messages")
+
+
+@app.command("show")
+def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool = JSON_OPTION) -> None:
+    """Show a message: text, people, status, audience now, parts and a preview."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.store import show_message
+
+    ws = workspace()
+    m = show_message(ws, message_id)
+    if json_:
+        emit_json(m.to_dict())
+        return
+    from rich.markup import escape
+
+    say(f"[bold]Message {m.id}[/]  {m.status}" + (f" ({escape(m.status_reason)})" if m.status_reason else ""))
+    say(f"Text: {escape(m.body)}")
+    say(f"Category: {m.category}; signature: {escape(m.signature) or '(none)'}"
+        + (f"; template: {escape(m.template)}" if m.template else ""))
+    say(f"Author: {m.author}; approver: {m.approver or '-'}"
+        + (f"; rejected: {escape(m.reject_reason)}" if m.reject_reason else ""))
+    when = _local(ws, m.scheduled_at) or "as soon as possible"
+    say(f"Scheduled: {when}" + (f"; may first be sent {_local(ws, m.send_after)}" if m.send_after else "")
+        + (f"; schedule {m.schedule_id}" if m.schedule_id else ""))
+    say(f"To: {'everyone' if m.target_all else '、'.join(m.targets) or '(no groups)'}; audience now: {m.audience}")
+    say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
+    say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
+    _warnings(m.warnings)
+
+
+@app.command("approve")
+def approve(message_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
+    """Approve a pending message (not by its author)."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.actions import approve_message
+
+    ws = workspace()
+    m = approve_message(ws, message_id)
+    if json_:
+        emit_json({"id": m.id, "status": m.status, "approver": m.approver})
+    else:
+        say(f"Approved message {m.id}; it may be sent from {_local(ws, m.send_after)}")
+
+
+@app.command("reject")
+def reject(
+    message_id: int = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason", help="Why, for the author."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Reject a pending message (not by its author); the author can edit and resubmit it."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.actions import reject_message
+
+    m = reject_message(workspace(), message_id, reason)
+    if json_:
+        emit_json({"id": m.id, "status": m.status})
+    else:
+        say(f"Rejected message {m.id}")
+
+
+@app.command("cancel")
+def cancel(
+    message_id: int = typer.Argument(...),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Cancel a message that has not been sent (a daily schedule's day is skipped, not shifted)."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.actions import cancel_message
+
+    m = cancel_message(workspace(), message_id, reason)
+    if json_:
+        emit_json({"id": m.id, "status": m.status})
+    else:
+        say(f"Cancelled message {m.id}")
+
+
+@app.command("edit")
+def edit(
+    message_id: int = typer.Argument(...),
+    text: Optional[str] = TEXT_OPTION,
+    template: Optional[str] = TEMPLATE_OPTION,
+    to: Optional[list[str]] = TO_OPTION,
+    all_: bool = ALL_OPTION,
+    at: Optional[str] = AT_OPTION,
+    category: Optional[str] = typer.Option(None, "--category", help="notice or marketing."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Change a message before it is approved; it goes back to approval."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.messages.actions import edit_message
+
+    ws = workspace()
+    created = edit_message(ws, message_id, text=text, template=template, groups=to or [], all_=all_,
+                           at=_at(ws, at), category=category)
+    if json_:
+        emit_json({"id": created.id, "status": created.status})
+        return
+    _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
+    say(f"Edited message {created.id} ({created.status})")
+
+
+def due(json_: bool = JSON_OPTION) -> None:
+    """What the sender would send now, and why anything else waits (BROADCAST_NOW to ask "what if")."""
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.messages.timing import due as due_now
+
+    ws = workspace()
+    report = due_now(ws)
+    if json_:
+        emit_json(report.to_dict())
+        return
+    say(f"Now: {_local(ws, report.now)} ({ws.settings.timezone})")
+    if report.due:
+        table("Due", ["ID", "Status", "Since", "Late", "Text"],
+              ([d.id, d.status, _local(ws, d.send_after), d.late, d.preview] for d in report.due))
+    else:
+        say("Nothing is due.")
+    if report.waiting:
+        table("Waiting", ["ID", "Status", "Reason", "Text"],
+              ([w.id, w.status, w.reason, w.preview] for w in report.waiting))

@@ -1,0 +1,68 @@
+"""The audience of a message: who it reaches now.
+
+Members of the targeted groups and all their sub-groups (or every member for ``--all``), minus
+opt-outs, one copy per phone even when a person is in several targeted groups. The audience
+actually sent is frozen by the dispatch engine when sending starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from broadcast.db.models import Group, Member, Membership, Message, MessageTarget, OptOut
+from broadcast.errors import NotFoundError
+from broadcast.recipients.groups import audience, subtree_ids
+
+__all__ = ["AudienceMember", "audience_of", "message_audience"]
+
+messages_t = Message.__table__
+targets_t = MessageTarget.__table__
+groups_t = Group.__table__
+members_t = Member.__table__
+memberships_t = Membership.__table__
+optouts_t = OptOut.__table__
+
+
+@dataclass(frozen=True)
+class AudienceMember:
+    member_id: int
+    phone: str
+    name: str
+    group: str  # the first (by name) targeted group the person is in, for {group}
+
+
+def audience_of(conn: Connection, group_ids: Sequence[int], target_all: bool) -> list[AudienceMember]:
+    """The people a message to these groups (sub-groups included) or to everyone reaches now:
+    one per phone, opt-outs excluded, ordered by member id."""
+    if target_all:
+        people = conn.execute(
+            sa.select(members_t.c.id, members_t.c.phone, members_t.c.name)
+            .where(~members_t.c.phone.in_(sa.select(optouts_t.c.phone)))
+            .order_by(members_t.c.id)
+        ).all()
+        scope = None
+    else:
+        if not group_ids:
+            return []
+        people = [(r.member_id, r.phone, r.name) for r in audience(conn, list(group_ids))]
+        scope = sa.select(subtree_ids(conn, list(group_ids)).c.id)
+    q = sa.select(memberships_t.c.member_id, sa.func.min(groups_t.c.name)).join(
+        groups_t, groups_t.c.id == memberships_t.c.group_id
+    )
+    if scope is not None:
+        q = q.where(memberships_t.c.group_id.in_(scope))
+    first_group = dict(conn.execute(q.group_by(memberships_t.c.member_id)).all())
+    return [AudienceMember(mid, phone, name, first_group.get(mid, "")) for mid, phone, name in people]
+
+
+def message_audience(conn: Connection, message_id: int) -> list[AudienceMember]:
+    """The audience of message ``message_id`` as it is now (for the dispatch engine's freeze)."""
+    row = conn.execute(sa.select(messages_t.c.target_all).where(messages_t.c.id == message_id)).first()
+    if row is None:
+        raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
+    gids = list(conn.execute(sa.select(targets_t.c.group_id).where(targets_t.c.message_id == message_id)).scalars())
+    return audience_of(conn, gids, bool(row.target_all))

@@ -1,0 +1,234 @@
+"""Daily schedules: a series file becomes one message per line on consecutive days.
+
+Line 1 goes out on the start date at ``send_time`` (local), line 2 the day after, and so on.
+Each message is an ordinary message (frozen text, approval, quiet hours, lateness) linked by
+``schedule_id``; cancelling one day leaves a gap (the day is skipped, nothing shifts).
+``schedule approve`` approves every pending message of the series at once; ``pause`` holds
+them (a day that passes while paused expires), ``cancel`` cancels all that have not started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from broadcast.clock import at_local, local, parse_hhmm
+from broadcast.clock import now as clock_now
+from broadcast.db.engine import transaction
+from broadcast.db.models import Group, Message, Schedule, ScheduleTarget
+from broadcast.errors import ConflictError, InputError, NotFoundError, StateError
+from broadcast.messages.compose import freeze
+from broadcast.messages.states import transition
+from broadcast.messages.store import check_for, insert_message, resolve_targets
+from broadcast.messages.templates import load_series
+from broadcast.workspace import Workspace
+
+__all__ = [
+    "ScheduleCreated", "ScheduleInfo", "approve_schedule", "cancel_schedule", "create_daily",
+    "list_schedules", "pause_schedule", "resume_schedule", "show_schedule",
+]
+
+schedules_t = Schedule.__table__
+stargets_t = ScheduleTarget.__table__
+messages_t = Message.__table__
+groups_t = Group.__table__
+
+_NOT_STARTED = ("draft", "pending_approval", "rejected", "approved", "paused")
+
+
+@dataclass
+class ScheduleCreated:
+    id: int
+    series: str
+    messages: list[dict[str, object]] = field(default_factory=list)  # id, date, status
+    warnings: list[dict[str, object]] = field(default_factory=list)  # date, message_id, code, message
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def create_daily(
+    ws: Workspace,
+    *,
+    series: str,
+    send_time: str,
+    groups: Sequence[str] = (),
+    all_: bool = False,
+    start: date | None = None,
+    days: int | None = None,
+) -> ScheduleCreated:
+    """One message per series line, on consecutive days from ``start`` (default: the first day
+    whose ``send_time`` is still ahead) at ``send_time`` local time."""
+    tz = ws.settings.timezone
+    hhmm = parse_hhmm(send_time)
+    lines = load_series(ws.settings.templates_dir, series)
+    now = clock_now(ws.settings)
+    today = local(now, tz).date()
+    if start is None:
+        start = today if at_local(today, hhmm, tz) >= now else today + timedelta(days=1)
+    elif at_local(start, hhmm, tz) < now:
+        raise InputError(
+            f"--start {start} at {hhmm:%H:%M} is in the past", hint="give a later --start, or leave it out"
+        )
+    if days is None:
+        days = len(lines.lines)
+    if days < 1:
+        raise InputError("--days must be at least 1")
+    if days > len(lines.lines):
+        raise InputError(
+            f"--days {days} but the series {lines.name} has only {len(lines.lines)} lines",
+            hint="give fewer --days, or add lines to the series file",
+        )
+    bodies = [
+        freeze(line, start + timedelta(days=i), source=f"series {lines.name}, line {i + 1}")
+        for i, line in enumerate(lines.lines[:days])
+    ]
+    out = ScheduleCreated(0, lines.name)
+    with transaction(ws.engine, write=True) as conn:
+        gids = resolve_targets(conn, groups, all_)
+        sid = conn.execute(
+            schedules_t.insert().values(
+                series=lines.name, send_time=f"{hhmm:%H:%M}", start_date=start, days=days, status="active",
+                target_all=all_, created_by=ws.operator, created_at=now, updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        if gids:
+            conn.execute(stargets_t.insert(), [{"schedule_id": sid, "group_id": g} for g in gids])
+        for i, body in enumerate(bodies):
+            day = start + timedelta(days=i)
+            mid, status = insert_message(
+                conn, ws, body=body, template=f"series:{lines.name}", category="notice", group_ids=gids,
+                target_all=all_, scheduled_at=at_local(day, hhmm, tz), now=now, schedule_id=sid,
+            )
+            out.messages.append({"id": mid, "date": day, "status": status})
+            for w in check_for(ws.settings, body, "notice").warnings:
+                out.warnings.append({"date": day, "message_id": mid, "code": w.code, "message": w.message})
+    out.id = sid
+    return out
+
+
+@dataclass
+class ScheduleInfo:
+    id: int
+    series: str
+    send_time: str
+    start_date: date
+    days: int
+    status: str
+    target_all: bool
+    targets: list[str]
+    created_by: str
+    created_at: datetime
+    counts: dict[str, int]  # messages by status
+    messages: list[dict[str, object]] = field(default_factory=list)  # filled by show_schedule
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _require(conn: Connection, schedule_id: int) -> sa.Row:
+    row = conn.execute(sa.select(schedules_t).where(schedules_t.c.id == schedule_id)).first()
+    if row is None:
+        raise NotFoundError(f"no schedule {schedule_id}", hint="see 'broadcast schedule list'")
+    return row
+
+
+def _info(conn: Connection, row: sa.Row) -> ScheduleInfo:
+    targets = list(
+        conn.execute(
+            sa.select(groups_t.c.name).join(stargets_t, stargets_t.c.group_id == groups_t.c.id)
+            .where(stargets_t.c.schedule_id == row.id).order_by(groups_t.c.name)
+        ).scalars()
+    )
+    counts = dict(
+        conn.execute(
+            sa.select(messages_t.c.status, sa.func.count()).where(messages_t.c.schedule_id == row.id)
+            .group_by(messages_t.c.status)
+        ).all()
+    )
+    return ScheduleInfo(row.id, row.series, row.send_time, row.start_date, row.days, row.status,
+                        bool(row.target_all), targets, row.created_by, row.created_at, counts)
+
+
+def list_schedules(ws: Workspace) -> list[ScheduleInfo]:
+    with transaction(ws.engine) as conn:
+        return [_info(conn, r) for r in conn.execute(sa.select(schedules_t).order_by(schedules_t.c.id))]
+
+
+def show_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
+    tz = ws.settings.timezone
+    with transaction(ws.engine) as conn:
+        info = _info(conn, _require(conn, schedule_id))
+        rows = conn.execute(
+            sa.select(messages_t.c.id, messages_t.c.scheduled_at, messages_t.c.status, messages_t.c.body,
+                      messages_t.c.status_reason)
+            .where(messages_t.c.schedule_id == schedule_id).order_by(messages_t.c.scheduled_at, messages_t.c.id)
+        ).all()
+    info.messages = [
+        {"id": r.id, "date": local(r.scheduled_at, tz).date() if r.scheduled_at else None, "status": r.status,
+         "body": r.body, "status_reason": r.status_reason}
+        for r in rows
+    ]
+    return info
+
+
+def _set_schedule_status(ws: Workspace, schedule_id: int, allowed: tuple[str, ...], to: str, verb: str) -> ScheduleInfo:
+    now = clock_now(ws.settings)
+    with transaction(ws.engine, write=True) as conn:
+        row = _require(conn, schedule_id)
+        if row.status not in allowed:
+            raise StateError(f"cannot {verb} schedule {schedule_id}: it is {row.status}",
+                             hint=f"see 'broadcast schedule show {schedule_id}'")
+        conn.execute(schedules_t.update().where(schedules_t.c.id == schedule_id).values(status=to, updated_at=now))
+        if to == "cancelled":
+            ids = conn.execute(
+                sa.select(messages_t.c.id).where(messages_t.c.schedule_id == schedule_id,
+                                                 messages_t.c.status.in_(_NOT_STARTED))
+            ).scalars().all()
+            for mid in ids:
+                transition(conn, mid, "cancelled", reason=f"schedule {schedule_id} cancelled by {ws.operator}",
+                           updated_at=now)
+        return _info(conn, _require(conn, schedule_id))
+
+
+def pause_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
+    return _set_schedule_status(ws, schedule_id, ("active",), "paused", "pause")
+
+
+def resume_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
+    return _set_schedule_status(ws, schedule_id, ("paused",), "active", "resume")
+
+
+def cancel_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
+    return _set_schedule_status(ws, schedule_id, ("active", "paused"), "cancelled", "cancel")
+
+
+def approve_schedule(ws: Workspace, schedule_id: int) -> list[int]:
+    """Approve every pending message of the schedule (two-person rule for each); returns their ids."""
+    now = clock_now(ws.settings)
+    with transaction(ws.engine, write=True) as conn:
+        row = _require(conn, schedule_id)
+        if row.status == "cancelled":
+            raise StateError(f"cannot approve schedule {schedule_id}: it is cancelled")
+        pending = conn.execute(
+            sa.select(messages_t.c.id, messages_t.c.author)
+            .where(messages_t.c.schedule_id == schedule_id, messages_t.c.status == "pending_approval")
+            .order_by(messages_t.c.id)
+        ).all()
+        if not pending:
+            raise StateError(f"schedule {schedule_id} has no messages waiting for approval",
+                             hint=f"see 'broadcast schedule show {schedule_id}'")
+        own = [mid for mid, author in pending if author == ws.operator]
+        if own:
+            raise ConflictError(
+                f"{ws.operator} wrote {len(own)} of these messages (e.g. {own[0]}) and cannot approve them: "
+                "a different operator must (two-person rule)",
+                hint="the approver runs the command with their own BROADCAST_OPERATOR",
+            )
+        for mid, _author in pending:
+            transition(conn, mid, "approved", approver=ws.operator, updated_at=now)
+    return [mid for mid, _ in pending]

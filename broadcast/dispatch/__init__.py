@@ -1,0 +1,1 @@
+"""Dispatch: the sending engine (claim → send → record), rate limiting, retries, recovery."""

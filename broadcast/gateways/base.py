@@ -1,0 +1,250 @@
+"""The gateway plugin interface: what every SMS gateway declares, takes and returns.
+
+A gateway is a class with
+
+* ``capabilities`` — what it can do and its declared limits, as data (``Capabilities``);
+* ``settings_class`` — a pydantic-settings class read from ``BROADCAST_<NAME>_*`` variables, secrets
+  as ``SecretStr``;
+* ``send(batch)`` — one request for up to ``capabilities.max_batch`` items, returning exactly one
+  ``SendResult`` per item, in the same order. It never raises for transport or provider errors: it
+  classifies them (``accepted`` / ``retryable`` / ``permanent``). Bugs still raise, and
+  ``asyncio.CancelledError`` is never swallowed.
+* optionally ``query(items)`` (was this past send made?) and ``fetch_receipts()`` (pull delivery reports).
+
+An *instance* may narrow or widen its capabilities from its settings (the ``http`` gateway's
+``max_batch`` is ``BROADCAST_HTTP_BATCH``), so the engine must read ``gateway.capabilities`` from the
+instance; the class attribute is the default that ``broadcast gateway list`` shows.
+
+The helpers at the bottom (``make_client``, ``transport_error_result``, ``parse_retry_after``) are the
+shared vocabulary of HTTP-based gateways, so that every one of them classifies a timeout the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import email.utils
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import ClassVar, Literal, Self
+
+import httpx
+from pydantic_settings import BaseSettings
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "Capabilities",
+    "Gateway",
+    "Outcome",
+    "Receipt",
+    "SendItem",
+    "SendResult",
+    "make_client",
+    "parse_retry_after",
+    "transport_error_result",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a gateway can do, and the limits it declares (the engine uses the lower of these and the user's)."""
+
+    name: str
+    max_batch: int = 1  # recipients per request
+    mixed_texts: bool = False  # may one request carry different texts?
+    adds_signature: bool = False  # does the provider add 【签名】 itself?
+    max_per_second: float | None = None  # declared message rate limit
+    max_requests_per_second: float | None = None
+    per_number_daily_cap: int | None = None
+    can_query: bool = False  # can it be asked whether a past send happened?
+    pull_receipts: bool = False  # does fetch_receipts() return delivery reports?
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SendItem:
+    """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider."""
+
+    delivery_id: int
+    phone: str
+    text: str
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the provider took it (``provider_id`` when it gave one)
+    RETRYABLE = "retryable"  # try again later (throttled, 5xx, timeout, connection error)
+    PERMANENT = "permanent"  # will never succeed as is (invalid number, blocked, content rejected)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The fate of one ``SendItem`` in one attempt.
+
+    ``maybe_sent`` is True when the request may have reached the provider although we got no usable
+    answer (read timeout, connection reset after the body was written): the engine treats it as
+    in-doubt, never as a plain retry. ``pause`` marks an account-level failure (bad credentials, no
+    balance): the engine pauses the whole message instead of burning through the audience.
+    """
+
+    delivery_id: int
+    outcome: Outcome
+    provider_id: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    retry_after_s: float | None = None
+    maybe_sent: bool = False
+    pause: bool = False
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery report: the handset got it (``delivered``) or the network gave up (``failed``).
+
+    At least one of ``delivery_id`` / ``provider_id`` is set; ``at`` is timezone-aware (UTC).
+    """
+
+    delivery_id: int | None
+    provider_id: str | None
+    status: Literal["delivered", "failed"]
+    code: str | None
+    at: datetime
+
+
+class Gateway(abc.ABC):
+    """Base class of every gateway. Subclasses set ``capabilities`` and ``settings_class``.
+
+    The constructor takes validated settings and, optionally, the run's shared ``httpx.AsyncClient``.
+    A gateway that needs HTTP and got no client creates its own with ``make_client`` and closes it in
+    ``aclose``; a client passed in belongs to the caller and is never closed here.
+    """
+
+    capabilities: ClassVar[Capabilities]
+    settings_class: ClassVar[type[BaseSettings]]
+
+    def __init__(self, settings: BaseSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._owns_client = False
+
+    def _http(self, timeout_s: float = 10.0, max_in_flight: int = 8) -> httpx.AsyncClient:
+        """The shared client, or a private one created on first use (closed by ``aclose``)."""
+        if self._client is None:
+            self._client = make_client(timeout_s, max_in_flight)
+            self._owns_client = True
+        return self._client
+
+    @abc.abstractmethod
+    async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
+        """Send one request; exactly one result per item, same order. Never raises for
+        transport or provider errors. ``len(batch) <= capabilities.max_batch`` is expected; a
+        gateway given more splits the batch itself."""
+
+    async def query(self, items: Sequence[SendItem]) -> list[SendResult | None]:
+        """Ask the provider whether these past sends happened. ``None`` = cannot tell."""
+        return [None] * len(items)
+
+    async def fetch_receipts(self) -> list[Receipt]:
+        """Delivery reports that became available since the last call (pull gateways)."""
+        return []
+
+    def check(self) -> list[str]:
+        """Problems found without sending anything; an empty list means OK."""
+        return []
+
+    async def aclose(self) -> None:
+        """Release resources; idempotent."""
+        if self._owns_client and self._client is not None:
+            client, self._client, self._owns_client = self._client, None, False
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers for HTTP gateways
+
+
+def make_client(
+    timeout_s: float = 10.0,
+    max_in_flight: int = 8,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one ``httpx.AsyncClient`` of a run: explicit connect/read/write/pool timeouts and a
+    connection pool of ``max_in_flight``.
+
+    Keep ``max_in_flight`` at or below ~32 with httpx 0.28 (its pool bookkeeping collapses above
+    ~40 in flight, see measurements.md), and bound concurrency in the caller: queueing thousands of
+    requests on the pool ends in ``PoolTimeout``. ``transport`` is for tests (``httpx.MockTransport``).
+    """
+    if timeout_s <= 0:
+        raise ValueError("timeout_s must be > 0")
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be >= 1")
+    timeout = httpx.Timeout(connect=min(timeout_s, 5.0), read=timeout_s, write=timeout_s, pool=timeout_s)
+    limits = httpx.Limits(
+        max_connections=max_in_flight, max_keepalive_connections=max_in_flight, keepalive_expiry=30.0
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport, follow_redirects=False)
+
+
+# The request certainly did not reach the provider: safe to retry.
+_NOT_SENT: tuple[type[BaseException], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Configuration errors: no request can ever succeed.
+_CONFIG: tuple[type[BaseException], ...] = (httpx.UnsupportedProtocol, httpx.InvalidURL)
+
+
+def transport_error_result(item: SendItem, exc: BaseException) -> SendResult:
+    """Classify an exception raised while sending ``item``.
+
+    * connect error / connect timeout / pool timeout → retryable, ``maybe_sent=False``;
+    * unsupported scheme / invalid URL → permanent with ``pause`` (fix the configuration);
+    * anything else (read/write timeout, read/write error, connection reset, server hung up,
+      an answer that cannot be decoded, unknown ``OSError``) → retryable with ``maybe_sent=True``:
+      the provider may have the request.
+    """
+    code = type(exc).__name__
+    detail = str(exc) or code
+    if isinstance(exc, _NOT_SENT):
+        return SendResult(item.delivery_id, Outcome.RETRYABLE, code=code, detail=detail)
+    if isinstance(exc, _CONFIG):
+        return SendResult(item.delivery_id, Outcome.PERMANENT, code=code, detail=detail, pause=True)
+    return SendResult(item.delivery_id, Outcome.RETRYABLE, code=code, detail=detail, maybe_sent=True)
+
+
+#: Exceptions a gateway's ``send`` catches and classifies with ``transport_error_result``
+#: (``httpx.RequestError`` covers transport errors and an undecodable answer body).
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, httpx.InvalidURL, OSError, asyncio.TimeoutError)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    ``now`` is the current Unix time (for tests). Returns None when absent or unparsable; never negative.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)

@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     now: str | None = Field(
         default=None, description="Pretend the current time is this (ISO 8601), for drills and tests."
     )
+    # --- sending (broadcast run / worker / send) ---
+    gateway: str = Field(default="simulator", description="The gateway to send through: simulator, console, http, or a plugin's name.")
+    rate: float | None = Field(default=None, gt=0, description="Messages per second across all processes; the lower of this and the gateway's declared limit wins. Empty: the gateway's limit, else none.")
+    burst: float | None = Field(default=None, ge=1, description="Messages that may go at once above the steady rate (default: about 10 ms worth, at least 1).")
+    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight per process (httpx degrades above ~32).")
+    max_attempts: int = Field(default=5, ge=1, description="Gateway calls per delivery before it fails.")
+    retry_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles each attempt, with jitter.")
+    retry_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
+    delivery_deadline: str = Field(default="6h", description="A delivery not accepted this long after its message started sending expires.")
+    in_doubt: str = Field(default="hold", description="Deliveries whose request was in flight when a process died: hold (list them, never resend) or resend (at-least-once).")
+    max_per_number_per_day: int | None = Field(default=None, ge=1, description="At most this many SMS per phone per local day; more fail with reason 'cap'. Empty: no cap.")
+    max_error_rate: float = Field(default=0.5, gt=0, le=1, description="Pause a message when more than this share of its last error_window attempts failed.")
+    error_window: int = Field(default=50, ge=5, description="How many recent attempts the auto-pause looks at.")
+    lease_s: float = Field(default=60.0, ge=5, description="How long a claimed delivery belongs to a run that stops renewing it (a crashed run on another host).")
 
     @field_validator("banned_words", mode="before")
     @classmethod
@@ -131,6 +145,31 @@ class Settings(BaseSettings):
         from broadcast.clock import parse_quiet_hours
 
         return parse_quiet_hours(self.quiet_hours)
+
+    @field_validator("in_doubt")
+    @classmethod
+    def _in_doubt(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("hold", "resend"):
+            raise ValueError("must be hold or resend")
+        return value
+
+    @field_validator("delivery_deadline")
+    @classmethod
+    def _deadline(cls, value: str) -> str:
+        from broadcast.clock import parse_duration
+
+        try:
+            parse_duration(value)
+        except Exception:
+            raise ValueError(f"not a duration like 6h or 90m: {value!r}") from None
+        return value.strip()
+
+    @property
+    def deadline(self) -> timedelta:
+        from broadcast.clock import parse_duration
+
+        return parse_duration(self.delivery_deadline)
 
     @field_validator("default_region")
     @classmethod

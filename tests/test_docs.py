@@ -39,3 +39,16 @@ def test_every_command_has_help():
 
     root = typer.main.get_command(app)
     assert [p for p, c in walk(root, "broadcast") if not (c.help or "").strip()] == []
+
+
+def test_every_gateway_setting_is_documented_in_env_example():
+    from broadcast.gateways import registry
+
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    missing = []
+    for name in registry.names():
+        cls = registry.load(name)
+        prefix = cls.settings_class.model_config.get("env_prefix", "")
+        missing += [f"{prefix}{f}".upper() for f in cls.settings_class.model_fields
+                    if f"{prefix}{f}=".upper() not in text.upper()]
+    assert missing == []

@@ -1,7 +1,8 @@
 """The ``broadcast`` command: one module per command group, wired here.
 
 Exit codes (documented in the README and tested): 0 success, 1 an error the user can fix (one
-red line; ``BROADCAST_DEBUG=1`` shows the traceback), 2 a usage error.
+red line; ``BROADCAST_DEBUG=1`` shows the traceback), 2 a usage error, 3 a send that needs
+attention (a message paused, or deliveries held in doubt).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from broadcast.cli import config_cmd, db_cmd, demo_cmd, group_cmd, member_cmd, optout_cmd
-from broadcast.cli import message_cmd, schedule_cmd, template_cmd
+from broadcast.cli import gateway_cmd, message_cmd, schedule_cmd, send_cmd, template_cmd
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -68,6 +69,10 @@ app.add_typer(message_cmd.app, name="message")
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.command("due")(message_cmd.due)
+app.command("run")(send_cmd.run)
+app.command("worker")(send_cmd.worker)
+app.command("send")(send_cmd.send)
+app.add_typer(gateway_cmd.app, name="gateway")
 
 
 @app.callback(invoke_without_command=True)

@@ -123,10 +123,14 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     from broadcast.cli._output import emit_json, say
     from broadcast.messages.store import show_message
 
+    from broadcast.dispatch.service import delivery_overview
+
     ws = workspace()
     m = show_message(ws, message_id)
+    deliveries = delivery_overview(ws, message_id)
     if json_:
-        emit_json(m.to_dict())
+        emit_json({**m.to_dict(), "deliveries": deliveries["counts"], "test_sends": deliveries["test_sends"],
+                   "in_doubt": deliveries["in_doubt"]})
         return
     from rich.markup import escape
 
@@ -143,6 +147,47 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)
+    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[union-attr]
+    if counts:
+        say("Deliveries: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if deliveries["in_doubt"]:
+        from broadcast.cli._output import table
+
+        table("In doubt: the run sending these died mid-request; they may or may not have arrived",
+              ["Delivery", "Phone", "Name", "Since"],
+              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[union-attr]
+        say(f"Resolve with: broadcast message resolve {m.id} --resend   (or --mark-sent if they arrived)")
+
+
+@app.command("resolve")
+def resolve(
+    message_id: int = typer.Argument(...),
+    resend: bool = typer.Option(False, "--resend", help="Send the in-doubt deliveries again (a person may get it twice)."),
+    mark_sent: bool = typer.Option(False, "--mark-sent", help="Record them as sent (you checked that they arrived)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Settle deliveries held in doubt after a crash (the gateway is asked first where it can tell)."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.dispatch.service import resolve as resolve_doubt
+
+    if resend == mark_sent:
+        raise typer.BadParameter("give exactly one of --resend or --mark-sent")
+    r = resolve_doubt(workspace(), message_id, resend=resend)
+    if json_:
+        emit_json(r.to_dict())
+    else:
+        say(f"Message {message_id}: {r.confirmed} confirmed by the gateway, {r.resent} queued to resend, "
+            f"{r.marked_sent} marked sent" + ("; run 'broadcast run' to send them" if r.resent else ""))
+
+
+@app.command("resume")
+def resume(message_id: int = typer.Argument(...)) -> None:
+    """Continue a message that was paused (e.g. by the auto-pause after many failures)."""
+    from broadcast.cli._output import say
+    from broadcast.dispatch.service import resume as resume_message
+
+    to = resume_message(workspace(), message_id)
+    say(f"Message {message_id} is {to} again; the next 'broadcast run' continues it")
 
 
 @app.command("approve")

@@ -147,3 +147,14 @@ class MessageTarget(SQLModel, table=True):
     group_id: int = Field(
         sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
     )
+
+
+# The send path's tables live in their own module; importing it here registers them with the
+# metadata, so "the models" are always the whole schema.
+from broadcast.db.dispatch_models import (  # noqa: E402,F401
+    Delivery,
+    DeliveryAttempt,
+    RateBucket,
+    ReceiptLog,
+    Run,
+)

@@ -168,3 +168,8 @@ def check_text(
     if info.length > MAX_LENGTH:
         warn("too_long", f"The SMS is {info.length} characters; providers accept at most {MAX_LENGTH}.")
     return CheckReport(text, info.length, info.encoding, info.parts, found)
+
+
+def wrap_signature(signature: str) -> str:
+    """``城南新区`` or ``【城南新区】`` -> ``【城南新区】``; blank -> ``''``."""
+    return _signed(signature)

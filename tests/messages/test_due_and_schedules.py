@@ -212,16 +212,3 @@ def test_core_does_not_import_the_cli():
         "assert 'typer' not in sys.modules and 'rich' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_schema_matches_the_models(ws):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlmodel import SQLModel
-
-    import broadcast.db.models  # noqa: F401
-    from broadcast.db.migrate import LATEST, all_migrations
-
-    assert LATEST == len(all_migrations()) == 2
-    with ws.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []

@@ -1,0 +1,155 @@
+"""``broadcast run``, ``broadcast worker`` and ``broadcast send``: the administrator's send commands."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any, Optional
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION, workspace
+
+EXIT_ATTENTION = 3  # sent what it could, but a message paused or deliveries are held in doubt
+
+
+def _graceful(engine: Any) -> None:
+    """SIGTERM or a first Ctrl-C: stop taking new work, finish and record requests in flight."""
+    def handler(signum: int, _frame: Any) -> None:
+        engine.stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class _Reporter:
+    """A rich progress bar in a terminal; otherwise at most one log line per second."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.tasks: dict[int, Any] = {}
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        if self.quiet:
+            return
+        o = p.outcomes
+        done = o.accepted + o.failed + o.in_doubt + o.expired
+        rate = done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        if self.tty:
+            if self.bar is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
+                self.bar.start()
+            if p.message_id not in self.tasks:
+                self.tasks[p.message_id] = self.bar.add_task(f"message {p.message_id}", total=p.total, info="")
+            self.bar.update(self.tasks[p.message_id], completed=min(done, p.total),
+                            info=f"sent {o.accepted} failed {o.failed} retrying {o.retry} {rate:,.0f}/s")
+        elif time.monotonic() - self.last >= 1.0:
+            self.last = time.monotonic()
+            print(f"message {p.message_id}: sent {o.accepted} failed {o.failed} retrying {o.retry} "
+                  f"in doubt {o.in_doubt} ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_report(report: Any, json_: bool) -> None:
+    from broadcast.cli._output import emit_json, say, warn
+
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        o = report.outcomes
+        say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
+            f"in doubt {o.in_doubt} ({report.elapsed_s:.1f} s)"
+            + (f"; receipts {report.receipts}" if report.receipts else ""))
+        if report.completed:
+            say(f"Finished: message {', '.join(map(str, report.completed))}")
+        for mid in report.waiting_quiet:
+            say(f"Message {mid} waits: quiet hours")
+        for mid, reason in report.expired.items():
+            warn(f"message {mid} expired unsent: {reason}")
+        for mid, reason in report.paused.items():
+            warn(f"message {mid} paused: {reason}; after fixing it: broadcast message resume {mid}")
+        for mid, n in report.in_doubt.items():
+            warn(f"message {mid}: {n} deliveries in doubt (held, not resent); see broadcast message show {mid}")
+    if report.needs_attention:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
+    """Send everything due now, once, and exit (safe to run from cron every minute)."""
+    from broadcast.dispatch.service import run_once
+
+    rep = _Reporter(quiet or json_)
+    try:
+        report = run_once(workspace(), progress=rep, engine_hook=_graceful)
+    finally:
+        rep.close()
+    _print_report(report, json_)
+
+
+def worker(
+    poll: float = typer.Option(5.0, "--poll", help="Seconds between passes."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Send due messages in a loop; SIGTERM or Ctrl-C finishes the requests in flight and exits 0."""
+    from broadcast.cli._output import say
+    from broadcast.dispatch.service import run_worker
+
+    def on_pass(r: Any) -> None:
+        if not json_ and (r.outcomes.accepted or r.outcomes.failed or r.started or r.paused):
+            o = r.outcomes
+            say(f"pass: sent {o.accepted} failed {o.failed} retrying {o.retry} in doubt {o.in_doubt}")
+
+    rep = _Reporter(True)
+    report = run_worker(workspace(), poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=_graceful)
+    if json_:
+        from broadcast.cli._output import emit_json
+
+        emit_json(report.to_dict())
+
+
+def send(
+    message_id: int = typer.Argument(..., help="An approved message."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    test_to: Optional[str] = typer.Option(None, "--test-to", help="Send the rendered text to this number only, as a test."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Send one approved message now, after showing its audience, parts, cost and duration."""
+    from broadcast.cli._output import emit_json, say
+    from broadcast.dispatch import service
+
+    ws = workspace()
+    if test_to:
+        t = service.test_send(ws, message_id, test_to)
+        if json_:
+            emit_json(t.to_dict())
+        else:
+            say(f"Test to {t.phone}: {t.outcome}" + (f" ({t.detail})" if t.detail else "") + f"\n{t.text}")
+        if t.outcome != "accepted":
+            raise typer.Exit(1)
+        return
+    p = service.plan(ws, message_id)
+    if not yes:
+        if json_:
+            raise typer.BadParameter("--json needs --yes (there is no one to confirm)", param_hint="--yes")
+        say(f"Message {p.message_id} ({p.status}) through {p.gateway}: {p.audience} people, {p.parts} part(s) each, "
+            f"{p.billable_parts} billable SMS parts; {service.eta_text(p.eta_s)}"
+            + (f" at {p.rate:g}/s" if p.rate else ""))
+        if not typer.confirm("Send now?", default=False):
+            raise typer.Exit(1)
+    rep = _Reporter(json_)
+    try:
+        report = service.send_now(ws, message_id, progress=rep)
+    finally:
+        rep.close()
+    _print_report(report, json_)

@@ -1,0 +1,407 @@
+"""The sending engine: due messages -> frozen deliveries -> claim -> gateway -> record.
+
+One asyncio loop per process: a feeder claims due deliveries in batches (never holding more than
+``hold_limit`` claimed-but-unrecorded rows), ``concurrency`` workers call the gateway through the
+rate limiters, and answers are recorded in batches every few milliseconds. See ``ledger`` for the
+state protocol and README "Delivery guarantee" for what survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from broadcast import clock
+from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
+from broadcast.db.engine import transaction
+from broadcast.dispatch import ledger, runs
+from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes, Policy
+from broadcast.dispatch.ratelimit import TokenBucket
+from broadcast.dispatch.shared_rate import SharedLimiter
+from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult
+from broadcast.messages.audience import message_audience
+from broadcast.messages.checks import wrap_signature
+from broadcast.messages.compose import render_for
+from broadcast.messages.states import transition
+from broadcast.workspace import Workspace
+
+deliveries_t = Delivery.__table__
+MAX_WAIT_IN_PASS_S = 30.0  # a one-shot run waits for retries due this soon; later ones are left to the next run
+FLUSH_EVERY_S = 0.02
+MIN_PAUSE_SAMPLES = 10
+
+
+@dataclass
+class Progress:
+    message_id: int
+    total: int
+    outcomes: Outcomes
+    elapsed_s: float
+
+
+@dataclass
+class RunReport:
+    started: list[int] = field(default_factory=list)  # messages frozen by this run
+    completed: list[int] = field(default_factory=list)  # messages now fully sent
+    paused: dict[int, str] = field(default_factory=dict)
+    expired: dict[int, str] = field(default_factory=dict)
+    waiting_quiet: list[int] = field(default_factory=list)
+    in_doubt: dict[int, int] = field(default_factory=dict)  # message -> deliveries held in doubt
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    recovered: Outcomes = field(default_factory=Outcomes)
+    receipts: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.paused or self.in_doubt)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "started": self.started, "completed": self.completed,
+            "paused": [{"id": k, "reason": v} for k, v in self.paused.items()],
+            "expired": [{"id": k, "reason": v} for k, v in self.expired.items()],
+            "waiting_quiet_hours": self.waiting_quiet,
+            "in_doubt": [{"id": k, "deliveries": v} for k, v in self.in_doubt.items()],
+            "accepted": self.outcomes.accepted, "failed": self.outcomes.failed, "retrying": self.outcomes.retry,
+            "expired_deliveries": self.outcomes.expired, "in_doubt_new": self.outcomes.in_doubt,
+            "recovered": vars(self.recovered), "receipts": self.receipts, "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def effective_rate(ws: Workspace, gateway: Gateway) -> float | None:
+    """The lower of the configured and the gateway's declared message rate (None: unlimited)."""
+    limits = [r for r in (ws.settings.rate, gateway.capabilities.max_per_second) if r]
+    return min(limits) if limits else None
+
+
+class Engine:
+    def __init__(self, ws: Workspace, gateway: Gateway, *, kind: str = "run",
+                 progress: Callable[[Progress], None] | None = None, receipt_wait_s: float = 0.0) -> None:
+        self.ws, self.gateway, self.kind, self.progress = ws, gateway, kind, progress
+        self.receipt_wait_s = receipt_wait_s  # after sending, wait this long for pulled receipts
+        s = ws.settings
+        caps = gateway.capabilities
+        self.name = caps.name
+        self.max_batch = max(1, caps.max_batch)
+        self.concurrency = s.concurrency
+        self.hold_limit = self.concurrency * self.max_batch * 2  # the in-doubt window after a crash
+        self.lease = timedelta(seconds=s.lease_s)
+        rate = effective_rate(ws, gateway)
+        self.rate = rate
+        self.limiter = SharedLimiter(ws.engine, f"{self.name}:messages", rate, s.burst) if rate else None
+        rps = caps.max_requests_per_second
+        self.req_limiter = SharedLimiter(ws.engine, f"{self.name}:requests", rps) if rps else None
+        self.signature = "" if caps.adds_signature else None  # None: use each message's own
+        self._stopping = False
+        self.run: runs.RunHandle | None = None
+
+    def now(self) -> datetime:
+        return clock.now(self.ws.settings)
+
+    def stop(self) -> None:
+        """Stop taking new work; requests in flight finish and are recorded."""
+        self._stopping = True
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def run_pass(self, only: list[int] | None = None, *, wait_for_retries: bool = True) -> RunReport:
+        from broadcast.messages.timing import due, expire_overdue
+
+        t0 = time.monotonic()
+        report = RunReport()
+        self.run = runs.start_run(self.ws.engine, self.kind, self.ws.operator, self.now())
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            report.recovered = await self.recover()
+            for e in expire_overdue(self.ws, self.now()):
+                report.expired[e.id] = e.reason
+            plan = due(self.ws, self.now())
+            ids = [d.id for d in plan.due if only is None or d.id in only]
+            report.waiting_quiet = [w.id for w in plan.waiting if w.code == "quiet_hours"
+                                    and (only is None or w.id in only)]
+            for item in plan.due:
+                if item.id in ids and item.status == "approved":
+                    self.start_message(item.id)
+                    report.started.append(item.id)
+            if ids:
+                await self._send(ids, report, wait_for_retries)
+            report.receipts += await self.pull_receipts()
+            await self._await_receipts(ids, report)
+            self._settle_messages(ids, report)
+        finally:
+            beat.cancel()
+            runs.finish_run(self.ws.engine, self.run, self.now())
+        report.elapsed_s = time.monotonic() - t0
+        return report
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.lease.total_seconds() / 3))
+            assert self.run is not None
+            runs.heartbeat(self.ws.engine, self.run, self.now(), self.lease)
+
+    # -- freeze -----------------------------------------------------------------------------
+
+    def start_message(self, message_id: int) -> int:
+        """Freeze the audience and move the message to ``sending``, in one transaction."""
+        from broadcast.db.models import Message
+
+        m = Message.__table__
+        now = self.now()
+        with transaction(self.ws.engine, write=True) as conn:
+            body, signature = conn.execute(sa.select(m.c.body, m.c.signature).where(m.c.id == message_id)).one()
+            sig = wrap_signature(signature if self.signature is None else self.signature)
+            recipients = (
+                FrozenRecipient(a.member_id, a.phone, a.name, a.group,
+                                sig + render_for(body, name=a.name, group=a.group, phone=a.phone))
+                for a in message_audience(conn, message_id)
+            )
+            n = ledger.freeze(conn, message_id, recipients, now, self.name)
+            transition(conn, message_id, "sending")
+        return n
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def recover(self) -> Outcomes:
+        """Settle deliveries stranded in ``sending`` by dead runs (asking the gateway first)."""
+        now = self.now()
+        dead = runs.dead_owners(self.ws.engine, now, self.lease)
+        rows = ledger.stranded(self.ws.engine, dead, now)
+        if not rows:
+            return Outcomes()
+        known: dict[int, SendResult] = {}
+        if self.gateway.capabilities.can_query:
+            answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
+            known = {c.id: a for c, a in zip(rows, answers) if a is not None}
+        assert self.run is not None
+        return ledger.settle(self.ws.engine, self.run.id, self.name, rows, known,
+                             self.ws.settings.in_doubt, now)
+
+    # -- receipts -----------------------------------------------------------------------------
+
+    async def pull_receipts(self) -> int:
+        if not self.gateway.capabilities.pull_receipts:
+            return 0
+        return ledger.apply_receipts(self.ws.engine, self.name, await self.gateway.fetch_receipts(), self.now())
+
+    async def _await_receipts(self, ids: list[int], report: RunReport) -> None:
+        if not (ids and self.receipt_wait_s > 0 and self.gateway.capabilities.pull_receipts):
+            return
+        d = deliveries_t
+        give_up = time.monotonic() + self.receipt_wait_s
+        while time.monotonic() < give_up:
+            with self.ws.engine.connect() as conn:
+                waiting = conn.execute(sa.select(sa.func.count()).select_from(d).where(
+                    d.c.message_id.in_(ids), d.c.status == ACCEPTED)).scalar_one()
+            if not waiting:
+                return
+            await asyncio.sleep(0.05)
+            report.receipts += await self.pull_receipts()
+
+    # -- the send loop ----------------------------------------------------------------------
+
+    def _deadlines(self, ids: list[int]) -> dict[int, datetime]:
+        d = deliveries_t
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.message_id, sa.func.min(d.c.queued_at)).where(d.c.message_id.in_(ids), d.c.kind == "real")
+                .group_by(d.c.message_id)
+            ).all()
+        return {mid: first + self.ws.settings.deadline for mid, first in rows}
+
+    def _next_retry(self, ids: list[int]) -> datetime | None:
+        d = deliveries_t
+        with self.ws.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(d.c.next_attempt_at)).where(d.c.message_id.in_(ids), d.c.status == RETRY_WAIT)
+            ).scalar_one_or_none()
+
+    def _batches(self, rows: list[Claimed]) -> list[list[Claimed]]:
+        """Requests: up to max_batch rows of one message (and one text, unless the gateway mixes)."""
+        groups: dict[tuple[int, str], list[Claimed]] = collections.defaultdict(list)
+        for c in rows:
+            groups[(c.message_id, "" if self.gateway.capabilities.mixed_texts else c.text)].append(c)
+        return [g[i:i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
+
+    def _over_cap(self, rows: list[Claimed]) -> tuple[list[Claimed], list[Claimed]]:
+        caps = [c for c in (self.ws.settings.max_per_number_per_day, self.gateway.capabilities.per_number_daily_cap) if c]
+        if not caps:
+            return rows, []
+        cap = min(caps)
+        tz = self.ws.settings.timezone
+        day_start = clock.at_local(clock.local(self.now(), tz).date(), datetime.min.time(), tz)
+        seen = ledger.sent_today(self.ws.engine, (c.phone for c in rows), day_start, [c.id for c in rows])
+        ok, over = [], []
+        for c in rows:
+            if seen.get(c.phone, 0) >= cap:
+                over.append(c)
+            else:
+                seen[c.phone] = seen.get(c.phone, 0) + 1
+                ok.append(c)
+        return ok, over
+
+    async def _send(self, ids: list[int], report: RunReport, wait_for_retries: bool) -> None:
+        assert self.run is not None
+        s = self.ws.settings
+        engine, run_id = self.ws.engine, self.run.id
+        policy = Policy(s.max_attempts, s.retry_base_s, s.retry_max_s, s.in_doubt, self._deadlines(ids))
+        queue: asyncio.Queue[list[Claimed] | None] = asyncio.Queue()
+        room = asyncio.Event()
+        pending: list[tuple[Claimed, SendResult]] = []
+        holding = 0
+        paused: set[int] = set()
+        windows: dict[int, collections.deque[bool]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=s.error_window))
+        with engine.connect() as conn:
+            totals = {mid: sum(ledger.counts(conn, mid).values()) for mid in ids}
+        t0 = time.monotonic()
+        quiet = s.quiet_window
+
+        def freed(n: int) -> None:
+            nonlocal holding
+            holding -= n
+            room.set()
+
+        def flush() -> None:
+            if not pending:
+                return
+            pairs = pending[:]
+            pending.clear()
+            out = ledger.record(engine, run_id, self.name, pairs, self.now(), policy)
+            report.outcomes.add(out)
+            freed(len(pairs))
+            if self.progress:
+                for mid in {c.message_id for c, _ in pairs}:
+                    self.progress(Progress(mid, totals.get(mid, 0), report.outcomes, time.monotonic() - t0))
+
+        def pause(mid: int, reason: str) -> None:
+            if mid in paused:
+                return
+            paused.add(mid)
+            flush()
+            try:
+                with transaction(engine, write=True) as conn:
+                    transition(conn, mid, "paused", reason=reason)
+            except Exception:  # cancelled or changed meanwhile: stop sending it all the same
+                pass
+            report.paused[mid] = reason
+
+        async def feeder() -> None:
+            nonlocal holding
+            while not self._stopping:
+                active = [m for m in ids if m not in paused]
+                if not active:
+                    break
+                now = self.now()
+                if quiet is not None and quiet.is_quiet(now, s.timezone):
+                    report.waiting_quiet.extend(m for m in active if m not in report.waiting_quiet)
+                    break
+                free = self.hold_limit - holding
+                if free < max(1, self.hold_limit // 2):
+                    room.clear()
+                    await room.wait()
+                    continue
+                rows = ledger.claim(engine, run_id, active, free, now, self.lease)
+                if not rows:
+                    if holding:
+                        room.clear()
+                        await room.wait()
+                        continue
+                    nxt = self._next_retry(active)
+                    if nxt is None:
+                        break
+                    wait = (nxt - now).total_seconds()
+                    if not wait_for_retries or wait > MAX_WAIT_IN_PASS_S:
+                        break
+                    await asyncio.sleep(min(max(wait, 0.01), 1.0))
+                    continue
+                holding += len(rows)
+                rows, over = self._over_cap(rows)
+                if over:
+                    ledger.fail_rows(engine, run_id, self.name, over, "cap",
+                                     "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)", now)
+                    report.outcomes.failed += len(over)
+                    freed(len(over))
+                for batch in self._batches(rows):
+                    queue.put_nowait(batch)
+            for _ in range(self.concurrency):
+                queue.put_nowait(None)
+
+        async def worker() -> None:
+            while (batch := await queue.get()) is not None:
+                if self._stopping or batch[0].message_id in paused:
+                    ledger.release(engine, run_id, batch, self.now())
+                    freed(len(batch))
+                    continue
+                if self.limiter:
+                    await self.limiter.acquire(len(batch))
+                if self.req_limiter:
+                    await self.req_limiter.acquire(1)
+                if self._stopping or batch[0].message_id in paused:
+                    ledger.release(engine, run_id, batch, self.now())
+                    freed(len(batch))
+                    continue
+                results = await self.gateway.send([SendItem(c.id, c.phone, c.text) for c in batch])
+                pending.extend(zip(batch, results))
+                mid = batch[0].message_id
+                window = windows[mid]
+                for r in results:
+                    window.append(r.outcome is not Outcome.ACCEPTED)
+                    if r.pause:
+                        pause(mid, f"the gateway refused the account: {r.code or ''} {r.detail or ''}".strip())
+                if (mid not in paused and len(window) >= min(MIN_PAUSE_SAMPLES, window.maxlen or 1)
+                        and sum(window) / len(window) > s.max_error_rate):
+                    last = results[-1]
+                    pause(mid, f"{sum(window)} of the last {len(window)} attempts failed "
+                               f"(last: {last.code or ''} {last.detail or ''})".strip())
+                if len(pending) >= 200:
+                    flush()
+
+        async def flusher() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY_S)
+                flush()
+                if self.gateway.capabilities.pull_receipts:
+                    report.receipts += await self.pull_receipts()
+
+        flush_task = asyncio.create_task(flusher())
+        try:
+            await asyncio.gather(feeder(), *(worker() for _ in range(self.concurrency)))
+        finally:
+            flush_task.cancel()
+            flush()
+
+    # -- completion ---------------------------------------------------------------------------
+
+    def _settle_messages(self, ids: list[int], report: RunReport) -> None:
+        """Mark messages sent when nothing is left open; report held in-doubt deliveries."""
+        from broadcast.db.models import Message
+
+        m = Message.__table__
+        now = self.now()
+        deadlines = self._deadlines(ids)
+        for mid in ids:
+            if mid in deadlines:
+                report.outcomes.expired += ledger.expire_past_deadline(self.ws.engine, mid, deadlines[mid], now)
+            with transaction(self.ws.engine, write=True) as conn:
+                status = conn.execute(sa.select(m.c.status).where(m.c.id == mid)).scalar_one()
+                c = ledger.counts(conn, mid)
+                if c.get(IN_DOUBT):
+                    report.in_doubt[mid] = c[IN_DOUBT]
+                if status == "sending" and not any(c.get(st) for st in (*OPEN_STATES, IN_DOUBT)):
+                    transition(conn, mid, "sent")
+                    report.completed.append(mid)
+
+
+def summary_counts(ws: Workspace, message_id: int) -> dict[str, int]:
+    with ws.engine.connect() as conn:
+        c = ledger.counts(conn, message_id)
+    keys = ("queued", "sending", "retry_wait", ACCEPTED, DELIVERED, FAILED, EXPIRED, IN_DOUBT)
+    return {k: c.get(k, 0) for k in keys}

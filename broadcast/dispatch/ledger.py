@@ -1,0 +1,347 @@
+"""The delivery ledger: every state change of a delivery, in short batched transactions.
+
+    freeze   approved message -> one QUEUED row per phone (unique), in the same transaction
+             that moves the message to ``sending``; running it twice is a no-op
+    claim    QUEUED/RETRY_WAIT rows that are due -> SENDING, stamped with the run and a lease;
+             only rows the same transaction moved are ever sent
+    record   the gateway's answers -> ACCEPTED / RETRY_WAIT / FAILED / IN_DOUBT, with one
+             ``delivery_attempts`` row per call
+    release  claimed rows whose request never started (a pause, a stop) -> back to QUEUED
+    recover  SENDING rows of a dead run -> IN_DOUBT (hold) or RETRY_WAIT (resend), after asking
+             the gateway where it can tell; never silently QUEUED again
+
+The only window that cannot be closed is between the gateway accepting a request and
+``record`` committing it: rows in it are SENDING, owned by the run, and become IN_DOUBT if the
+run dies. It is bounded by what one run holds claimed at a time (see ``Engine.hold_limit``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from broadcast.db.dispatch_models import (
+    ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, QUEUED, RETRY_WAIT, SENDING,
+    Delivery, DeliveryAttempt, ReceiptLog,
+)
+from broadcast.db.engine import transaction
+from broadcast.db.models import Message
+from broadcast.gateways.base import Outcome, Receipt, SendResult
+from broadcast.messages.segments import count_segments
+
+deliveries_t = Delivery.__table__
+attempts_t = DeliveryAttempt.__table__
+receipts_t = ReceiptLog.__table__
+messages_t = Message.__table__
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    message_id: int
+    phone: str
+    text: str
+    attempts: int  # including this one
+
+
+@dataclass(frozen=True)
+class FrozenRecipient:
+    member_id: int | None
+    phone: str
+    name: str
+    group: str
+    text: str
+
+
+# -- freeze -----------------------------------------------------------------------------------
+
+def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipient], now: datetime,
+           gateway: str, kind: str = "real") -> int:
+    """Insert one QUEUED delivery per recipient (inside the caller's transaction). Phones that
+    already have a delivery of this message are skipped (the unique index is the last guard)."""
+    have = set(conn.execute(
+        sa.select(deliveries_t.c.phone).where(deliveries_t.c.message_id == message_id, deliveries_t.c.kind == kind)
+    ).scalars()) if kind == "real" else set()
+    rows = []
+    for r in recipients:
+        if r.phone in have:
+            continue
+        have.add(r.phone)
+        rows.append(dict(message_id=message_id, kind=kind, member_id=r.member_id, phone=r.phone, name=r.name,
+                         group_name=r.group, text=r.text, parts=count_segments(r.text).parts, status=QUEUED,
+                         attempts=0, gateway=gateway, queued_at=now, updated_at=now))
+    for i in range(0, len(rows), 5000):
+        conn.execute(deliveries_t.insert(), rows[i:i + 5000])
+    return len(rows)
+
+
+# -- claim ------------------------------------------------------------------------------------
+
+def claim(engine: Engine, run_id: str, message_ids: Sequence[int], limit: int, now: datetime,
+          lease: timedelta) -> list[Claimed]:
+    """Move up to ``limit`` due rows of these messages to SENDING for this run, in one
+    transaction (SQLite: under the write lock; PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+    if limit <= 0 or not message_ids:
+        return []
+    d = deliveries_t
+    due = (
+        sa.select(d.c.id)
+        .where(
+            d.c.message_id.in_(list(message_ids)),
+            d.c.status.in_((QUEUED, RETRY_WAIT)),
+            sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+        )
+        .order_by(d.c.id)
+        .limit(limit)
+    )
+    if engine.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        d.update()
+        .where(d.c.id.in_(due.scalar_subquery()))
+        .values(status=SENDING, claimed_by=run_id, lease_until=now + lease, attempts=d.c.attempts + 1,
+                updated_at=now)
+        .returning(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
+    )
+    with transaction(engine, write=True) as conn:
+        rows = conn.execute(stmt).all()
+    return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+
+# -- record -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Policy:
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+    in_doubt: str  # hold | resend
+    deadline_at: dict[int, datetime] | None = None  # message id -> when its deliveries expire
+
+
+def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter over the upper half: base·2^(n-1), halved at random."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+@dataclass
+class Outcomes:
+    accepted: int = 0
+    retry: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    expired: int = 0
+
+    def add(self, other: Outcomes) -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Claimed, SendResult]],
+           now: datetime, policy: Policy) -> Outcomes:
+    """Write the gateway's answers for claimed rows, in one transaction. A row is only updated
+    while this run still owns it in SENDING (a lease taken over by recovery is left alone)."""
+    out = Outcomes()
+    updates: list[dict[str, object]] = []
+    attempts: list[tuple[object, ...]] = []
+    for c, r in pairs:
+        values: dict[str, object] = dict(b_id=c.id, b_provider_id=r.provider_id, b_code=r.code,
+                                         b_text=(r.detail or "")[:500] or None, b_next=None, b_sent=None)
+        if r.outcome is Outcome.ACCEPTED:
+            values.update(b_status=ACCEPTED, b_sent=now)
+            out.accepted += 1
+        elif r.outcome is Outcome.RETRYABLE and r.maybe_sent and policy.in_doubt == "hold":
+            values.update(b_status=IN_DOUBT, b_sent=now)
+            out.in_doubt += 1
+        elif r.outcome is Outcome.RETRYABLE:
+            deadline = (policy.deadline_at or {}).get(c.message_id)
+            wait = max(r.retry_after_s or 0.0, backoff_s(c.attempts, policy.retry_base_s, policy.retry_max_s))
+            nxt = now + timedelta(seconds=wait)
+            if c.attempts >= policy.max_attempts:
+                values.update(b_status=FAILED, b_code=r.code or "max_attempts",
+                              b_text=f"gave up after {c.attempts} attempts: {r.detail or r.code or 'retryable error'}"[:500])
+                out.failed += 1
+            elif deadline is not None and nxt > deadline:
+                values.update(b_status=EXPIRED, b_code=r.code or "deadline",
+                              b_text=f"not accepted before the delivery deadline: {r.detail or r.code or ''}"[:500])
+                out.expired += 1
+            else:
+                values.update(b_status=RETRY_WAIT, b_next=nxt)
+                out.retry += 1
+        else:
+            values.update(b_status=FAILED)
+            out.failed += 1
+        updates.append(values)
+        outcome = "in_doubt" if values["b_status"] == IN_DOUBT else r.outcome.value
+        attempts.append((c.id, c.attempts, run_id, gateway, outcome, r.code, (r.detail or "")[:500] or None))
+    d = deliveries_t
+    stmt = (
+        d.update()
+        .where(d.c.id == sa.bindparam("b_id"), d.c.status == SENDING, d.c.claimed_by == run_id)
+        .values(status=sa.bindparam("b_status"), provider_id=sa.bindparam("b_provider_id"),
+                error_code=sa.bindparam("b_code"), error_text=sa.bindparam("b_text"),
+                next_attempt_at=sa.bindparam("b_next", type_=d.c.next_attempt_at.type),
+                sent_at=sa.func.coalesce(sa.bindparam("b_sent", type_=d.c.sent_at.type), d.c.sent_at),
+                claimed_by=None, lease_until=None, updated_at=now)
+    )
+    with transaction(engine, write=True) as conn:
+        if updates:
+            conn.execute(stmt, updates)
+        _insert_attempts(conn, attempts, now)
+    return out
+
+
+def _insert_attempts(conn: Connection, rows: Sequence[tuple[object, ...]], now: datetime) -> None:
+    if rows:
+        conn.execute(attempts_t.insert(), [
+            dict(delivery_id=r[0], attempt=r[1], run_id=r[2], gateway=r[3], outcome=r[4], code=r[5], detail=r[6],
+                 at=now) for r in rows
+        ])
+
+
+def fail_rows(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], code: str, text: str,
+              now: datetime) -> None:
+    """Fail claimed rows without a gateway call (e.g. over the per-number cap)."""
+    if not rows:
+        return
+    d = deliveries_t
+    with transaction(engine, write=True) as conn:
+        conn.execute(
+            d.update().where(d.c.id.in_([c.id for c in rows]), d.c.status == SENDING, d.c.claimed_by == run_id)
+            .values(status=FAILED, error_code=code, error_text=text, claimed_by=None, lease_until=None, updated_at=now)
+        )
+        _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, "failed", code, text) for c in rows], now)
+
+
+def release(engine: Engine, run_id: str, rows: Sequence[Claimed], now: datetime) -> None:
+    """Give back claimed rows whose request was never started: QUEUED again, attempt undone."""
+    if not rows:
+        return
+    d = deliveries_t
+    with transaction(engine, write=True) as conn:
+        conn.execute(
+            d.update().where(d.c.id.in_([c.id for c in rows]), d.c.status == SENDING, d.c.claimed_by == run_id)
+            .values(status=QUEUED, attempts=d.c.attempts - 1, claimed_by=None, lease_until=None, updated_at=now)
+        )
+
+
+# -- recovery ---------------------------------------------------------------------------------
+
+def stranded(engine: Engine, dead_runs: Sequence[str], now: datetime) -> list[Claimed]:
+    """SENDING rows owned by a dead run, or whose lease has expired."""
+    d = deliveries_t
+    cond = d.c.lease_until < now
+    if dead_runs:
+        cond = sa.or_(cond, d.c.claimed_by.in_(list(dead_runs)))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts).where(d.c.status == SENDING, cond)
+            .order_by(d.c.id)
+        ).all()
+    return [Claimed(*r) for r in rows]
+
+
+def settle(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], known: dict[int, SendResult],
+           policy: str, now: datetime) -> Outcomes:
+    """Settle stranded rows: those the gateway confirms become ACCEPTED; the rest IN_DOUBT
+    (hold) or RETRY_WAIT now (resend). Only rows still SENDING are touched."""
+    out = Outcomes()
+    d = deliveries_t
+    with transaction(engine, write=True) as conn:
+        for c in rows:
+            r = known.get(c.id)
+            if r is not None and r.outcome is Outcome.ACCEPTED:
+                values: dict[str, object] = dict(status=ACCEPTED, provider_id=r.provider_id, sent_at=now)
+                outcome, detail = "accepted", "confirmed by the gateway after the run that sent it died"
+                out.accepted += 1
+            elif policy == "resend":
+                values = dict(status=RETRY_WAIT, next_attempt_at=now)
+                outcome, detail = "in_doubt", "owner died mid-request; resending (BROADCAST_IN_DOUBT=resend)"
+                out.retry += 1
+            else:
+                values = dict(status=IN_DOUBT, error_code="in_doubt",
+                              error_text="the run sending it died mid-request; it may or may not have been sent")
+                outcome, detail = "in_doubt", "owner died mid-request; held (BROADCAST_IN_DOUBT=hold)"
+                out.in_doubt += 1
+            done = conn.execute(
+                d.update().where(d.c.id == c.id, d.c.status == SENDING)
+                .values(claimed_by=None, lease_until=None, updated_at=now, **values)
+            ).rowcount
+            if done:
+                _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, outcome, "recovered", detail)], now)
+    return out
+
+
+# -- receipts ---------------------------------------------------------------------------------
+
+def apply_receipts(engine: Engine, gateway: str, receipts: Sequence[Receipt], now: datetime) -> int:
+    """Log delivery reports, then apply them: ACCEPTED/IN_DOUBT -> DELIVERED or FAILED. An
+    in-doubt delivery with a receipt was evidently sent. Returns how many deliveries changed."""
+    if not receipts:
+        return 0
+    d = deliveries_t
+    changed = 0
+    with transaction(engine, write=True) as conn:
+        conn.execute(receipts_t.insert(), [
+            dict(delivery_id=r.delivery_id, provider_id=r.provider_id, gateway=gateway, status=r.status,
+                 code=r.code, reported_at=r.at, received_at=now, applied=1) for r in receipts
+        ])
+        for r in receipts:
+            key = d.c.id == r.delivery_id if r.delivery_id is not None else d.c.provider_id == r.provider_id
+            values: dict[str, object] = {"status": DELIVERED if r.status == "delivered" else FAILED,
+                                         "updated_at": now}
+            if r.status == "delivered":
+                values["delivered_at"] = r.at
+            else:
+                values.update(error_code=r.code or "undelivered", error_text="the network reported it undelivered")
+            changed += conn.execute(d.update().where(key, d.c.status.in_((ACCEPTED, IN_DOUBT))).values(**values)).rowcount
+    return changed
+
+
+# -- per-number cap ---------------------------------------------------------------------------
+
+def sent_today(engine: Engine, phones: Iterable[str], day_start: datetime, exclude: Iterable[int]) -> dict[str, int]:
+    """How many real SMS each phone got (or may have got) since ``day_start``."""
+    phones = list(set(phones))
+    if not phones:
+        return {}
+    d = deliveries_t
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(d.c.phone, sa.func.count())
+            .where(d.c.phone.in_(phones), d.c.kind == "real", d.c.id.not_in(list(exclude)),
+                   d.c.status.in_((SENDING, ACCEPTED, DELIVERED, IN_DOUBT)),
+                   sa.func.coalesce(d.c.sent_at, d.c.updated_at) >= day_start)
+            .group_by(d.c.phone)
+        ).all()
+    return dict(rows)
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+def counts(conn: Connection, message_id: int, kind: str = "real") -> dict[str, int]:
+    d = deliveries_t
+    rows = conn.execute(
+        sa.select(d.c.status, sa.func.count()).where(d.c.message_id == message_id, d.c.kind == kind)
+        .group_by(d.c.status)
+    ).all()
+    return dict(rows)
+
+
+def expire_past_deadline(engine: Engine, message_id: int, deadline: datetime, now: datetime) -> int:
+    """QUEUED/RETRY_WAIT rows of a message whose delivery deadline has passed -> EXPIRED."""
+    if now < deadline:
+        return 0
+    d = deliveries_t
+    with transaction(engine, write=True) as conn:
+        return conn.execute(
+            d.update().where(d.c.message_id == message_id, d.c.status.in_((QUEUED, RETRY_WAIT)))
+            .values(status=EXPIRED, error_code="deadline", error_text="not sent before the delivery deadline",
+                    updated_at=now)
+        ).rowcount

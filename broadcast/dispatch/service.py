@@ -1,0 +1,278 @@
+"""What the commands call: run a pass, run as a worker, send one message now, test sends,
+resolve in-doubt deliveries, resume a paused message, plan a send."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from broadcast import clock
+from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, QUEUED, RETRY_WAIT, Delivery, DeliveryAttempt
+from broadcast.db.engine import transaction
+from broadcast.dispatch import ledger
+from broadcast.dispatch.engine import Engine, Progress, RunReport, effective_rate
+from broadcast.errors import InputError, StateError
+from broadcast.gateways.base import Gateway, Outcome, SendItem, make_client
+from broadcast.workspace import Workspace
+
+deliveries_t = Delivery.__table__
+attempts_t = DeliveryAttempt.__table__
+
+
+def open_gateway(ws: Workspace) -> Gateway:
+    """The configured gateway, with one HTTP client for the whole run."""
+    from broadcast.gateways import registry
+
+    cls = registry.load(ws.settings.gateway)
+    client = make_client(timeout_s=15.0, max_in_flight=ws.settings.concurrency)
+    return cls(registry.load_settings(cls), client)
+
+
+async def _with_gateway(ws: Workspace, fn: Callable[[Gateway], object]) -> object:
+    gateway = open_gateway(ws)
+    try:
+        return await fn(gateway)  # type: ignore[misc]
+    finally:
+        await gateway.aclose()
+        client = getattr(gateway, "_client", None)
+        if client is not None:
+            await client.aclose()
+
+
+def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable[[Progress], None] | None = None,
+             engine_hook: Callable[[Engine], None] | None = None, receipt_wait_s: float = 0.0) -> RunReport:
+    """One pass: send everything due, wait for retries due soon, then return."""
+    async def go(gateway: Gateway) -> RunReport:
+        engine = Engine(ws, gateway, kind="run" if only is None else "send", progress=progress,
+                        receipt_wait_s=receipt_wait_s)
+        if engine_hook:
+            engine_hook(engine)
+        return await engine.run_pass(only)
+
+    return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
+
+
+def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progress], None] | None = None,
+               on_pass: Callable[[RunReport], None] | None = None,
+               engine_hook: Callable[[Engine], None] | None = None) -> RunReport:
+    """Passes in a loop until stopped (SIGTERM/Ctrl-C via ``Engine.stop``). Returns the last pass."""
+    async def go(gateway: Gateway) -> RunReport:
+        engine = Engine(ws, gateway, kind="worker", progress=progress)
+        if engine_hook:
+            engine_hook(engine)
+        last = RunReport()
+        while not engine._stopping:
+            last = await engine.run_pass(wait_for_retries=False)
+            if on_pass:
+                on_pass(last)
+            for _ in range(int(poll_s * 10)):
+                if engine._stopping:
+                    break
+                await asyncio.sleep(0.1)
+        return last
+
+    return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
+
+
+@dataclass
+class SendPlan:
+    message_id: int
+    status: str
+    audience: int
+    parts: int
+    billable_parts: int
+    rate: float | None
+    eta_s: float | None
+    gateway: str
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def plan(ws: Workspace, message_id: int) -> SendPlan:
+    """What `broadcast send` is about to do: audience, parts, billable parts, duration at the rate."""
+    from broadcast.messages.store import show_message
+
+    from broadcast.gateways import registry
+
+    detail = show_message(ws, message_id)
+    cls = registry.load(ws.settings.gateway)
+    limits = [r for r in (ws.settings.rate, cls.capabilities.max_per_second) if r]
+    rate = min(limits) if limits else None
+    audience = detail.audience
+    return SendPlan(message_id, detail.status, audience, detail.parts, detail.billable_parts, rate,
+                    audience / rate if rate else None, cls.capabilities.name)
+
+
+def send_now(ws: Workspace, message_id: int, progress: Callable[[Progress], None] | None = None,
+             receipt_wait_s: float = 0.0) -> RunReport:
+    """Send one approved message now (its schedule is ignored; quiet hours are not)."""
+    from broadcast.db.models import Message
+
+    m = Message.__table__
+    with ws.engine.connect() as conn:
+        row = conn.execute(sa.select(m.c.status, m.c.send_after).where(m.c.id == message_id)).first()
+    if row is None:
+        from broadcast.errors import NotFoundError
+
+        raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
+    status, send_after = row
+    if status not in ("approved", "sending"):
+        raise StateError(f"message {message_id} is {status}: only approved messages are sent",
+                         hint=f"broadcast message approve {message_id} (by another operator)")
+    now = clock.now(ws.settings)
+    quiet = ws.settings.quiet_window
+    if quiet is not None and quiet.is_quiet(now, ws.settings.timezone):
+        raise StateError(f"it is quiet hours ({quiet}); nothing is sent now",
+                         hint="it goes out when they end with 'broadcast run', or change BROADCAST_QUIET_HOURS")
+    if status == "approved" and (send_after is None or send_after > now):
+        with transaction(ws.engine, write=True) as conn:
+            conn.execute(m.update().where(m.c.id == message_id).values(send_after=now, scheduled_at=now))
+    return run_once(ws, only=[message_id], progress=progress, receipt_wait_s=receipt_wait_s)
+
+
+@dataclass
+class TestSend:
+    delivery_id: int
+    phone: str
+    text: str
+    outcome: str
+    provider_id: str | None
+    detail: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def test_send(ws: Workspace, message_id: int, phone: str) -> TestSend:
+    """Send the rendered text to one number only, recorded as a test delivery."""
+    from broadcast.db.models import Member, Message
+    from broadcast.messages.checks import wrap_signature
+    from broadcast.messages.compose import render_for
+    from broadcast.messages.states import FINAL
+    from broadcast.recipients.members import parse_phone
+
+    e164 = parse_phone(phone, ws.settings.default_region)
+    m, mem = Message.__table__, Member.__table__
+    now = clock.now(ws.settings)
+
+    async def go(gateway: Gateway) -> TestSend:
+        with transaction(ws.engine, write=True) as conn:
+            row = conn.execute(sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id)).first()
+            if row is None:
+                raise InputError(f"no message {message_id}")
+            if row.status in FINAL:
+                raise StateError(f"message {message_id} is {row.status}")
+            person = conn.execute(sa.select(mem.c.id, mem.c.name).where(mem.c.phone == e164)).first()
+            sig = "" if gateway.capabilities.adds_signature else wrap_signature(row.signature)
+            name = person.name if person else ""
+            text = sig + render_for(row.body, name=name, group="", phone=e164)
+            ledger.freeze(conn, message_id, [ledger.FrozenRecipient(person.id if person else None, e164, name, "", text)],
+                          now, gateway.capabilities.name, kind="test")
+            did = conn.execute(sa.select(sa.func.max(deliveries_t.c.id))).scalar_one()
+            conn.execute(deliveries_t.update().where(deliveries_t.c.id == did)
+                         .values(status="sending", attempts=1, claimed_by="test", lease_until=now))
+        claimed = ledger.Claimed(did, message_id, e164, text, 1)
+        [result] = await gateway.send([SendItem(did, e164, text)])
+        policy = ledger.Policy(1, 1, 1, "hold")
+        ledger.record(ws.engine, "test", gateway.capabilities.name, [(claimed, result)], clock.now(ws.settings), policy)
+        return TestSend(did, e164, text, result.outcome.value, result.provider_id, result.detail)
+
+    return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
+
+
+@dataclass
+class Resolved:
+    message_id: int
+    confirmed: int  # the gateway confirmed them: accepted
+    resent: int
+    marked_sent: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def resolve(ws: Workspace, message_id: int, *, resend: bool) -> Resolved:
+    """Settle a message's in-doubt deliveries: ask the gateway where it can tell, then resend
+    the rest (``resend``) or mark them sent."""
+    d = deliveries_t
+    now = clock.now(ws.settings)
+    with ws.engine.connect() as conn:
+        rows = [ledger.Claimed(*r) for r in conn.execute(
+            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
+            .where(d.c.message_id == message_id, d.c.status == IN_DOUBT, d.c.kind == "real"))]
+    if not rows:
+        raise StateError(f"message {message_id} has no deliveries in doubt", hint=f"broadcast message show {message_id}")
+
+    async def ask(gateway: Gateway) -> dict[int, object]:
+        if not gateway.capabilities.can_query:
+            return {}
+        answers = await gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
+        return {c.id: a for c, a in zip(rows, answers) if a is not None and a.outcome is Outcome.ACCEPTED}
+
+    known = asyncio.run(_with_gateway(ws, ask))
+    out = Resolved(message_id, 0, 0, 0)
+    with transaction(ws.engine, write=True) as conn:
+        for c in rows:
+            if c.id in known:
+                values = dict(status=ACCEPTED, provider_id=known[c.id].provider_id, error_code=None, error_text=None)  # type: ignore[attr-defined]
+                out.confirmed += 1
+                outcome = "accepted"
+            elif resend:
+                values = dict(status=RETRY_WAIT, next_attempt_at=now, error_code=None, error_text=None)
+                out.resent += 1
+                outcome = "resend"
+            else:
+                values = dict(status=ACCEPTED, error_code="marked_sent",
+                              error_text=f"marked sent by {ws.operator} after being in doubt")
+                out.marked_sent += 1
+                outcome = "marked_sent"
+            conn.execute(d.update().where(d.c.id == c.id, d.c.status == IN_DOUBT).values(updated_at=now, **values))
+            conn.execute(attempts_t.insert().values(delivery_id=c.id, attempt=c.attempts, run_id="resolve",
+                                                    gateway=ws.settings.gateway, outcome=outcome, code="resolve",
+                                                    detail=f"by {ws.operator}", at=now))
+    return out
+
+
+def resume(ws: Workspace, message_id: int) -> str:
+    """Continue a paused message: back to ``sending`` if it had started, else ``approved``."""
+    from broadcast.messages.states import transition
+
+    with transaction(ws.engine, write=True) as conn:
+        started = conn.execute(sa.select(sa.func.count()).select_from(deliveries_t).where(
+            deliveries_t.c.message_id == message_id, deliveries_t.c.kind == "real")).scalar_one()
+        to = "sending" if started else "approved"
+        transition(conn, message_id, to, reason=f"resumed by {ws.operator}")
+    return to
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "as fast as the gateway answers (no rate limit)"
+    if seconds < 60:
+        return f"about {math.ceil(seconds)} s"
+    return f"about {math.ceil(seconds / 60)} min"
+
+
+def delivery_overview(ws: Workspace, message_id: int, limit: int = 50) -> dict[str, object]:
+    """Delivery counts of a message and the deliveries held in doubt (for `message show`)."""
+    from broadcast.dispatch.engine import summary_counts
+
+    d = deliveries_t
+    with ws.engine.connect() as conn:
+        doubt = conn.execute(
+            sa.select(d.c.id, d.c.phone, d.c.name, d.c.updated_at)
+            .where(d.c.message_id == message_id, d.c.status == IN_DOUBT, d.c.kind == "real")
+            .order_by(d.c.id).limit(limit)
+        ).all()
+        tests = conn.execute(sa.select(sa.func.count()).select_from(d).where(
+            d.c.message_id == message_id, d.c.kind == "test")).scalar_one()
+    return {
+        "counts": summary_counts(ws, message_id),
+        "test_sends": tests,
+        "in_doubt": [{"delivery_id": i, "phone": p, "name": n, "since": t.isoformat()} for i, p, n, t in doubt],
+    }

@@ -49,6 +49,14 @@ def test_every_gateway_setting_is_documented_in_env_example():
     for name in registry.names():
         cls = registry.load(name)
         prefix = cls.settings_class.model_config.get("env_prefix", "")
-        missing += [f"{prefix}{f}".upper() for f in cls.settings_class.model_fields
-                    if f"{prefix}{f}=".upper() not in text.upper()]
+        for fname, field in cls.settings_class.model_fields.items():
+            names = [f"{prefix}{fname}"]
+            choices = getattr(field.validation_alias, "choices", None)
+            if isinstance(field.validation_alias, str):
+                names = [field.validation_alias]
+            elif choices:
+                names = [c for c in choices if isinstance(c, str) and c.upper().startswith("BROADCAST_")] or names
+            env = names[0].upper()
+            if f"{env}=" not in text.upper():
+                missing.append(env)
     assert missing == []

@@ -103,7 +103,12 @@ class Engine:
         self.run: runs.RunHandle | None = None
 
     def now(self) -> datetime:
-        return clock.now(self.ws.settings)
+        """The configured clock (``BROADCAST_NOW`` for drills) read once per pass, advanced by
+        real elapsed time: a drill that starts at 07:29 still sees retries come due."""
+        anchor = getattr(self, "_anchor", None)
+        if anchor is None:
+            return clock.now(self.ws.settings)
+        return anchor[0] + timedelta(seconds=time.monotonic() - anchor[1])
 
     def stop(self) -> None:
         """Stop taking new work; requests in flight finish and are recorded."""
@@ -115,6 +120,7 @@ class Engine:
         from broadcast.messages.timing import due, expire_overdue
 
         t0 = time.monotonic()
+        self._anchor = (clock.now(self.ws.settings), t0)
         report = RunReport()
         self.run = runs.start_run(self.ws.engine, self.kind, self.ws.operator, self.now())
         beat = asyncio.create_task(self._heartbeat())
@@ -150,13 +156,17 @@ class Engine:
     # -- freeze -----------------------------------------------------------------------------
 
     def start_message(self, message_id: int) -> int:
-        """Freeze the audience and move the message to ``sending``, in one transaction."""
+        """Freeze the audience and move the message to ``sending``, in one transaction. A message
+        another run started meanwhile (two runs saw it approved at once) is left as it is: 0."""
         from broadcast.db.models import Message
 
         m = Message.__table__
         now = self.now()
         with transaction(self.ws.engine, write=True) as conn:
-            body, signature = conn.execute(sa.select(m.c.body, m.c.signature).where(m.c.id == message_id)).one()
+            status, body, signature = conn.execute(
+                sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id)).one()
+            if status == "sending":  # frozen by the run that moved it there, in one transaction
+                return 0
             sig = wrap_signature(signature if self.signature is None else self.signature)
             recipients = (
                 FrozenRecipient(a.member_id, a.phone, a.name, a.group,
@@ -251,7 +261,10 @@ class Engine:
         assert self.run is not None
         s = self.ws.settings
         engine, run_id = self.ws.engine, self.run.id
-        policy = Policy(s.max_attempts, s.retry_base_s, s.retry_max_s, s.in_doubt, self._deadlines(ids))
+        deadlines = self._deadlines(ids)
+        for mid, deadline in deadlines.items():  # nothing goes out after its delivery deadline
+            report.outcomes.expired += ledger.expire_past_deadline(engine, mid, deadline, self.now())
+        policy = Policy(s.max_attempts, s.retry_base_s, s.retry_max_s, s.in_doubt, deadlines)
         queue: asyncio.Queue[list[Claimed] | None] = asyncio.Queue()
         room = asyncio.Event()
         pending: list[tuple[Claimed, SendResult]] = []
@@ -263,6 +276,9 @@ class Engine:
             totals = {mid: sum(ledger.counts(conn, mid).values()) for mid in ids}
         t0 = time.monotonic()
         quiet = s.quiet_window
+        # record as soon as half the hold window is answered, so the feeder can claim the next half
+        # while the other half is in flight (waiting for the flusher's tick stalls every worker)
+        flush_at = max(1, min(200, self.hold_limit // 2))
 
         def freed(n: int) -> None:
             nonlocal holding
@@ -361,7 +377,7 @@ class Engine:
                     last = results[-1]
                     pause(mid, f"{sum(window)} of the last {len(window)} attempts failed "
                                f"(last: {last.code or ''} {last.detail or ''})".strip())
-                if len(pending) >= 200:
+                if len(pending) >= flush_at:
                     flush()
 
         async def flusher() -> None:

@@ -88,29 +88,41 @@ def claim(engine: Engine, run_id: str, message_ids: Sequence[int], limit: int, n
     transaction (SQLite: under the write lock; PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     if limit <= 0 or not message_ids:
         return []
+    stmt = _CLAIM_PG if engine.dialect.name == "postgresql" else _CLAIM
+    params = dict(c_mids=list(message_ids), c_now=now, c_limit=limit, c_run=run_id, c_lease=now + lease)
+    with transaction(engine, write=True) as conn:
+        rows = conn.execute(stmt, params).all()
+    return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+
+def _claim_statement(postgresql: bool) -> sa.Update:
+    # Built once: the hot path pays neither the construction nor the cache key of the statement.
     d = deliveries_t
+    at = d.c.updated_at.type
     due = (
         sa.select(d.c.id)
         .where(
-            d.c.message_id.in_(list(message_ids)),
+            d.c.message_id.in_(sa.bindparam("c_mids", expanding=True)),
             d.c.status.in_((QUEUED, RETRY_WAIT)),
-            sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+            sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= sa.bindparam("c_now", type_=at)),
         )
         .order_by(d.c.id)
-        .limit(limit)
+        .limit(sa.bindparam("c_limit", type_=sa.Integer()))
     )
-    if engine.dialect.name == "postgresql":
+    if postgresql:
         due = due.with_for_update(skip_locked=True)
-    stmt = (
+    return (
         d.update()
         .where(d.c.id.in_(due.scalar_subquery()))
-        .values(status=SENDING, claimed_by=run_id, lease_until=now + lease, attempts=d.c.attempts + 1,
-                updated_at=now)
+        .values(status=SENDING, claimed_by=sa.bindparam("c_run", type_=d.c.claimed_by.type),
+                lease_until=sa.bindparam("c_lease", type_=at), attempts=d.c.attempts + 1,
+                updated_at=sa.bindparam("c_now", type_=at))
         .returning(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
     )
-    with transaction(engine, write=True) as conn:
-        rows = conn.execute(stmt).all()
-    return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+
+_CLAIM = _claim_statement(postgresql=False)
+_CLAIM_PG = _claim_statement(postgresql=True)
 
 
 # -- record -----------------------------------------------------------------------------------
@@ -180,26 +192,37 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
         updates.append(values)
         outcome = "in_doubt" if values["b_status"] == IN_DOUBT else r.outcome.value
         attempts.append((c.id, c.attempts, run_id, gateway, outcome, r.code, (r.detail or "")[:500] or None))
-    d = deliveries_t
-    stmt = (
-        d.update()
-        .where(d.c.id == sa.bindparam("b_id"), d.c.status == SENDING, d.c.claimed_by == run_id)
-        .values(status=sa.bindparam("b_status"), provider_id=sa.bindparam("b_provider_id"),
-                error_code=sa.bindparam("b_code"), error_text=sa.bindparam("b_text"),
-                next_attempt_at=sa.bindparam("b_next", type_=d.c.next_attempt_at.type),
-                sent_at=sa.func.coalesce(sa.bindparam("b_sent", type_=d.c.sent_at.type), d.c.sent_at),
-                claimed_by=None, lease_until=None, updated_at=now)
-    )
+    for values in updates:
+        values.update(b_run=run_id, b_now=now)
     with transaction(engine, write=True) as conn:
         if updates:
-            conn.execute(stmt, updates)
+            conn.execute(_RECORD, updates)
         _insert_attempts(conn, attempts, now)
     return out
 
 
+def _record_statement() -> sa.Update:
+    # Built once (see _claim_statement); the run and the time are parameters like the rest.
+    d = deliveries_t
+    return (
+        d.update()
+        .where(d.c.id == sa.bindparam("b_id"), d.c.status == SENDING,
+               d.c.claimed_by == sa.bindparam("b_run", type_=d.c.claimed_by.type))
+        .values(status=sa.bindparam("b_status"), provider_id=sa.bindparam("b_provider_id"),
+                error_code=sa.bindparam("b_code"), error_text=sa.bindparam("b_text"),
+                next_attempt_at=sa.bindparam("b_next", type_=d.c.next_attempt_at.type),
+                sent_at=sa.func.coalesce(sa.bindparam("b_sent", type_=d.c.sent_at.type), d.c.sent_at),
+                claimed_by=None, lease_until=None, updated_at=sa.bindparam("b_now", type_=d.c.updated_at.type))
+    )
+
+
+_RECORD = _record_statement()
+_INSERT_ATTEMPT = attempts_t.insert()
+
+
 def _insert_attempts(conn: Connection, rows: Sequence[tuple[object, ...]], now: datetime) -> None:
     if rows:
-        conn.execute(attempts_t.insert(), [
+        conn.execute(_INSERT_ATTEMPT, [
             dict(delivery_id=r[0], attempt=r[1], run_id=r[2], gateway=r[3], outcome=r[4], code=r[5], detail=r[6],
                  at=now) for r in rows
         ])

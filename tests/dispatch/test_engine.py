@@ -1,0 +1,317 @@
+"""The engine's rules, in-process with a scripted gateway: freezing, caps, quiet hours,
+deadlines, recovery of a dead run's deliveries, resolve/resume, test sends, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import ClassVar
+
+import pytest
+import sqlalchemy as sa
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
+from broadcast.dispatch import ledger, service
+from broadcast.dispatch.engine import Engine
+from broadcast.dispatch.shared_rate import take
+from broadcast.gateways.base import Capabilities, Gateway, Outcome, Receipt, SendItem, SendResult
+from broadcast.messages.actions import approve_message
+from broadcast.messages.store import create_message
+from broadcast.recipients.groups import add_group
+from broadcast.recipients.members import add_member
+from broadcast.workspace import Workspace
+
+D = Delivery.__table__
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROADCAST_SCRIPTED_")
+
+
+class Scripted(Gateway):
+    """Answers from a script: phone -> list of outcomes, one per attempt (default accepted)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(name="scripted", max_batch=10, mixed_texts=True,
+                                                         can_query=True, pull_receipts=True)
+    settings_class = _Settings
+
+    def __init__(self, script: dict[str, list[SendResult | str]] | None = None, known: Sequence[int] = ()) -> None:
+        super().__init__(_Settings())
+        self.script = script or {}
+        self.sent: list[SendItem] = []
+        self.known = set(known)
+        self.receipts: list[Receipt] = []
+
+    async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
+        out = []
+        for item in batch:
+            self.sent.append(item)
+            plan = self.script.get(item.phone, [])
+            step = plan.pop(0) if plan else "ok"
+            if step == "ok":
+                out.append(SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=f"p{item.delivery_id}"))
+            elif isinstance(step, SendResult):
+                out.append(SendResult(item.delivery_id, step.outcome, code=step.code, maybe_sent=step.maybe_sent,
+                                      retry_after_s=step.retry_after_s, pause=step.pause))
+        return out
+
+    async def query(self, items: Sequence[SendItem]) -> list[SendResult | None]:
+        return [SendResult(i.delivery_id, Outcome.ACCEPTED, provider_id="q") if i.delivery_id in self.known else None
+                for i in items]
+
+    async def fetch_receipts(self) -> list[Receipt]:
+        out, self.receipts = self.receipts, []
+        return out
+
+
+RETRY = SendResult(0, Outcome.RETRYABLE, code="503")
+DOUBT = SendResult(0, Outcome.RETRYABLE, code="timeout", maybe_sent=True)
+BAD = SendResult(0, Outcome.PERMANENT, code="INVALID_NUMBER")
+
+
+@pytest.fixture
+def setup(ws, monkeypatch):
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T10:00")
+    monkeypatch.setenv("BROADCAST_RETRY_BASE_S", "0.01")
+    monkeypatch.setenv("BROADCAST_RETRY_MAX_S", "0.02")
+    add_group(ws, "一支部")
+    for i in range(20):
+        add_member(ws, f"人{i}", f"138000000{i:02d}", ["一支部"])
+    return ws
+
+
+def as_operator(ws: Workspace, who: str) -> Workspace:
+    from broadcast.config import load_settings
+
+    return Workspace(load_settings(operator=who), ws.engine)
+
+
+def approved_message(ws, text="明天下午三点开会，{name}同志请准时参加") -> int:
+    ws = as_operator(ws, "office")
+    mid = create_message(ws, text=text, groups=["一支部"]).id
+    approve_message(as_operator(ws, "leader"), mid)
+    return mid
+
+
+def run(ws, gateway, **kw) -> object:
+    return asyncio.run(Engine(as_operator(ws, "cron"), gateway, **kw).run_pass())
+
+
+def statuses(ws, mid) -> dict[str, int]:
+    with ws.engine.connect() as conn:
+        return ledger.counts(conn, mid)
+
+
+def test_freeze_once_send_once_render_per_person(setup):
+    ws = setup
+    mid = approved_message(ws)
+    gw = Scripted()
+    report = run(ws, gw)
+    assert report.completed == [mid] and report.outcomes.accepted == 20
+    assert statuses(ws, mid) == {"accepted": 20}
+    assert sorted(i.text for i in gw.sent)[0].startswith("明天下午三点开会，人0同志")
+    again = Scripted()
+    run(ws, again)
+    assert again.sent == []  # a finished message is never sent again
+    engine = Engine(ws, again)
+    with pytest.raises(Exception):
+        engine.start_message(mid)  # sent -> sending is not a legal transition: no second freeze
+
+
+def test_retries_then_permanent_and_attempts_recorded(setup):
+    ws = setup
+    mid = approved_message(ws)
+    gw = Scripted({"+8613800000001": [RETRY, RETRY], "+8613800000002": [BAD]})
+    report = run(ws, gw)
+    assert statuses(ws, mid) == {"accepted": 19, "failed": 1}
+    with ws.engine.connect() as conn:
+        outcomes = conn.execute(
+            sa.select(DeliveryAttempt.__table__.c.outcome).join(D, D.c.id == DeliveryAttempt.__table__.c.delivery_id)
+            .where(D.c.phone == "+8613800000001").order_by(DeliveryAttempt.__table__.c.id)).scalars().all()
+    assert outcomes == ["retryable", "retryable", "accepted"]
+    assert report.completed == [mid]
+
+
+def test_max_attempts_fails_the_delivery(setup, monkeypatch):
+    monkeypatch.setenv("BROADCAST_MAX_ATTEMPTS", "2")
+    ws = as_operator(setup, "x")
+    mid = approved_message(ws)
+    run(ws, Scripted({"+8613800000003": [RETRY, RETRY, RETRY]}))
+    with ws.engine.connect() as conn:
+        code, text = conn.execute(sa.select(D.c.error_code, D.c.error_text).where(D.c.phone == "+8613800000003")).one()
+    assert statuses(ws, mid)["failed"] == 1 and "gave up after 2 attempts" in text
+
+
+def test_maybe_sent_is_held_in_doubt_not_resent(setup):
+    ws = setup
+    mid = approved_message(ws)
+    gw = Scripted({"+8613800000004": [DOUBT]})
+    report = run(ws, gw)
+    assert statuses(ws, mid) == {"accepted": 19, "in_doubt": 1}
+    assert report.in_doubt == {mid: 1} and report.needs_attention and mid not in report.completed
+    gw2 = Scripted()
+    run(ws, gw2)
+    assert gw2.sent == []  # held: never resent by a later run
+    r = service.resolve(as_operator(ws, "leader"), mid, resend=True)
+    assert r.resent == 1
+    run(ws, gw2)
+    assert [i.phone for i in gw2.sent] == ["+8613800000004"]
+    assert statuses(ws, mid) == {"accepted": 20}
+
+
+def test_resolve_asks_the_gateway_first(setup, monkeypatch):
+    ws = setup
+    mid = approved_message(ws)
+    run(ws, Scripted({"+8613800000004": [DOUBT], "+8613800000005": [DOUBT]}))
+    with ws.engine.connect() as conn:
+        known = conn.execute(sa.select(D.c.id).where(D.c.phone == "+8613800000004")).scalar_one()
+    monkeypatch.setattr(service, "open_gateway", lambda _ws: Scripted(known=[known]))
+    r = service.resolve(ws, mid, resend=False)
+    assert (r.confirmed, r.marked_sent, r.resent) == (1, 1, 0)
+    assert statuses(ws, mid) == {"accepted": 20}
+
+
+def test_stranded_rows_of_a_dead_process_become_in_doubt(setup):
+    """A run on this host whose process is gone: its SENDING rows are settled at once, not after
+    the lease; the gateway is asked first, and only the unknown one is held."""
+    ws = setup
+    mid = approved_message(ws)
+    engine = Engine(ws, Scripted())
+    engine.start_message(mid)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    from broadcast.db.types import utcnow
+
+    with ws.engine.begin() as conn:
+        conn.execute(Run.__table__.insert().values(id="dead-run", host=os.uname().nodename, pid=dead.pid, pid_start="",
+                                                   kind="run", operator="x", started_at=utcnow(), heartbeat_at=utcnow()))
+    rows = ledger.claim(ws.engine, "dead-run", [mid], 2, utcnow(), __import__("datetime").timedelta(hours=1))
+    gw = Scripted(known=[rows[0].id])
+    report = run(ws, gw)
+    assert report.recovered.accepted == 1 and report.recovered.in_doubt == 1
+    assert statuses(ws, mid) == {"accepted": 19, "in_doubt": 1}
+    assert rows[1].id not in {i.delivery_id for i in gw.sent} and rows[0].id not in {i.delivery_id for i in gw.sent}
+
+
+def test_resend_policy_resends_stranded_rows(setup, monkeypatch):
+    monkeypatch.setenv("BROADCAST_IN_DOUBT", "resend")
+    ws = as_operator(setup, "x")
+    mid = approved_message(ws)
+    Engine(ws, Scripted()).start_message(mid)
+    from datetime import timedelta
+
+    from broadcast.db.types import utcnow
+
+    rows = ledger.claim(ws.engine, "ghost", [mid], 3, utcnow() - timedelta(hours=2), timedelta(seconds=1))
+    gw = Scripted()
+    run(ws, gw)
+    assert {c.id for c in rows} <= {i.delivery_id for i in gw.sent}
+    assert statuses(ws, mid) == {"accepted": 20}
+
+
+def test_per_number_daily_cap(setup, monkeypatch):
+    monkeypatch.setenv("BROADCAST_MAX_PER_NUMBER_PER_DAY", "1")
+    ws = as_operator(setup, "x")
+    first, second = approved_message(ws), approved_message(ws, "第二条")
+    run(ws, Scripted())
+    assert statuses(ws, first) == {"accepted": 20} or statuses(ws, second) == {"accepted": 20}
+    both = [statuses(ws, first), statuses(ws, second)]
+    assert sorted(both, key=len) == [{"accepted": 20}, {"failed": 20}]
+    with ws.engine.connect() as conn:
+        assert set(conn.execute(sa.select(D.c.error_code).where(D.c.status == "failed")).scalars()) == {"cap"}
+
+
+def test_quiet_hours_stop_a_send_midway(setup, monkeypatch):
+    ws = setup
+    mid = approved_message(ws)
+    Engine(ws, Scripted()).start_message(mid)  # it started at 10:00 and is still sending at 12:30
+    monkeypatch.setenv("BROADCAST_QUIET_HOURS", "12:00-13:00")
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T12:30")
+    report = run(ws, Scripted())
+    assert mid in report.waiting_quiet and report.outcomes.accepted == 0
+    assert statuses(ws, mid) == {"queued": 20}
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T13:00")
+    assert run(ws, Scripted()).completed == [mid]
+    assert statuses(ws, mid) == {"accepted": 20}
+    # resuming only the next morning is past the 6 h delivery deadline: expired, not a surprise at 07:00
+    mid2 = approved_message(ws)
+    Engine(ws, Scripted()).start_message(mid2)
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-28T07:00")
+    run(ws, Scripted())
+    assert statuses(ws, mid2) == {"expired": 20}
+
+
+def test_auto_pause_and_resume(setup):
+    ws = setup
+    mid = approved_message(ws)
+    auth = SendResult(0, Outcome.PERMANENT, code="401", pause=True)
+    report = run(ws, Scripted({f"+86138000000{i:02d}": [auth] for i in range(20)}))
+    assert mid in report.paused and report.needs_attention
+    assert service.resume(ws, mid) == "sending"
+    run(ws, Scripted())
+    left = statuses(ws, mid)
+    assert left.get("accepted", 0) + left.get("failed", 0) == 20 and "queued" not in left
+
+
+def test_delivery_deadline_expires_the_rest(setup, monkeypatch):
+    ws = setup
+    mid = approved_message(ws)
+    engine = Engine(ws, Scripted())
+    engine.start_message(mid)
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T17:00")  # 7 h later; the deadline is 6 h
+    report = run(ws, Scripted())
+    assert statuses(ws, mid) == {"expired": 20} and report.completed == [mid]
+
+
+def test_receipts_mark_delivered(setup):
+    ws = setup
+    mid = approved_message(ws)
+    gw = Scripted()
+    run(ws, gw)
+    from broadcast.db.types import utcnow
+
+    ids = [i.delivery_id for i in gw.sent]
+    gw.receipts = [Receipt(ids[0], None, "delivered", None, utcnow()), Receipt(None, f"p{ids[1]}", "failed", "UNDELIV", utcnow())]
+    asyncio.run(Engine(ws, gw).pull_receipts())
+    assert statuses(ws, mid) == {"accepted": 18, "delivered": 1, "failed": 1}
+
+
+def test_test_send_goes_to_one_number_and_does_not_count(setup, cli, monkeypatch):
+    ws = setup
+    mid = create_message(as_operator(ws, "office"), text="{name}同志：测试", groups=["一支部"]).id
+    r = cli("send", str(mid), "--test-to", "13800000007", "--json", env={"BROADCAST_SIMULATOR_FAILURE_RATE": "0",
+                                                                      "BROADCAST_SIMULATOR_LATENCY_MS": "0"})
+    assert r.exit_code == 0, r
+    assert r.json()["outcome"] == "accepted" and r.json()["text"].endswith("人7同志：测试")
+    show = cli("message", "show", str(mid), "--json").json()
+    assert show["status"] == "pending_approval" and show["test_sends"] == 1 and sum(show["deliveries"].values()) == 0
+
+
+def test_shared_bucket_never_lets_more_than_rate_plus_burst(ws):
+    now, granted = 1000.0, []
+    for _ in range(400):  # 400 greedy takers of one token each, 20 per simulated 10 ms
+        wait = take(ws.engine, "k", 1, 100.0, 1.0, now)
+        granted.append(now + wait)
+        now += 0.0005
+    granted.sort()
+    worst = max(sum(1 for t in granted if s <= t < s + 1.0) for s in granted)
+    assert worst <= 100 + 1
+    assert abs(granted[-1] - granted[0] - 399 / 100) < 0.05
+
+
+def test_send_command_confirms_and_sends(setup, cli, monkeypatch):
+    monkeypatch.setenv("BROADCAST_SIMULATOR_LATENCY_MS", "0")
+    ws = setup
+    mid = approved_message(ws)
+    r = cli("send", str(mid), input="n\n")
+    assert r.exit_code == 1 and "20 people" in r.stdout and "billable" in r.stdout
+    r = cli("send", str(mid), "--yes", "--json")
+    assert r.exit_code in (0, 3), r
+    assert r.json()["accepted"] + r.json()["failed"] == 20
+    assert cli("message", "show", str(mid), "--json").json()["status"] == "sent"
+    r = cli("send", str(mid), "--yes")
+    assert r.exit_code == 1 and "only approved messages are sent" in r.stderr

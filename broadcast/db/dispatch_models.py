@@ -47,6 +47,8 @@ class Delivery(SQLModel, table=True):
         Index("ix_deliveries_phone_sent", "phone", "sent_at"),
         Index("ix_deliveries_provider_id", "provider_id"),
         Index("ix_deliveries_claimed_by", "claimed_by"),
+        Index("ix_deliveries_queued_at", "queued_at"),
+        Index("ix_deliveries_status_queued", "status", "queued_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

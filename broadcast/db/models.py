@@ -135,6 +135,10 @@ class Message(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True, index=True),
     )
     target_all: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    optout_skipped: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )  # opted-out members of the audience, counted when sending started
+
 
 
 class MessageTarget(SQLModel, table=True):
@@ -158,3 +162,4 @@ from broadcast.db.dispatch_models import (  # noqa: E402,F401
     ReceiptLog,
     Run,
 )
+from broadcast.db.audit_models import AuditEntry, AuditHead  # noqa: E402,F401

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from broadcast import clock
+from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
 from broadcast.db.engine import transaction
 from broadcast.dispatch import ledger, runs
@@ -25,7 +26,7 @@ from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes, Policy
 from broadcast.dispatch.ratelimit import TokenBucket
 from broadcast.dispatch.shared_rate import SharedLimiter
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult
-from broadcast.messages.audience import message_audience
+from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for
 from broadcast.messages.states import transition
@@ -174,7 +175,12 @@ class Engine:
                 for a in message_audience(conn, message_id)
             )
             n = ledger.freeze(conn, message_id, recipients, now, self.name)
-            transition(conn, message_id, "sending")
+            skipped = optout_skips(conn, message_id)
+            transition(conn, message_id, "sending", optout_skipped=skipped)
+            note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
+                 run_kind=self.kind, audience=n, optout_skipped=skipped, gateway=self.name, rate=self.rate,
+                 concurrency=self.concurrency, max_batch=self.max_batch, in_doubt=self.ws.settings.in_doubt,
+                 max_attempts=self.ws.settings.max_attempts)
         return n
 
     # -- recovery ---------------------------------------------------------------------------
@@ -191,8 +197,11 @@ class Engine:
             answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
             known = {c.id: a for c, a in zip(rows, answers) if a is not None}
         assert self.run is not None
-        return ledger.settle(self.ws.engine, self.run.id, self.name, rows, known,
-                             self.ws.settings.in_doubt, now)
+        out = ledger.settle(self.ws.engine, self.run.id, self.name, rows, known, self.ws.settings.in_doubt, now)
+        with transaction(self.ws.engine, write=True) as conn:
+            note(conn, self.ws.operator, "send.recover", f"run:{self.run.id}", dead_runs=dead, stranded=len(rows),
+                 confirmed=out.accepted, in_doubt=out.in_doubt, resent=out.retry, policy=self.ws.settings.in_doubt)
+        return out
 
     # -- receipts -----------------------------------------------------------------------------
 
@@ -305,6 +314,7 @@ class Engine:
             try:
                 with transaction(engine, write=True) as conn:
                     transition(conn, mid, "paused", reason=reason)
+                    note(conn, self.ws.operator, "message.pause", f"message:{mid}", reason=reason, run=run_id)
             except Exception:  # cancelled or changed meanwhile: stop sending it all the same
                 pass
             report.paused[mid] = reason
@@ -413,6 +423,8 @@ class Engine:
                     report.in_doubt[mid] = c[IN_DOUBT]
                 if status == "sending" and not any(c.get(st) for st in (*OPEN_STATES, IN_DOUBT)):
                     transition(conn, mid, "sent")
+                    note(conn, self.ws.operator, "send.finish", f"message:{mid}", counts=c, gateway=self.name,
+                         run=self.run.id if self.run else None)
                     report.completed.append(mid)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from broadcast import clock
+from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, QUEUED, RETRY_WAIT, Delivery, DeliveryAttempt
 from broadcast.db.engine import transaction
 from broadcast.dispatch import ledger
@@ -155,6 +156,7 @@ def test_send(ws: Workspace, message_id: int, phone: str) -> TestSend:
     from broadcast.messages.compose import render_for
     from broadcast.messages.states import FINAL
     from broadcast.recipients.members import parse_phone
+    from broadcast.recipients.phones import mask_phone
 
     e164 = parse_phone(phone, ws.settings.default_region)
     m, mem = Message.__table__, Member.__table__
@@ -180,6 +182,9 @@ def test_send(ws: Workspace, message_id: int, phone: str) -> TestSend:
         [result] = await gateway.send([SendItem(did, e164, text)])
         policy = ledger.Policy(1, 1, 1, "hold")
         ledger.record(ws.engine, "test", gateway.capabilities.name, [(claimed, result)], clock.now(ws.settings), policy)
+        with transaction(ws.engine, write=True) as conn:
+            note(conn, ws.operator, "message.test_send", f"message:{message_id}", phone=mask_phone(e164),
+                 outcome=result.outcome.value, gateway=gateway.capabilities.name)
         return TestSend(did, e164, text, result.outcome.value, result.provider_id, result.detail)
 
     return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
@@ -235,6 +240,8 @@ def resolve(ws: Workspace, message_id: int, *, resend: bool) -> Resolved:
             conn.execute(attempts_t.insert().values(delivery_id=c.id, attempt=c.attempts, run_id="resolve",
                                                     gateway=ws.settings.gateway, outcome=outcome, code="resolve",
                                                     detail=f"by {ws.operator}", at=now))
+        note(conn, ws.operator, "message.resolve", f"message:{message_id}", resend=resend, confirmed=out.confirmed,
+             resent=out.resent, marked_sent=out.marked_sent)
     return out
 
 
@@ -247,6 +254,7 @@ def resume(ws: Workspace, message_id: int) -> str:
             deliveries_t.c.message_id == message_id, deliveries_t.c.kind == "real")).scalar_one()
         to = "sending" if started else "approved"
         transition(conn, message_id, to, reason=f"resumed by {ws.operator}")
+        note(conn, ws.operator, "message.resume", f"message:{message_id}", now=to)
     return to
 
 

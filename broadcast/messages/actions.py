@@ -7,6 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from broadcast.audit.trail import note
+
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
 from broadcast.db.engine import transaction
@@ -43,6 +45,8 @@ def approve_message(ws: Workspace, message_id: int) -> MessageInfo:
         if row.scheduled_at is None:  # as soon as possible: from now, past quiet hours
             values["send_after"] = first_send_time(ws.settings, now)
         transition(conn, message_id, "approved", **values)
+        note(conn, ws.operator, "message.approve", f"message:{message_id}", author=row.author,
+             send_after=values.get("send_after") or row.send_after)
         return _info(conn, _require(conn, message_id))
 
 
@@ -69,6 +73,7 @@ def reject_message(ws: Workspace, message_id: int, reason: str) -> MessageInfo:
         _two_person(ws, row, "reject")
         transition(conn, message_id, "rejected", reason=f"rejected by {ws.operator}",
                    approver=ws.operator, reject_reason=reason, updated_at=now)
+        note(conn, ws.operator, "message.reject", f"message:{message_id}", reason=reason)
         return _info(conn, _require(conn, message_id))
 
 
@@ -76,7 +81,9 @@ def cancel_message(ws: Workspace, message_id: int, reason: str | None = None) ->
     with transaction(ws.engine, write=True) as conn:
         _require(conn, message_id)
         why = f"cancelled by {ws.operator}" + (f": {reason.strip()}" if reason and reason.strip() else "")
-        transition(conn, message_id, "cancelled", reason=why, updated_at=clock_now(ws.settings))
+        previous = transition(conn, message_id, "cancelled", reason=why, updated_at=clock_now(ws.settings))
+        note(conn, ws.operator, "message.cancel", f"message:{message_id}", was=previous,
+             reason=(reason or "").strip())
         return _info(conn, _require(conn, message_id))
 
 
@@ -126,4 +133,7 @@ def edit_message(
             values["send_after"] = first_send_time(ws.settings, now) if to == "approved" else None
         transition(conn, message_id, to, reason=f"edited by {ws.operator}", **values)
         new = _require(conn, message_id)
+        note(conn, ws.operator, "message.edit", f"message:{message_id}", status=to,
+             changed=sorted(k for k in values if k not in ("updated_at", "author", "approver", "reject_reason")),
+             body=new.body, targets=list(groups), all=all_)
     return Created(message_id, to, check_for(ws.settings, new.body, new.category, new.signature))

@@ -66,3 +66,19 @@ def message_audience(conn: Connection, message_id: int) -> list[AudienceMember]:
         raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
     gids = list(conn.execute(sa.select(targets_t.c.group_id).where(targets_t.c.message_id == message_id)).scalars())
     return audience_of(conn, gids, bool(row.target_all))
+
+
+def optout_skips(conn: Connection, message_id: int) -> int:
+    """How many people the message's groups hold who are opted out (left out of the audience)."""
+    row = conn.execute(sa.select(messages_t.c.target_all).where(messages_t.c.id == message_id)).first()
+    if row is None:
+        raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
+    opted = sa.select(optouts_t.c.phone)
+    q = sa.select(sa.func.count()).select_from(members_t).where(members_t.c.phone.in_(opted))
+    if not row.target_all:
+        gids = list(conn.execute(sa.select(targets_t.c.group_id).where(targets_t.c.message_id == message_id)).scalars())
+        if not gids:
+            return 0
+        scope = sa.select(subtree_ids(conn, gids).c.id)
+        q = q.where(members_t.c.id.in_(sa.select(memberships_t.c.member_id).where(memberships_t.c.group_id.in_(scope))))
+    return int(conn.execute(q).scalar_one())

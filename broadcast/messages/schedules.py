@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+
+from broadcast.audit.trail import note
 from sqlalchemy import Connection
 
 from broadcast.clock import at_local, local, parse_hhmm
@@ -98,6 +100,8 @@ def create_daily(
         ).inserted_primary_key[0]
         if gids:
             conn.execute(stargets_t.insert(), [{"schedule_id": sid, "group_id": g} for g in gids])
+        note(conn, ws.operator, "schedule.create", f"schedule:{sid}", series=lines.name, time=f"{hhmm:%H:%M}",
+             start=start, days=days, targets=list(groups), all=all_)
         for i, body in enumerate(bodies):
             day = start + timedelta(days=i)
             mid, status = insert_message(
@@ -184,6 +188,7 @@ def _set_schedule_status(ws: Workspace, schedule_id: int, allowed: tuple[str, ..
             raise StateError(f"cannot {verb} schedule {schedule_id}: it is {row.status}",
                              hint=f"see 'broadcast schedule show {schedule_id}'")
         conn.execute(schedules_t.update().where(schedules_t.c.id == schedule_id).values(status=to, updated_at=now))
+        note(conn, ws.operator, f"schedule.{verb}", f"schedule:{schedule_id}", was=row.status, now=to)
         if to == "cancelled":
             ids = conn.execute(
                 sa.select(messages_t.c.id).where(messages_t.c.schedule_id == schedule_id,
@@ -231,4 +236,5 @@ def approve_schedule(ws: Workspace, schedule_id: int) -> list[int]:
             )
         for mid, _author in pending:
             transition(conn, mid, "approved", approver=ws.operator, updated_at=now)
+        note(conn, ws.operator, "schedule.approve", f"schedule:{schedule_id}", messages=[m for m, _ in pending])
     return [mid for mid, _ in pending]

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
+
+from broadcast.audit.trail import note
 from sqlalchemy import Connection
 
 from broadcast.clock import local
@@ -161,6 +163,8 @@ def create_message(
             conn, ws, body=body, template=tname, category=kind, group_ids=gids, target_all=all_,
             scheduled_at=at, now=now,
         )
+        note(conn, ws.operator, "message.create", f"message:{mid}", status=status, body=body, template=tname,
+             category=kind, targets=list(groups), all=all_, scheduled_at=at, signature=ws.settings.signature)
     return Created(mid, status, report)
 
 

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from broadcast.audit.trail import note
+
 from broadcast.clock import format_duration, local
 from broadcast.clock import now as clock_now
 from broadcast.config import Settings
@@ -195,5 +197,6 @@ def expire_overdue(ws: Workspace, now: datetime | None = None) -> list[Expired]:
                 f"{format_duration(now - send_after)} late (limit {settings.max_lateness})"
             )
             transition(conn, mid, "expired", reason=reason, updated_at=now)
+            note(conn, ws.operator, "message.expire", f"message:{mid}", reason=reason)
             out.append(Expired(mid, reason))
     return out

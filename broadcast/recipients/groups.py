@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.audit.trail import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.types import utcnow
@@ -77,6 +78,7 @@ def add_group(ws: Workspace, name: str, parent: str | None = None) -> GroupInfo:
             raise ConflictError(f"group {name!r} already exists")
         parent_id = group_id(conn, clean_group_name(parent)) if parent else None
         conn.execute(groups_t.insert().values(name=name, parent_id=parent_id, created_at=utcnow()))
+        note(conn, ws.operator, "group.add", f"group:{name}", parent=parent)
     return GroupInfo(name=name, parent=parent, members=0)
 
 
@@ -137,6 +139,7 @@ def rename_group(ws: Workspace, old: str, new: str) -> None:
         if conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == new)).first():
             raise ConflictError(f"group {new!r} already exists")
         conn.execute(groups_t.update().where(groups_t.c.id == gid).values(name=new))
+        note(conn, ws.operator, "group.rename", f"group:{new}", old=old, new=new)
 
 
 @dataclass
@@ -172,6 +175,8 @@ def remove_group(ws: Workspace, name: str, *, force: bool = False) -> RemovedGro
         conn.execute(groups_t.update().where(groups_t.c.parent_id == gid).values(parent_id=parent_id))
         conn.execute(memberships_t.delete().where(memberships_t.c.group_id == gid))
         conn.execute(groups_t.delete().where(groups_t.c.id == gid))
+        note(conn, ws.operator, "group.remove", f"group:{name}", force=force, memberships_removed=n_members,
+             subgroups_moved=sorted(subgroups))
     return RemovedGroup(name, n_members, sorted(subgroups))
 
 

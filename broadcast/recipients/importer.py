@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.audit.trail import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
@@ -186,6 +187,11 @@ def import_members(
             _collect_errors(conn, summary)
             tmp_errors = _write_errors(conn, path, opts, table.headers, table.format)
             _meta.drop_all(conn)
+            if not opts.dry_run:
+                note(conn, ws.operator, "member.import", f"file:{path.name}", sha256=file_sha256(path),
+                     rows=summary.rows, added=summary.added, updated=summary.updated, unchanged=summary.unchanged,
+                     rejected=summary.rejected, duplicates=summary.duplicates, conflicts=summary.conflicts,
+                     groups_created=summary.groups_created, group=opts.group, group_column=opts.group_column)
             if opts.dry_run:
                 trans.rollback()
             else:
@@ -202,6 +208,16 @@ def import_members(
         tmp_errors.replace(opts.errors_out)
         summary.errors_file = str(opts.errors_out)
     return summary
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _require_or_create_group(conn: Connection, name: str, create: bool, summary: ImportSummary) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.audit.trail import note
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import ConflictError, InputError, NotFoundError
@@ -23,7 +24,7 @@ from broadcast.recipients.groups import (
     optouts_t,
     subtree_ids,
 )
-from broadcast.recipients.phones import normalize_phone
+from broadcast.recipients.phones import mask_phone, normalize_phone
 from broadcast.workspace import Workspace
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
@@ -151,6 +152,9 @@ def add_member(
             mid = row.id
         joined = [g for g, gid in gids if _join(conn, mid, gid)]
         info = _info(conn, _require(conn, e164))
+        if created or joined:
+            note(conn, ws.operator, "member.add" if created else "member.join", f"member:{mask_phone(e164)}",
+                 name=info.name, joined=joined, title=info.title)
     return AddResult(info, created, joined)
 
 
@@ -224,6 +228,9 @@ def edit_member(
             if not gone:
                 raise NotFoundError(f"{e164} is not a member of {g!r}")
         if values or add_groups or remove_groups:
+            changes = {k: (mask_phone(str(v)) if k == "phone" else v) for k, v in values.items()}
+            note(conn, ws.operator, "member.edit", f"member:{mask_phone(e164)}", changes=changes,
+                 add_groups=list(add_groups), remove_groups=list(remove_groups))
             values["updated_at"] = utcnow()
             conn.execute(members_t.update().where(members_t.c.id == row.id).values(**values))
         return _info(conn, _require(conn, str(values.get("phone", e164))))
@@ -237,6 +244,7 @@ def remove_member(ws: Workspace, phone: str) -> MemberInfo:
         info = _info(conn, row)
         conn.execute(memberships_t.delete().where(memberships_t.c.member_id == row.id))
         conn.execute(members_t.delete().where(members_t.c.id == row.id))
+        note(conn, ws.operator, "member.remove", f"member:{mask_phone(e164)}", name=info.name, groups=info.groups)
     return info
 
 
@@ -256,4 +264,7 @@ def export_members(ws: Workspace, path: str | Path, *, group: str | None = None)
 
     path = Path(path)
     with atomic_writer(path) as tmp:
-        return write_rows(tmp, path.suffix, EXPORT_HEADERS, _export_rows(ws, group), encoding="utf-8-sig")
+        n = write_rows(tmp, path.suffix, EXPORT_HEADERS, _export_rows(ws, group), encoding="utf-8-sig")
+        with transaction(ws.engine, write=True) as conn:  # an export of unmasked numbers is itself audited
+            note(conn, ws.operator, "member.export", f"file:{path.name}", rows=n, group=group, unmasked=True)
+    return n

@@ -8,6 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from broadcast.audit.trail import note
+from broadcast.recipients.phones import mask_phone
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import NotFoundError
@@ -46,6 +48,7 @@ def add_optout(ws: Workspace, phone: str, reason: str = "") -> tuple[OptOutInfo,
                     phone=e164, reason=reason.strip(), created_by=ws.operator, created_at=utcnow()
                 )
             )
+            note(conn, ws.operator, "optout.add", f"phone:{mask_phone(e164)}", reason=reason.strip())
     return next(o for o in list_optouts(ws) if o.phone == e164), created
 
 
@@ -64,3 +67,4 @@ def remove_optout(ws: Workspace, phone: str) -> None:
     with transaction(ws.engine, write=True) as conn:
         if not conn.execute(optouts_t.delete().where(optouts_t.c.phone == e164)).rowcount:
             raise NotFoundError(f"{e164} is not opted out", hint="see 'broadcast optout list'")
+        note(conn, ws.operator, "optout.remove", f"phone:{mask_phone(e164)}")

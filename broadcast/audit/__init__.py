@@ -1,0 +1,1 @@
+"""The auditor's side: the hash-chained audit trail, the delivery log, reports, retention."""

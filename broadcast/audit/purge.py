@@ -1,0 +1,57 @@
+"""Retention: erase phone numbers, names and texts of old deliveries, keeping every count.
+
+A purged delivery keeps its message, group, status, parts, times and error code (so reports stay
+right) and loses the personal data: phone becomes ``purged-<id>``, name and text are emptied.
+Audit entries never hold full numbers, so the chain is not touched. The purge itself is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+
+from broadcast.audit.timeutil import day_start
+from broadcast.audit.trail import note
+from broadcast.db.dispatch_models import OPEN_STATES, Delivery
+from broadcast.db.engine import transaction
+from broadcast.db.types import utcnow
+from broadcast.workspace import Workspace
+
+deliveries_t = Delivery.__table__
+
+
+@dataclass
+class Purged:
+    before: str
+    deliveries: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def _scope(before_utc: object) -> list[object]:
+    d = deliveries_t
+    return [d.c.queued_at < before_utc, ~d.c.phone.like("purged-%"), d.c.status.not_in(OPEN_STATES)]
+
+
+def count(ws: Workspace, before: date) -> int:
+    """Deliveries a purge before ``before`` would erase (still-open ones are never purged)."""
+    with ws.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(deliveries_t)
+                            .where(*_scope(day_start(before, ws.settings.timezone)))).scalar_one()
+
+
+def purge(ws: Workspace, before: date) -> Purged:
+    d = deliveries_t
+    cutoff = day_start(before, ws.settings.timezone)
+    with transaction(ws.engine, write=True) as conn:
+        n = conn.execute(
+            d.update().where(*_scope(cutoff))
+            .values(phone=sa.literal("purged-") + sa.cast(d.c.id, sa.String), name="", text="", error_text=None,
+                    updated_at=utcnow())
+        ).rowcount
+        note(conn, ws.operator, "purge", "deliveries", before=before.isoformat(), deliveries=n,
+             retention_days=ws.settings.retention_days)
+    return Purged(before.isoformat(), n)

@@ -1,0 +1,224 @@
+"""The auditor's commands: ``log``, ``report``, ``purge`` and ``audit log|verify|export``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from broadcast.cli._common import JSON_OPTION, workspace
+
+app = typer.Typer(help="The tamper-evident audit trail: who changed what, when.", no_args_is_help=True)
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    from broadcast.clock import parse_date
+
+    try:
+        return parse_date(value)
+    except Exception:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-27", param_hint=option) from None
+
+
+def log(
+    since: Optional[str] = typer.Option(None, "--since", help="From this local date (YYYY-MM-DD), included."),
+    until: Optional[str] = typer.Option(None, "--until", help="Up to this local date, included."),
+    message: Optional[int] = typer.Option(None, "--message", help="Only this message."),
+    group: Optional[str] = typer.Option(None, "--group", help="Only people reached through this group (sub-groups included)."),
+    status: Optional[str] = typer.Option(None, "--status", help="queued, sending, retry_wait, accepted, delivered, failed, expired, in_doubt."),
+    phone: Optional[str] = typer.Option(None, "--phone", help="Only this number."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N rows (default 100 on screen, all in files)."),
+    unmasked: bool = typer.Option(False, "--unmasked", help="Show full phone numbers (recorded in the audit trail)."),
+    json_: bool = JSON_OPTION,
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the rows to this .csv file."),
+    xlsx: Optional[Path] = typer.Option(None, "--xlsx", help="Write the rows to this .xlsx file."),
+) -> None:
+    """The delivery log: one row per delivery; phones masked (138****1234) unless --unmasked."""
+    import json
+    import sys
+
+    from broadcast.audit import delivery_log as dl
+    from broadcast.cli._output import say, table
+
+    f = dl.LogFilter(_date(since, "--since"), _date(until, "--until"), message, group, status, phone, limit)
+    ws = workspace()
+    target = csv or xlsx
+    if target is not None:
+        if csv and xlsx:
+            raise typer.BadParameter("give --csv or --xlsx, not both")
+        n = dl.export(ws, f, target, unmasked=unmasked)
+        say(f"Wrote {n} deliveries to {target}" + ("" if unmasked else " (phones masked)"))
+        return
+    if f.limit is None and not json_:
+        f.limit = 100
+    if json_:
+        out = sys.stdout
+        out.write("[")
+        n = 0
+        for r in dl.rows(ws, f, unmasked=unmasked):
+            out.write(("," if n else "") + "\n  " + json.dumps(r, ensure_ascii=False, default=str))
+            n += 1
+        out.write("\n]\n" if n else "]\n")
+        dl.audit_view(ws, f, unmasked=unmasked, export=None, count=n)
+        return
+    rows = list(dl.rows(ws, f, unmasked=unmasked))
+    dl.audit_view(ws, f, unmasked=unmasked, export=None, count=len(rows))
+    if not rows:
+        say("No deliveries match.")
+        return
+    fmt = "%Y-%m-%d %H:%M"
+
+    def local(v: Any) -> str:
+        from broadcast.clock import local as to_local
+
+        return to_local(v, ws.settings.timezone).strftime(fmt) if v else ""
+
+    table(None, ["#", "Msg", "Group", "Phone", "Status", "Tries", "Queued", "Sent", "Delivered", "Error"],
+          ([r["delivery"], r["message"], r["group"], r["phone"], r["status"], r["attempts"], local(r["queued_at"]),
+            local(r["sent_at"]), local(r["delivered_at"]), " ".join(x for x in (r["error_code"], r["error_text"]) if x)]
+           for r in rows),
+          caption=f"{len(rows)} deliveries" + (f" (first {f.limit}; --limit N or --csv FILE for more)"
+                                               if f.limit and len(rows) == f.limit else ""))
+
+
+def report(
+    since: Optional[str] = typer.Option(None, "--since", help="From this local date, included."),
+    until: Optional[str] = typer.Option(None, "--until", help="Up to this local date, included."),
+    by: str = typer.Option("day", "--by", help="day, week, month, group, message or gateway."),
+    json_: bool = JSON_OPTION,
+    xlsx: Optional[Path] = typer.Option(None, "--xlsx", help="Write the report to this .xlsx file."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained page with tables and a chart."),
+) -> None:
+    """What was sent and what arrived: messages, SMS, people, delivery rate, failures by reason."""
+    from broadcast.audit.report import build
+    from broadcast.cli._output import emit_json, say, table
+
+    rep = build(workspace(), since=_date(since, "--since"), until=_date(until, "--until"), by=by)
+    if xlsx or html:
+        from broadcast.audit.report_files import write_html, write_xlsx
+
+        if xlsx:
+            write_xlsx(rep, xlsx)
+            say(f"Wrote {xlsx}")
+        if html:
+            write_html(rep, html)
+            say(f"Wrote {html}")
+        return
+    if json_:
+        emit_json(rep.to_dict())
+        return
+    say(f"[bold]{rep.headline}[/]")
+    top = max((r.deliveries for r in rep.rows), default=0) or 1
+    cols = [by, "msgs", "deliveries", "people", "accepted", "delivered", "failed", "expired", "pending", "in doubt",
+            "SMS", "rate %"]
+    if by == "day":
+        cols.append("")
+    table(None, cols, (
+        [r.key, r.messages, f"{r.deliveries:,}", f"{r.people:,}", f"{r.accepted:,}", f"{r.delivered:,}", r.failed,
+         r.expired, r.pending, r.in_doubt, f"{r.sms:,}", "" if r.delivery_rate is None else f"{r.delivery_rate:.1f}"]
+        + (["█" * max(1, round(20 * r.deliveries / top))] if by == "day" else [])
+        for r in rep.rows))
+    if rep.failures:
+        say("Failed or expired, by reason: " + ", ".join(f"{k} {v}" for k, v in rep.failures.items()))
+    if rep.total.optout_skipped:
+        say(f"Opted-out people left out: {rep.total.optout_skipped}")
+
+
+def purge(
+    before: Optional[str] = typer.Option(None, "--before", help="Erase deliveries queued before this local date (default: BROADCAST_RETENTION_DAYS ago)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Erase phone numbers and texts of old deliveries, keeping counts (audited)."""
+    from datetime import timedelta
+
+    from broadcast import clock
+    from broadcast.audit.purge import count, purge as do_purge
+    from broadcast.cli._output import emit_json, say
+    from broadcast.errors import InputError
+
+    ws = workspace()
+    cutoff = _date(before, "--before")
+    if cutoff is None:
+        if not ws.settings.retention_days:
+            raise InputError("say which deliveries to purge", hint="broadcast purge --before YYYY-MM-DD, or set BROADCAST_RETENTION_DAYS")
+        cutoff = clock.local(clock.now(ws.settings), ws.settings.timezone).date() - timedelta(days=ws.settings.retention_days)
+    n = count(ws, cutoff)
+    if not yes:
+        if json_:
+            raise typer.BadParameter("--json needs --yes", param_hint="--yes")
+        say(f"This erases phone numbers, names and texts of {n:,} deliveries queued before {cutoff} (counts stay).")
+        if not typer.confirm("Purge them?", default=False):
+            raise typer.Exit(1)
+    result = do_purge(ws, cutoff)
+    if json_:
+        emit_json(result.to_dict())
+    else:
+        say(f"Purged {result.deliveries:,} deliveries queued before {result.before}")
+
+
+@app.command("log")
+def audit_log(
+    since: Optional[str] = typer.Option(None, "--since", help="From this local date, included."),
+    action: Optional[str] = typer.Option(None, "--action", help="Only this action (e.g. message.approve) or family (message)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N entries."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Show the audit trail: time, operator, action, object, details."""
+    import json
+
+    from broadcast.audit.timeutil import range_utc
+    from broadcast.audit.trail import entries
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.clock import local
+
+    ws = workspace()
+    lo, _ = range_utc(_date(since, "--since"), None, ws.settings.timezone)
+    items = list(entries(ws.engine, since=lo, action=action, limit=limit))
+    if json_:
+        emit_json([e.to_dict() for e in items])
+        return
+    if not items:
+        say("The audit trail is empty.")
+        return
+    table(None, ["#", "When", "Operator", "Action", "Object", "Details"],
+          ([e.id, local(e.at, ws.settings.timezone).strftime("%Y-%m-%d %H:%M:%S"), e.operator, e.action, e.object,
+            json.dumps(e.details, ensure_ascii=False)[:120]] for e in items))
+
+
+@app.command("verify")
+def audit_verify(
+    file: Optional[Path] = typer.Option(None, "--file", help="Verify an exported JSONL file instead of the database."),
+    head: Optional[str] = typer.Option(None, "--head", help="With --file: the head hash you kept; detects a cut-off end."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Recompute the hash chain; exit 1 naming the first entry edited, deleted, inserted or reordered."""
+    from broadcast.audit.trail import verify, verify_file
+    from broadcast.cli._output import emit_json, error, say
+
+    result = verify_file(file, head) if file else verify(workspace().engine)
+    if json_:
+        emit_json(result.to_dict())
+    elif result.ok:
+        say(f"Audit trail intact: {result.entries:,} entries; head {result.head_hash}")
+    else:
+        error(f"audit trail broken at entry {result.entry_id}: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def audit_export(file: Path = typer.Argument(..., help="A .jsonl file to write.")) -> None:
+    """Write the trail as JSON lines with the hashes (verify it alone: broadcast audit verify --file)."""
+    from broadcast.audit.trail import export
+    from broadcast.cli._output import say
+    from broadcast.errors import InputError
+
+    if not file.parent.is_dir():
+        raise InputError(f"folder {str(file.parent)!r} does not exist")
+    n, head = export(workspace().engine, file)
+    say(f"Wrote {n:,} entries to {file}; head hash {head} (keep it to detect a cut-off end later)")

@@ -49,6 +49,7 @@ class Delivery(SQLModel, table=True):
         Index("ix_deliveries_claimed_by", "claimed_by"),
         Index("ix_deliveries_queued_at", "queued_at"),
         Index("ix_deliveries_status_queued", "status", "queued_at"),
+        Index("ix_deliveries_report", "group_name", "message_id", "status", "gateway", "kind", "parts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -138,6 +138,9 @@ class Message(SQLModel, table=True):
     optout_skipped: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0")
     )  # opted-out members of the audience, counted when sending started
+    started_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )  # when its audience was frozen and sending began: the day a report counts it on
 
 
 

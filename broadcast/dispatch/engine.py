@@ -176,7 +176,7 @@ class Engine:
             )
             n = ledger.freeze(conn, message_id, recipients, now, self.name)
             skipped = optout_skips(conn, message_id)
-            transition(conn, message_id, "sending", optout_skipped=skipped)
+            transition(conn, message_id, "sending", optout_skipped=skipped, started_at=now)
             note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
                  run_kind=self.kind, audience=n, optout_skipped=skipped, gateway=self.name, rate=self.rate,
                  concurrency=self.concurrency, max_batch=self.max_batch, in_doubt=self.ws.settings.in_doubt,

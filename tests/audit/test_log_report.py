@@ -25,13 +25,13 @@ def history(ws):
     m, d = Message.__table__, Delivery.__table__
     rows = []
     with ws.engine.begin() as conn:
+        base = datetime(2026, 11, 25, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai
         for mid in range(1, 5):
-            conn.execute(m.insert().values(
+            conn.execute(m.insert().values(started_at=base + timedelta(days=(mid - 1) % 3),
                 id=mid, body="x", template=None, signature="", category="notice", status="sent", author="a",
                 approver="b", reject_reason=None, status_reason=None, created_at=datetime.now(timezone.utc),
                 updated_at=datetime.now(timezone.utc), scheduled_at=None, send_after=None, schedule_id=None,
                 target_all=True, optout_skipped=mid))
-        base = datetime(2026, 11, 25, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai
         for i in range(300):
             mid = i % 4 + 1
             status = STATES[i % len(STATES)]

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from broadcast.cli import config_cmd, db_cmd, demo_cmd, group_cmd, member_cmd, optout_cmd
-from broadcast.cli import audit_cmd, gateway_cmd, message_cmd, schedule_cmd, send_cmd, template_cmd
+from broadcast.cli import audit_cmd, gateway_cmd, message_cmd, receipts_cmd, schedule_cmd, send_cmd, template_cmd
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -77,6 +77,7 @@ app.command("log")(audit_cmd.log)
 app.command("report")(audit_cmd.report)
 app.command("purge")(audit_cmd.purge)
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(receipts_cmd.app, name="receipts")
 
 
 @app.callback(invoke_without_command=True)

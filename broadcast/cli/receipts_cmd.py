@@ -1,0 +1,45 @@
+"""``broadcast receipts``: the endpoint gateways push delivery reports to."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Delivery receipts pushed by gateways (Kannel dlr-url, simulator, …).", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """Delivery receipts pushed by gateways (Kannel dlr-url, simulator, …)."""
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep 127.0.0.1 unless the gateway runs elsewhere."),
+    port: int = typer.Option(8787, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Receive delivery reports: record each one first, apply it to its delivery after. Ctrl-C stops."""
+    import ipaddress
+
+    from broadcast.cli._common import workspace
+    from broadcast.cli._output import say, warn
+    from broadcast.receipts.formats import FORMATS
+    from broadcast.receipts.server import load_receipts_settings
+    from broadcast.receipts.server import serve as run_server
+
+    settings = load_receipts_settings()
+    ws = workspace()
+    has_secret = bool(settings.secret.get_secret_value())
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not has_secret:
+        warn(f"listening on {host} without BROADCAST_RECEIPTS_SECRET: anyone who can reach it can mark deliveries")
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}" + ("/<BROADCAST_RECEIPTS_SECRET>" if has_secret else "")
+    say(f"Receipts endpoint on http://{host}:{port} (formats: {', '.join(sorted(FORMATS))}); "
+        f"set BROADCAST_RECEIPTS_URL={base}")
+    try:
+        run_server(ws.engine, settings, host, port)
+    finally:
+        ws.close()

@@ -113,12 +113,12 @@ def report(
         return
     say(f"[bold]{rep.headline}[/]")
     top = max((r.deliveries for r in rep.rows), default=0) or 1
-    cols = [by, "msgs", "deliveries", "people", "accepted", "delivered", "failed", "expired", "pending", "in doubt",
+    cols = [by, "msgs", "deliveries", "accepted", "delivered", "failed", "expired", "pending", "in doubt",
             "SMS", "rate %"]
     if by == "day":
         cols.append("")
     table(None, cols, (
-        [r.key, r.messages, f"{r.deliveries:,}", f"{r.people:,}", f"{r.accepted:,}", f"{r.delivered:,}", r.failed,
+        [r.key, r.messages, f"{r.deliveries:,}", f"{r.accepted:,}", f"{r.delivered:,}", r.failed,
          r.expired, r.pending, r.in_doubt, f"{r.sms:,}", "" if r.delivery_rate is None else f"{r.delivery_rate:.1f}"]
         + (["█" * max(1, round(20 * r.deliveries / top))] if by == "day" else [])
         for r in rep.rows))

@@ -67,7 +67,8 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
     have = set(conn.execute(
         sa.select(deliveries_t.c.phone).where(deliveries_t.c.message_id == message_id, deliveries_t.c.kind == kind)
     ).scalars()) if kind == "real" else set()
-    rows = []
+    rows: list[dict[str, object]] = []
+    added = 0
     for r in recipients:
         if r.phone in have:
             continue
@@ -75,9 +76,14 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
         rows.append(dict(message_id=message_id, kind=kind, member_id=r.member_id, phone=r.phone, name=r.name,
                          group_name=r.group, text=r.text, parts=count_segments(r.text).parts, status=QUEUED,
                          attempts=0, gateway=gateway, queued_at=now, updated_at=now))
-    for i in range(0, len(rows), 5000):
-        conn.execute(deliveries_t.insert(), rows[i:i + 5000])
-    return len(rows)
+        if len(rows) == 5000:  # insert as we go: memory stays flat with the audience size
+            conn.execute(deliveries_t.insert(), rows)
+            added += len(rows)
+            rows = []
+    if rows:
+        conn.execute(deliveries_t.insert(), rows)
+        added += len(rows)
+    return added
 
 
 # -- claim ------------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Shared fixtures. Every test runs with its own data directory and database, no .env file,
-and no BROADCAST_* variables from the developer's environment (like llm's isolated user dir)."""
+and no BROADCAST_* variables from the developer's environment (like llm's isolated user dir).
+
+The storage, dispatch and audit tests (``BOTH_STORES``) run twice: on SQLite and on PostgreSQL,
+each PostgreSQL test in a schema of its own, dropped afterwards. PostgreSQL is
+``BROADCAST_TEST_POSTGRES_URL`` or, by default, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``;
+where it cannot be reached those runs are skipped, saying why."""
 
 from __future__ import annotations
 
@@ -10,10 +15,72 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BROADCAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BOTH_STORES = ("tests/db/", "tests/audit/", "tests/dispatch/test_engine.py", "tests/dispatch/test_postgres",
+               "tests/recipients/test_import.py", "tests/messages/test_due_and_schedules.py")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store" in metafunc.fixturenames:
+        rel = Path(str(metafunc.definition.path)).resolve().relative_to(REPO).as_posix()
+        both = any(rel.startswith(p) for p in BOTH_STORES)
+        metafunc.parametrize("store", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+
+
+_pg_problem: list[str | None] = []
+
+
+def postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used for tests here (None: it can)."""
+    if not _pg_problem:
+        try:
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            u = make_url(PG_URL)
+            psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                            dbname=u.database, connect_timeout=3).close()
+            _pg_problem.append(None)
+        except Exception as exc:  # no driver, no server, no database: all mean "skip"
+            _pg_problem.append(f"PostgreSQL not available at {PG_URL} ({type(exc).__name__}: {str(exc).strip()[:120]}); "
+                               "set BROADCAST_TEST_POSTGRES_URL to run these tests on it")
+    return _pg_problem[0]
+
+
+def _pg_exec(sql: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(PG_URL)
+    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                         dbname=u.database, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The database URL of this test: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    kind = getattr(request, "param", "sqlite")
+    tmp_path = request.getfixturevalue("tmp_path")
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'broadcast.db'}"
+        return
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    import uuid
+
+    schema = f"bt_{uuid.uuid4().hex[:16]}"
+    _pg_exec(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        _pg_exec(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str) -> Iterator[Path]:
     for key in list(os.environ):
         if key.startswith("BROADCAST_"):
             monkeypatch.delenv(key)
@@ -23,7 +90,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("BROADCAST_ENV_FILE", str(tmp_path / "no.env"))
     monkeypatch.setenv("BROADCAST_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("BROADCAST_DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'broadcast.db'}")
+    monkeypatch.setenv("BROADCAST_DATABASE_URL", store)
     monkeypatch.setenv("BROADCAST_OPERATOR", "tester")
     yield tmp_path
 

@@ -109,10 +109,10 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             sa.select(*dims, sa.func.count(), sa.func.sum(d.c.parts)).where(*conds).group_by(*dims)
         ).all() if started else []
         people = _people(conn, conds, filtered=lo is not None or hi is not None)
+        reason = sa.func.coalesce(d.c.error_code, sa.literal_column("'unknown'"))
         failures = dict(conn.execute(
-            sa.select(sa.func.coalesce(d.c.error_code, "unknown"), sa.func.count())
-            .where(*conds, d.c.status.in_((FAILED, EXPIRED))).group_by(sa.func.coalesce(d.c.error_code, "unknown"))
-            .order_by(sa.func.count().desc())).all())
+            sa.select(reason, sa.func.count()).where(*conds, d.c.status.in_((FAILED, EXPIRED)))
+            .group_by(reason).order_by(sa.func.count().desc())).all())
     rows: dict[str, Row] = {}
     days: dict[str, Row] = {}
     msgs: dict[str, set[int]] = {}

@@ -28,6 +28,8 @@ class BroadcastGroup(TyperGroup):
     """Maps the core's exceptions to one red line and exit code 1, in one place."""
 
     def invoke(self, ctx: Any) -> Any:
+        from broadcast.cli._common import close_workspaces
+
         try:
             return super().invoke(ctx)
         except Exception as exc:
@@ -44,6 +46,8 @@ class BroadcastGroup(TyperGroup):
             else:
                 raise
             raise typer.Exit(EXIT_ERROR) from None
+        finally:
+            close_workspaces()
 
 
 def _is_click_exception(exc: Exception) -> bool:

@@ -94,6 +94,8 @@ def migrate(engine: Engine) -> int:
         if migration.version <= before:
             continue
         with transaction(engine, write=True) as conn:
+            if engine.dialect.name == "postgresql":  # two processes starting at once: one migrates
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
             _version_table.create(conn, checkfirst=True)
             if current_version(conn) >= migration.version:  # another process got here first
                 continue

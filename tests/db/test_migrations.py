@@ -16,12 +16,13 @@ def test_latest_matches_the_migration_files():
     assert [m.version for m in all_migrations()] == list(range(1, LATEST + 1))
 
 
-def test_migrated_schema_equals_the_models(tmp_path):
+def test_migrated_schema_equals_the_models(store):
+    """On SQLite and on PostgreSQL: the same migrations give exactly the models' tables."""
     from sqlmodel import SQLModel
 
     import broadcast.db.models  # noqa: F401  (registers every table)
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    engine = make_engine(store)
     migrate(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": False})
@@ -58,8 +59,8 @@ def test_upgrade_keeps_data_and_a_backup(tmp_path, monkeypatch):
     assert status(engine) == (LATEST, [])
 
 
-def test_a_newer_database_is_refused(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+def test_a_newer_database_is_refused(store):
+    engine = make_engine(store)
     migrate(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO broadcast_schema VALUES (999, 'future', '2030-01-01 00:00:00')"))
@@ -70,3 +71,31 @@ def test_a_newer_database_is_refused(tmp_path):
 def test_db_status_command(cli):
     r = cli("db", "status", "--json")
     assert r.exit_code == 0 and r.json()["latest"] == LATEST
+
+
+def test_upgrade_from_v3_keeps_sends_and_backfills_their_start(store):
+    """A database with a send log from the release before the audit trail is upgraded in place."""
+    import broadcast.db.migrate as m
+
+    engine = make_engine(store)
+    old = [x for x in all_migrations() if x.version <= 3]
+    import pytest as _pytest
+
+    mp = _pytest.MonkeyPatch()
+    mp.setattr(m, "all_migrations", lambda: old)
+    try:
+        assert migrate(engine) == 3
+    finally:
+        mp.undo()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO messages (id, body, signature, category, status, author, created_at, "
+                             "updated_at, target_all) VALUES (1, 'x', '', 'notice', 'sent', 'a', :t, :t, :f)"),
+                     dict(t="2026-11-01 00:00:00", f=False))
+        conn.execute(sa.text("INSERT INTO deliveries (message_id, kind, phone, name, group_name, text, parts, status, "
+                             "attempts, gateway, queued_at, updated_at) VALUES (1, 'real', '+8613800000000', 'n', 'g', "
+                             "'t', 1, 'delivered', 1, 'sim', :q, :q)"), dict(q="2026-11-01 23:30:00"))
+    assert ensure_schema(engine) == LATEST
+    with engine.connect() as conn:
+        started = conn.execute(sa.text("SELECT started_at FROM messages WHERE id = 1")).scalar_one()
+        assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one() == 1
+    assert str(started).startswith("2026-11-01 23:30")

@@ -60,3 +60,13 @@ def test_every_gateway_setting_is_documented_in_env_example():
             if f"{env}=" not in text.upper():
                 missing.append(env)
     assert missing == []
+
+
+def test_cli_reference_is_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_cli_reference", ROOT / "docs" / "make_cli_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == mod.render(), \
+        "docs/cli.md is stale: run python docs/make_cli_reference.py"

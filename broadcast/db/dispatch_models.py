@@ -108,6 +108,7 @@ class ReceiptLog(SQLModel, table=True):
     reported_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     applied: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    raw: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the payload as received, for auditors
 
 
 class RateBucket(SQLModel, table=True):

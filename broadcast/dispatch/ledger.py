@@ -17,6 +17,7 @@ run dies. It is bounded by what one run holds claimed at a time (see ``Engine.ho
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -319,7 +320,9 @@ def apply_receipts(engine: Engine, gateway: str, receipts: Sequence[Receipt], no
     with transaction(engine, write=True) as conn:
         conn.execute(receipts_t.insert(), [
             dict(delivery_id=r.delivery_id, provider_id=r.provider_id, gateway=gateway, status=r.status,
-                 code=r.code, reported_at=r.at, received_at=now, applied=1) for r in receipts
+                 code=r.code, reported_at=r.at, received_at=now, applied=1,
+                 raw=json.dumps({"pulled": True, "delivery_id": r.delivery_id, "provider_id": r.provider_id,
+                                 "status": r.status, "code": r.code, "at": r.at.isoformat()})) for r in receipts
         ])
         for r in receipts:
             key = d.c.id == r.delivery_id if r.delivery_id is not None else d.c.provider_id == r.provider_id

@@ -40,6 +40,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hmac
+import json
 import logging
 import queue
 import socket
@@ -313,7 +314,9 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
             return reject(400, f"bad callback: {exc}")
         if receipts:
             try:
-                await asyncio.wait_for(recorder.record([(name, r) for r in receipts]), cfg.answer_timeout_s)
+                raw = json.dumps({"method": incoming.method, "query": raw_query.decode("latin-1"),
+                                  "body": body.decode("utf-8", "replace")}, ensure_ascii=False)
+                await asyncio.wait_for(recorder.record([(name, r, raw) for r in receipts]), cfg.answer_timeout_s)
             except Exception as exc:
                 log.warning("receipt not recorded: %s", exc)
                 return reject(503, "not recorded, try again later")

@@ -59,14 +59,16 @@ deliveries_t = Delivery.__table__
 _SETTLE_FROM = (ACCEPTED, IN_DOUBT, RETRY_WAIT)
 
 
-def record(engine: Engine, rows: Sequence[tuple[str, Receipt]], now: datetime) -> int:
-    """Log ``(gateway, receipt)`` pairs as PENDING, in one transaction (one multi-row insert)."""
+def record(engine: Engine, rows: Sequence[tuple[str, Receipt] | tuple[str, Receipt, str | None]],
+           now: datetime) -> int:
+    """Log ``(gateway, receipt[, raw payload])`` as PENDING, in one transaction (one multi-row insert)."""
     if not rows:
         return 0
     values = [
-        dict(delivery_id=r.delivery_id, provider_id=r.provider_id, gateway=gw, status=r.status, code=r.code,
-             reported_at=r.at, received_at=now, applied=PENDING)
-        for gw, r in rows
+        dict(delivery_id=row[1].delivery_id, provider_id=row[1].provider_id, gateway=row[0], status=row[1].status,
+             code=row[1].code, reported_at=row[1].at, received_at=now, applied=PENDING,
+             raw=row[2] if len(row) > 2 else None)
+        for row in rows
     ]
     with transaction(engine, write=True) as conn:
         for i in range(0, len(values), 5000):

@@ -7,7 +7,7 @@ from alembic.operations import Operations
 
 from broadcast.db.types import UTCDateTime
 
-DESCRIPTION = "audit trail, message start time and opted-out skips, delivery log and report indexes"
+DESCRIPTION = "audit trail, message start time and opted-out skips, raw receipts, log and report indexes"
 
 
 def upgrade(op: Operations) -> None:
@@ -34,6 +34,7 @@ def upgrade(op: Operations) -> None:
     # that deliveries and targets reference).
     op.add_column("messages", sa.Column("optout_skipped", sa.Integer, nullable=False, server_default="0"))
     op.add_column("messages", sa.Column("started_at", UTCDateTime, nullable=True))
+    op.add_column("receipts", sa.Column("raw", sa.Text, nullable=True))
     op.execute(  # messages that started sending before this version: when their deliveries were frozen
         "UPDATE messages SET started_at = (SELECT min(queued_at) FROM deliveries "
         "WHERE deliveries.message_id = messages.id AND deliveries.kind = 'real') "

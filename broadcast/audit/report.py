@@ -3,7 +3,8 @@
 Counted from the delivery rows (test sends excluded), so a report always agrees with the log:
 ``deliveries`` rows, on the local day their message started sending; ``accepted`` = taken by the gateway (delivered ones included); ``delivered``
 = confirmed by a receipt; ``failed`` and ``expired`` with reasons; ``pending`` = queued, retrying
-or sending; ``in_doubt``; ``sms`` = billable SMS parts of accepted deliveries; ``people`` =
+or sending; ``in_doubt``; ``unconfirmed`` = accepted but without a final receipt after
+``BROADCAST_RECEIPT_TIMEOUT`` (they count as accepted, never as delivered); ``sms`` = billable SMS parts of accepted deliveries; ``people`` =
 distinct phones. ``delivery_rate`` = delivered / settled deliveries (not pending), or, for a
 gateway without receipts, accepted / settled (``rate_basis`` says which).
 """
@@ -42,6 +43,7 @@ class Row:
     expired: int = 0
     pending: int = 0
     in_doubt: int = 0
+    unconfirmed: int = 0  # accepted, but no final receipt within BROADCAST_RECEIPT_TIMEOUT
     sms: int = 0
     optout_skipped: int | None = None
     delivery_rate: float | None = None
@@ -109,6 +111,12 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             sa.select(*dims, sa.func.count(), sa.func.sum(d.c.parts)).where(*conds).group_by(*dims)
         ).all() if started else []
         people = _people(conn, conds, filtered=lo is not None or hi is not None)
+        cutoff = clock.now(ws.settings) - ws.settings.receipt_wait
+        stale_dims = (d.c.group_name, d.c.message_id, d.c.gateway)
+        stale = conn.execute(
+            sa.select(*stale_dims, sa.func.count()).where(*conds, d.c.status == ACCEPTED, d.c.sent_at < cutoff)
+            .group_by(*stale_dims)
+        ).all() if started else []
         reason = sa.func.coalesce(d.c.error_code, sa.literal_column("'unknown'"))
         failures = dict(conn.execute(
             sa.select(reason, sa.func.count()).where(*conds, d.c.status.in_((FAILED, EXPIRED)))
@@ -136,6 +144,13 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 row.sms += int(parts or 0)
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)
+    for group, mid, gateway, n in stale:
+        if mid not in started:
+            continue
+        day = _period(started[mid][0], "day")
+        key = {"group": group, "message": str(mid), "gateway": gateway}.get(by) or _period(started[mid][0], by)
+        for row in (rows[key], total, days[day]):
+            row.unconfirmed += n
     for table, members in ((rows, msgs), (days, day_msgs)):
         for key, row in table.items():
             row.messages = len(members[key])

@@ -11,7 +11,7 @@ from broadcast.audit.report import Report, Row
 
 COLUMNS = [("key", ""), ("messages", "messages"), ("deliveries", "deliveries"), ("people", "people"),
            ("accepted", "accepted"), ("delivered", "delivered"), ("failed", "failed"), ("expired", "expired"),
-           ("pending", "pending"), ("in_doubt", "in doubt"), ("sms", "SMS parts"), ("delivery_rate", "rate %")]
+           ("pending", "pending"), ("in_doubt", "in doubt"), ("unconfirmed", "unconfirmed"), ("sms", "SMS parts"), ("delivery_rate", "rate %")]
 
 
 def _cells(r: Row) -> list[object]:

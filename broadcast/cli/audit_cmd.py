@@ -124,6 +124,8 @@ def report(
         for r in rep.rows))
     if rep.failures:
         say("Failed or expired, by reason: " + ", ".join(f"{k} {v}" for k, v in rep.failures.items()))
+    if rep.total.unconfirmed:
+        say(f"Unconfirmed (accepted, no receipt within BROADCAST_RECEIPT_TIMEOUT): {rep.total.unconfirmed:,}")
     if rep.total.optout_skipped:
         say(f"Opted-out people left out: {rep.total.optout_skipped}")
 

@@ -43,3 +43,26 @@ def serve(
         run_server(ws.engine, settings, host, port)
     finally:
         ws.close()
+
+
+@app.command("status")
+def status(json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+    """How many deliveries await a final receipt, per gateway, and for how long."""
+    from broadcast.cli._common import workspace
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.clock import format_duration, now
+    from broadcast.receipts.status import status as receipt_status
+
+    ws = workspace()
+    rows = receipt_status(ws)
+    if json_:
+        emit_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        say("No deliveries await a receipt.")
+        return
+    current = now(ws.settings)
+    table(None, ["Gateway", "Awaiting a receipt", "Oldest waits", f"Unconfirmed (> {ws.settings.receipt_timeout})",
+                 "Received, not yet applied"],
+          ([r.gateway, r.awaiting, format_duration(current - r.oldest) if r.oldest else "", r.unconfirmed,
+            r.receipts_pending] for r in rows))

@@ -99,9 +99,13 @@ def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", 
 
 def worker(
     poll: float = typer.Option(5.0, "--poll", help="Seconds between passes."),
+    receipts_port: Optional[int] = typer.Option(None, "--receipts-port", help="Also serve the receipts endpoint on this port (127.0.0.1), so one process does the whole job."),
+    receipts_host: str = typer.Option("127.0.0.1", "--receipts-host", help="Interface for --receipts-port."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Send due messages in a loop; SIGTERM or Ctrl-C finishes the requests in flight and exits 0."""
+    import contextlib
+
     from broadcast.cli._output import say
     from broadcast.dispatch.service import run_worker
 
@@ -111,7 +115,16 @@ def worker(
             say(f"pass: sent {o.accepted} failed {o.failed} retrying {o.retry} in doubt {o.in_doubt}")
 
     rep = _Reporter(True)
-    report = run_worker(workspace(), poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=_graceful)
+    ws = workspace()
+    endpoint: Any = contextlib.nullcontext(None)
+    if receipts_port is not None:
+        from broadcast.receipts.server import load_receipts_settings, running
+
+        endpoint = running(ws.engine, load_receipts_settings(), receipts_host, receipts_port)
+    with endpoint as url:
+        if url and not json_:
+            say(f"Receipts endpoint on {url}")
+        report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=_graceful)
     if json_:
         from broadcast.cli._output import emit_json
 

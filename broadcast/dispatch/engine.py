@@ -1,8 +1,9 @@
 """The sending engine: due messages -> frozen deliveries -> claim -> gateway -> record.
 
-One asyncio loop per process: a feeder claims due deliveries in batches (never holding more than
-``hold_limit`` claimed-but-unrecorded rows), ``concurrency`` workers call the gateway through the
-rate limiters, and answers are recorded in batches every few milliseconds. See ``ledger`` for the
+One asyncio loop per process: a feeder takes rate tokens, then claims only as many due deliveries
+as idle workers start at once; ``concurrency`` workers call the gateway; answers are recorded in
+batches every few milliseconds. So at most ``concurrency × batch`` requests are in flight, plus
+answers not yet committed: ``hold_limit`` bounds what a crash can leave in doubt. See ``ledger`` for the
 state protocol and README "Delivery guarantee" for what survives a crash.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,7 +94,8 @@ class Engine:
         self.name = caps.name
         self.max_batch = max(1, caps.max_batch)
         self.concurrency = s.concurrency
-        self.hold_limit = self.concurrency * self.max_batch * 2  # the in-doubt window after a crash
+        # in flight (concurrency × batch) plus answered-but-not-yet-committed: the in-doubt bound after a crash
+        self.hold_limit = self.concurrency * self.max_batch * 2
         self.lease = timedelta(seconds=s.lease_s)
         rate = effective_rate(ws, gateway)
         self.rate = rate
@@ -164,8 +167,8 @@ class Engine:
         m = Message.__table__
         now = self.now()
         with transaction(self.ws.engine, write=True) as conn:
-            status, body, signature = conn.execute(
-                sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id)).one()
+            status, body, signature = conn.execute(  # FOR UPDATE: PostgreSQL runs do not serialise otherwise
+                sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id).with_for_update()).one()
             if status == "sending":  # frozen by the run that moved it there, in one transaction
                 return 0
             sig = wrap_signature(signature if self.signature is None else self.signature)
@@ -319,8 +322,14 @@ class Engine:
                 pass
             report.paused[mid] = reason
 
+        idle = self.concurrency
+        worker_free = asyncio.Event()
+
         async def feeder() -> None:
-            nonlocal holding
+            """Claims only what idle workers start at once (rate tokens are taken before the
+            claim), so a claimed row is in flight, not waiting: a crash strands only requests
+            that may really have gone out."""
+            nonlocal holding, idle
             while not self._stopping:
                 active = [m for m in ids if m not in paused]
                 if not active:
@@ -329,12 +338,29 @@ class Engine:
                 if quiet is not None and quiet.is_quiet(now, s.timezone):
                     report.waiting_quiet.extend(m for m in active if m not in report.waiting_quiet)
                     break
-                free = self.hold_limit - holding
-                if free < max(1, self.hold_limit // 2):
-                    room.clear()
-                    await room.wait()
-                    continue
-                rows = ledger.claim(engine, run_id, active, free, now, self.lease)
+                if self.limiter and self.rate:
+                    # rate-limited: shared tokens first, for up to 100 ms of sending per claim (few,
+                    # short transactions); workers pace the requests evenly, so a claimed row waits
+                    # at most ~100 ms before it leaves
+                    if idle <= 0:
+                        worker_free.clear()
+                        await worker_free.wait()
+                        continue
+                    want = min(idle * self.max_batch, max(self.max_batch, math.ceil(self.rate * 0.1)))
+                else:
+                    # unlimited: keep every worker busy with one request queued behind each, claimed
+                    # in half-window chunks (one transaction per chunk, not per request)
+                    want = self.hold_limit - holding
+                    if want < max(1, self.hold_limit // 2):
+                        room.clear()
+                        await room.wait()
+                        continue
+                if self.limiter:
+                    await self.limiter.acquire_shared(want)
+                    if self._stopping:
+                        break
+                    now = self.now()
+                rows = ledger.claim(engine, run_id, active, want, now, self.lease)
                 if not rows:
                     if holding:
                         room.clear()
@@ -356,26 +382,35 @@ class Engine:
                     report.outcomes.failed += len(over)
                     freed(len(over))
                 for batch in self._batches(rows):
+                    idle -= 1
                     queue.put_nowait(batch)
             for _ in range(self.concurrency):
                 queue.put_nowait(None)
+
+        def done_with(n_rows: int = 0, release: bool = False) -> None:
+            nonlocal idle
+            idle += 1
+            worker_free.set()
+            if release:
+                freed(n_rows)
 
         async def worker() -> None:
             while (batch := await queue.get()) is not None:
                 if self._stopping or batch[0].message_id in paused:
                     ledger.release(engine, run_id, batch, self.now())
-                    freed(len(batch))
+                    done_with(len(batch), release=True)
                     continue
                 if self.limiter:
-                    await self.limiter.acquire(len(batch))
+                    await self.limiter.pace(len(batch))
                 if self.req_limiter:
                     await self.req_limiter.acquire(1)
                 if self._stopping or batch[0].message_id in paused:
                     ledger.release(engine, run_id, batch, self.now())
-                    freed(len(batch))
+                    done_with(len(batch), release=True)
                     continue
                 results = await self.gateway.send([SendItem(c.id, c.phone, c.text) for c in batch])
                 pending.extend(zip(batch, results))
+                done_with()
                 mid = batch[0].message_id
                 window = windows[mid]
                 for r in results:
@@ -417,7 +452,7 @@ class Engine:
             if mid in deadlines:
                 report.outcomes.expired += ledger.expire_past_deadline(self.ws.engine, mid, deadlines[mid], now)
             with transaction(self.ws.engine, write=True) as conn:
-                status = conn.execute(sa.select(m.c.status).where(m.c.id == mid)).scalar_one()
+                status = conn.execute(sa.select(m.c.status).where(m.c.id == mid).with_for_update()).scalar_one()
                 c = ledger.counts(conn, mid)
                 if c.get(IN_DOUBT):
                     report.in_doubt[mid] = c[IN_DOUBT]

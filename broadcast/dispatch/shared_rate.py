@@ -63,6 +63,12 @@ class SharedLimiter:
         self._lock = asyncio.Lock()
 
     async def acquire(self, n: float = 1) -> None:
+        """Shared tokens, then local pacing: ``acquire_shared`` followed by ``pace``."""
+        await self.acquire_shared(n)
+        await self.pace(n)
+
+    async def acquire_shared(self, n: float = 1) -> None:
+        """Take ``n`` tokens from the bucket all processes share (in blocks; sleeps until due)."""
         async with self._lock:
             while self._held < n:
                 want = max(self.block, math.ceil(n - self._held))
@@ -71,4 +77,7 @@ class SharedLimiter:
                     await self._sleep(wait)
                 self._held += want
             self._held -= n
+
+    async def pace(self, n: float = 1) -> None:
+        """Spread requests evenly at the rate within this process."""
         await self._local.acquire(n)

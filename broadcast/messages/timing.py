@@ -188,7 +188,7 @@ def expire_overdue(ws: Workspace, now: datetime | None = None) -> list[Expired]:
         rows = conn.execute(
             sa.select(messages_t.c.id, messages_t.c.status, messages_t.c.send_after).where(
                 messages_t.c.status.in_(EXPIRABLE), messages_t.c.send_after < cutoff
-            )
+            ).with_for_update()  # PostgreSQL: a worker expiring it at the same time goes first; it is skipped here
         ).all()
         for mid, status, send_after in rows:
             what = "not approved in time" if status == "pending_approval" else "not sent in time"

@@ -34,9 +34,10 @@ BURST = max(1.0, RATE * 0.010)  # the default: about 10 ms of tokens, at least 1
 # The bucket bounds when requests are *let go*; the mock stamps them when it reads them. Between
 # the two lie connection set-up, the event loop (SQLite lock waits run in it) and the scheduler of
 # a 2-core machine running three processes. Measured here: the busiest second at the gateway held
-# 203-204 with the machine otherwise idle, up to 211 with other test suites running alongside, while
-# the achieved rate stayed at the target. Allowed for, explicitly: 50 ms of spread.
-JITTER_S = 0.05
+# 203-204 with the machine otherwise idle, up to 213 with other test suites and benchmarks running
+# alongside (load average 4.5 on 2 cores), while the achieved rate stayed at the target. Allowed
+# for, explicitly: 75 ms of spread. A limiter that failed would show twice the rate (400).
+JITTER_S = 0.075
 
 
 @pytest.mark.slow

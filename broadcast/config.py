@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     )
     # --- sending (broadcast run / worker / send) ---
     gateway: str = Field(default="simulator", description="The gateway to send through: simulator, console, http, or a plugin's name.")
+    gateways: str = Field(default="", description="Failover: gateways in order, e.g. aliyun,tencent (overrides BROADCAST_GATEWAY). When one keeps failing or refuses the account, the rest of the send goes through the next.")
     rate: float | None = Field(default=None, gt=0, description="Messages per second across all processes; the lower of this and the gateway's declared limit wins. Empty: the gateway's limit, else none.")
     burst: float | None = Field(default=None, ge=1, description="Messages that may go at once above the steady rate (default: about 10 ms worth, at least 1).")
     concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight per process (httpx degrades above ~32).")
@@ -197,6 +198,11 @@ class Settings(BaseSettings):
         if len(value) != 2 or not value.isalpha():
             raise ValueError(f"must be a two-letter country code like CN, not {value!r}")
         return value
+
+    @property
+    def gateway_names(self) -> list[str]:
+        names = [n.strip() for n in self.gateways.split(",") if n.strip()]
+        return names or [self.gateway]
 
     @property
     def effective_database_url(self) -> str:

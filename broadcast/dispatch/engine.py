@@ -13,7 +13,7 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,6 +56,7 @@ class RunReport:
     expired: dict[int, str] = field(default_factory=dict)
     waiting_quiet: list[int] = field(default_factory=list)
     in_doubt: dict[int, int] = field(default_factory=dict)  # message -> deliveries held in doubt
+    failovers: list[dict[str, str]] = field(default_factory=list)
     outcomes: Outcomes = field(default_factory=Outcomes)
     recovered: Outcomes = field(default_factory=Outcomes)
     receipts: int = 0
@@ -72,6 +73,7 @@ class RunReport:
             "expired": [{"id": k, "reason": v} for k, v in self.expired.items()],
             "waiting_quiet_hours": self.waiting_quiet,
             "in_doubt": [{"id": k, "deliveries": v} for k, v in self.in_doubt.items()],
+            "failovers": self.failovers,
             "accepted": self.outcomes.accepted, "failed": self.outcomes.failed, "retrying": self.outcomes.retry,
             "expired_deliveries": self.outcomes.expired, "in_doubt_new": self.outcomes.in_doubt,
             "recovered": vars(self.recovered), "receipts": self.receipts, "elapsed_s": round(self.elapsed_s, 3),
@@ -86,25 +88,48 @@ def effective_rate(ws: Workspace, gateway: Gateway) -> float | None:
 
 class Engine:
     def __init__(self, ws: Workspace, gateway: Gateway, *, kind: str = "run",
-                 progress: Callable[[Progress], None] | None = None, receipt_wait_s: float = 0.0) -> None:
-        self.ws, self.gateway, self.kind, self.progress = ws, gateway, kind, progress
+                 progress: Callable[[Progress], None] | None = None, receipt_wait_s: float = 0.0,
+                 fallbacks: Sequence[Gateway] = ()) -> None:
+        """``fallbacks``: the next gateways of BROADCAST_GATEWAYS, in order. When the current one
+        keeps failing (the auto-pause condition) or refuses the account, the rest of the send
+        goes through the next instead of pausing."""
+        self.ws, self.kind, self.progress = ws, kind, progress
         self.receipt_wait_s = receipt_wait_s  # after sending, wait this long for pulled receipts
-        s = ws.settings
-        caps = gateway.capabilities
-        self.name = caps.name
-        self.max_batch = max(1, caps.max_batch)
-        self.concurrency = s.concurrency
-        # in flight (concurrency × batch) plus answered-but-not-yet-committed: the in-doubt bound after a crash
-        self.hold_limit = self.concurrency * self.max_batch * 2
-        self.lease = timedelta(seconds=s.lease_s)
-        rate = effective_rate(ws, gateway)
-        self.rate = rate
-        self.limiter = SharedLimiter(ws.engine, f"{self.name}:messages", rate, s.burst) if rate else None
-        rps = caps.max_requests_per_second
-        self.req_limiter = SharedLimiter(ws.engine, f"{self.name}:requests", rps) if rps else None
-        self.signature = "" if caps.adds_signature else None  # None: use each message's own
+        self.concurrency = ws.settings.concurrency
+        self.lease = timedelta(seconds=ws.settings.lease_s)
+        self.fallbacks = list(fallbacks)
+        self.primary_adds_signature = gateway.capabilities.adds_signature
+        # texts are frozen for the first gateway (with or without the signature, as it needs)
+        self.signature = "" if gateway.capabilities.adds_signature else None  # None: each message's own
+        self._use(gateway)
         self._stopping = False
         self.run: runs.RunHandle | None = None
+
+    def _use(self, gateway: Gateway) -> None:
+        """Send through ``gateway`` from now on: its batch size and its rate limits."""
+        s = self.ws.settings
+        caps = gateway.capabilities
+        self.gateway = gateway
+        self.name = caps.name
+        self.max_batch = max(1, caps.max_batch)
+        # in flight (concurrency × batch) plus answered-but-not-yet-committed: the in-doubt bound after a crash
+        self.hold_limit = self.concurrency * self.max_batch * 2
+        rate = effective_rate(self.ws, gateway)
+        self.rate = rate
+        self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", rate, s.burst) if rate else None
+        rps = caps.max_requests_per_second
+        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps) if rps else None
+
+    def _text_for(self, text: str, signature: str) -> str:
+        """A frozen text as the current gateway needs it: the signature is prepended for a
+        fallback that does not add it itself, and removed for one that does."""
+        adds = self.gateway.capabilities.adds_signature
+        if adds == self.primary_adds_signature:
+            return text
+        sig = wrap_signature(signature)
+        if adds:
+            return text[len(sig):] if sig and text.startswith(sig) else text
+        return sig + text
 
     def now(self) -> datetime:
         """The configured clock (``BROADCAST_NOW`` for drills) read once per pass, advanced by
@@ -284,8 +309,13 @@ class Engine:
         paused: set[int] = set()
         windows: dict[int, collections.deque[bool]] = collections.defaultdict(
             lambda: collections.deque(maxlen=s.error_window))
+        from broadcast.db.models import Message
+
         with engine.connect() as conn:
             totals = {mid: sum(ledger.counts(conn, mid).values()) for mid in ids}
+            m = Message.__table__
+            signatures = dict(conn.execute(sa.select(m.c.id, m.c.signature).where(m.c.id.in_(ids))).all())
+        carried: dict[int, str] = {}
         t0 = time.monotonic()
         quiet = s.quiet_window
         # record as soon as half the hold window is answered, so the feeder can claim the next half
@@ -302,15 +332,27 @@ class Engine:
                 return
             pairs = pending[:]
             pending.clear()
-            out = ledger.record(engine, run_id, self.name, pairs, self.now(), policy)
+            out = ledger.record(engine, run_id, self.name, pairs, self.now(), policy,
+                                {c.id: carried.pop(c.id, self.name) for c, _ in pairs})
             report.outcomes.add(out)
             freed(len(pairs))
             if self.progress:
                 for mid in {c.message_id for c, _ in pairs}:
                     self.progress(Progress(mid, totals.get(mid, 0), report.outcomes, time.monotonic() - t0))
 
-        def pause(mid: int, reason: str) -> None:
-            if mid in paused:
+        def pause(mid: int, reason: str, from_gateway: str | None = None) -> None:
+            if mid in paused or (from_gateway is not None and from_gateway != self.name):
+                return  # already paused, or the failing gateway was already replaced
+            if self.fallbacks:  # failover instead of pausing: the rest goes through the next gateway
+                flush()
+                failed_gw = self.name
+                self._use(self.fallbacks.pop(0))
+                windows.clear()
+                with transaction(engine, write=True) as conn:
+                    for m_id in ids:
+                        note(conn, self.ws.operator, "send.failover", f"message:{m_id}", run=run_id,
+                             from_gateway=failed_gw, to_gateway=self.name, reason=reason)
+                report.failovers.append({"from": failed_gw, "to": self.name, "reason": reason})
                 return
             paused.add(mid)
             flush()
@@ -395,6 +437,7 @@ class Engine:
                 freed(n_rows)
 
         async def worker() -> None:
+            nonlocal idle
             while (batch := await queue.get()) is not None:
                 if self._stopping or batch[0].message_id in paused:
                     ledger.release(engine, run_id, batch, self.now())
@@ -408,7 +451,15 @@ class Engine:
                     ledger.release(engine, run_id, batch, self.now())
                     done_with(len(batch), release=True)
                     continue
-                results = await self.gateway.send([SendItem(c.id, c.phone, c.text) for c in batch])
+                gateway, gw_name = self.gateway, self.name
+                if len(batch) > self.max_batch:  # claimed for a gateway we have since failed over from
+                    for i in range(self.max_batch, len(batch), self.max_batch):
+                        queue.put_nowait(batch[i:i + self.max_batch])
+                        idle -= 1
+                    batch = batch[:self.max_batch]
+                results = await gateway.send([SendItem(c.id, c.phone, self._text_for(c.text, signatures.get(c.message_id, "")))
+                                              for c in batch])
+                carried.update({c.id: gw_name for c in batch})
                 pending.extend(zip(batch, results))
                 done_with()
                 mid = batch[0].message_id
@@ -416,12 +467,12 @@ class Engine:
                 for r in results:
                     window.append(r.outcome is not Outcome.ACCEPTED)
                     if r.pause:
-                        pause(mid, f"the gateway refused the account: {r.code or ''} {r.detail or ''}".strip())
+                        pause(mid, f"the gateway refused the account: {r.code or ''} {r.detail or ''}".strip(), gw_name)
                 if (mid not in paused and len(window) >= min(MIN_PAUSE_SAMPLES, window.maxlen or 1)
                         and sum(window) / len(window) > s.max_error_rate):
                     last = results[-1]
                     pause(mid, f"{sum(window)} of the last {len(window)} attempts failed "
-                               f"(last: {last.code or ''} {last.detail or ''})".strip())
+                               f"(last: {last.code or ''} {last.detail or ''})".strip(), gw_name)
                 if len(pending) >= flush_at:
                     flush()
 

@@ -163,7 +163,7 @@ class Outcomes:
 
 
 def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Claimed, SendResult]],
-           now: datetime, policy: Policy) -> Outcomes:
+           now: datetime, policy: Policy, carried_by: dict[int, str] | None = None) -> Outcomes:
     """Write the gateway's answers for claimed rows, in one transaction. A row is only updated
     while this run still owns it in SENDING (a lease taken over by recovery is left alone)."""
     out = Outcomes()
@@ -198,7 +198,9 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
             out.failed += 1
         updates.append(values)
         outcome = "in_doubt" if values["b_status"] == IN_DOUBT else r.outcome.value
-        attempts.append((c.id, c.attempts, run_id, gateway, outcome, r.code, (r.detail or "")[:500] or None))
+        gw = (carried_by or {}).get(c.id, gateway)
+        values["b_gateway"] = gw  # the gateway that carried it (after a failover, not the first one)
+        attempts.append((c.id, c.attempts, run_id, gw, outcome, r.code, (r.detail or "")[:500] or None))
     for values in updates:
         values.update(b_run=run_id, b_now=now)
     with transaction(engine, write=True) as conn:
@@ -216,6 +218,7 @@ def _record_statement() -> sa.Update:
         .where(d.c.id == sa.bindparam("b_id"), d.c.status == SENDING,
                d.c.claimed_by == sa.bindparam("b_run", type_=d.c.claimed_by.type))
         .values(status=sa.bindparam("b_status"), provider_id=sa.bindparam("b_provider_id"),
+                gateway=sa.bindparam("b_gateway", type_=d.c.gateway.type),
                 error_code=sa.bindparam("b_code"), error_text=sa.bindparam("b_text"),
                 next_attempt_at=sa.bindparam("b_next", type_=d.c.next_attempt_at.type),
                 sent_at=sa.func.coalesce(sa.bindparam("b_sent", type_=d.c.sent_at.type), d.c.sent_at),

@@ -24,13 +24,33 @@ deliveries_t = Delivery.__table__
 attempts_t = DeliveryAttempt.__table__
 
 
-def open_gateway(ws: Workspace) -> Gateway:
-    """The configured gateway, with one HTTP client for the whole run."""
+def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
+    """A configured gateway (default: the first of BROADCAST_GATEWAYS, else BROADCAST_GATEWAY),
+    with one HTTP client for the whole run."""
     from broadcast.gateways import registry
 
-    cls = registry.load(ws.settings.gateway)
+    cls = registry.load(name or ws.settings.gateway_names[0])
     client = make_client(timeout_s=15.0, max_in_flight=ws.settings.concurrency)
     return cls(registry.load_settings(cls), client)
+
+
+async def _close(gateway: Gateway) -> None:
+    await gateway.aclose()
+    client = getattr(gateway, "_client", None)
+    if client is not None:
+        await client.aclose()
+
+
+async def _with_gateways(ws: Workspace, fn: Callable[[Gateway, list[Gateway]], object]) -> object:
+    """The failover list, opened: the first gateway and the ones to fall back to."""
+    names = ws.settings.gateway_names
+    first = open_gateway(ws, names[0])
+    rest = [open_gateway(ws, n) for n in names[1:]]
+    try:
+        return await fn(first, rest)  # type: ignore[misc]
+    finally:
+        for g in (first, *rest):
+            await _close(g)
 
 
 async def _with_gateway(ws: Workspace, fn: Callable[[Gateway], object]) -> object:
@@ -38,31 +58,28 @@ async def _with_gateway(ws: Workspace, fn: Callable[[Gateway], object]) -> objec
     try:
         return await fn(gateway)  # type: ignore[misc]
     finally:
-        await gateway.aclose()
-        client = getattr(gateway, "_client", None)
-        if client is not None:
-            await client.aclose()
+        await _close(gateway)
 
 
 def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable[[Progress], None] | None = None,
              engine_hook: Callable[[Engine], None] | None = None, receipt_wait_s: float = 0.0) -> RunReport:
     """One pass: send everything due, wait for retries due soon, then return."""
-    async def go(gateway: Gateway) -> RunReport:
+    async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
         engine = Engine(ws, gateway, kind="run" if only is None else "send", progress=progress,
-                        receipt_wait_s=receipt_wait_s)
+                        receipt_wait_s=receipt_wait_s, fallbacks=fallbacks)
         if engine_hook:
             engine_hook(engine)
         return await engine.run_pass(only)
 
-    return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
+    return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
 
 
 def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progress], None] | None = None,
                on_pass: Callable[[RunReport], None] | None = None,
                engine_hook: Callable[[Engine], None] | None = None) -> RunReport:
     """Passes in a loop until stopped (SIGTERM/Ctrl-C via ``Engine.stop``). Returns the last pass."""
-    async def go(gateway: Gateway) -> RunReport:
-        engine = Engine(ws, gateway, kind="worker", progress=progress)
+    async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
+        engine = Engine(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks)
         if engine_hook:
             engine_hook(engine)
         last = RunReport()
@@ -76,7 +93,7 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
                 await asyncio.sleep(0.1)
         return last
 
-    return asyncio.run(_with_gateway(ws, go))  # type: ignore[return-value]
+    return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
 
 
 @dataclass

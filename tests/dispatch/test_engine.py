@@ -315,3 +315,51 @@ def test_send_command_confirms_and_sends(setup, cli, monkeypatch):
     assert cli("message", "show", str(mid), "--json").json()["status"] == "sent"
     r = cli("send", str(mid), "--yes")
     assert r.exit_code == 1 and "only approved messages are sent" in r.stderr
+
+
+class Signing(Scripted):
+    capabilities: ClassVar[Capabilities] = Capabilities(name="signing", max_batch=10, mixed_texts=True,
+                                                         adds_signature=True)
+
+
+class Backup(Scripted):
+    capabilities: ClassVar[Capabilities] = Capabilities(name="backup", max_batch=1)
+
+
+def test_failover_when_the_account_is_refused(setup, monkeypatch):
+    monkeypatch.setenv("BROADCAST_SIGNATURE", "城南新区")
+    ws = setup
+    mid = approved_message(ws)
+    auth = SendResult(0, Outcome.PERMANENT, code="isv.AMOUNT_NOT_ENOUGH", pause=True)
+    first, second = Signing({f"+86138000000{i:02d}": [auth] for i in range(20)}), Backup()
+    report = asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    assert not report.paused and report.failovers and report.failovers[0]["to"] == "backup"
+    assert report.completed == [mid]
+    d = D
+    with ws.engine.connect() as conn:
+        rows = conn.execute(sa.select(d.c.status, d.c.gateway)).all()
+    # the refused ones failed on the first gateway (permanent), the rest went through the backup
+    assert {g for s, g in rows if s == "accepted"} == {"backup"}
+    assert len(second.sent) == sum(1 for s, _ in rows if s == "accepted") > 0
+    # the first gateway added the signature itself; the backup does not, so it gets it prepended
+    assert all(i.text.startswith("【城南新区】明天") for i in second.sent)
+    assert all(i.text.startswith("明天") for i in first.sent)
+    from broadcast.audit.trail import entries
+
+    assert any(e.action == "send.failover" and e.details["to_gateway"] == "backup" for e in entries(ws.engine))
+
+
+def test_failover_after_repeated_retryable_errors_and_never_twice(setup):
+    ws = setup
+    mid = approved_message(ws)
+    first = Scripted({f"+86138000000{i:02d}": [RETRY] * 3 for i in range(20)})
+    second = Backup()
+    report = asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    assert report.failovers and report.completed == [mid]
+    assert statuses(ws, mid) == {"accepted": 20}
+    ids = [i.delivery_id for i in second.sent]
+    assert len(ids) == len(set(ids)) == 20  # each delivery through the backup exactly once
+    with ws.engine.connect() as conn:
+        attempts = conn.execute(sa.select(DeliveryAttempt.__table__.c.gateway, sa.func.count())
+                                .group_by(DeliveryAttempt.__table__.c.gateway)).all()
+    assert dict(attempts)["backup"] == 20 and dict(attempts)["scripted"] >= 10

@@ -124,8 +124,8 @@ def engine_main(argv: list[str]) -> None:
     first_send: list[float] = []
     real_open = service.open_gateway
 
-    def open_gateway(ws):  # type: ignore[no-untyped-def]
-        gw = real_open(ws)
+    def open_gateway(ws, name=None):  # type: ignore[no-untyped-def]
+        gw = real_open(ws, name)
         send = gw.send
 
         async def timed_send(batch):  # type: ignore[no-untyped-def]

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     max_per_number_per_day: int | None = Field(default=None, ge=1, description="At most this many SMS per phone per local day; more fail with reason 'cap'. Empty: no cap.")
     max_error_rate: float = Field(default=0.5, gt=0, le=1, description="Pause a message when more than this share of its last error_window attempts failed.")
     error_window: int = Field(default=50, ge=5, description="How many recent attempts the auto-pause looks at.")
+    receipts_pull_interval_s: float = Field(default=300.0, ge=5, description="How often `broadcast worker` pulls receipts from gateways that offer a pull API.")
     receipt_timeout: str = Field(default="72h", description="An accepted delivery with no final receipt after this long counts as unconfirmed in reports (it is not assumed delivered).")
     retention_days: int | None = Field(default=None, ge=1, description="Keep phone numbers and texts of deliveries this many days; 'broadcast purge' without --before erases older ones. Empty: keep (purge only with --before).")
     lease_s: float = Field(default=60.0, ge=5, description="How long a claimed delivery belongs to a run that stops renewing it (a crashed run on another host).")

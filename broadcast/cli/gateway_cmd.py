@@ -29,23 +29,66 @@ def list_(json_: bool = JSON_OPTION) -> None:
         warn(f"plugin {name} could not be loaded: {problem}")
 
 
-@app.command("check")
-def check(json_: bool = JSON_OPTION) -> None:
-    """Validate the configured gateway's settings without sending anything."""
-    from broadcast.cli._output import emit_json, say
-    from broadcast.config import load_settings
-    from broadcast.errors import ConfigError
-    from broadcast.gateways import registry
+GATEWAY_OPTION = typer.Option(None, "--gateway", help="This gateway instead of BROADCAST_GATEWAY.")
 
-    settings = load_settings()
-    cls = registry.load(settings.gateway)
-    gateway = cls(registry.load_settings(cls))
-    problems = gateway.check()
+
+@app.command("check")
+def check(
+    json_: bool = JSON_OPTION,
+    online: bool = typer.Option(False, "--online", help="Also make one harmless authenticated call to the provider."),
+    gateway: str = GATEWAY_OPTION,
+) -> None:
+    """Validate the configured gateway's settings without sending anything (--online: and its credentials)."""
+    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.config import load_settings
+    from broadcast.dispatch.probe import check as run_check
+    from broadcast.errors import ConfigError
+
+    name = gateway or load_settings().gateway
+    result = run_check(name, online=online)
     if json_:
-        emit_json({"gateway": settings.gateway, "ok": not problems, "problems": problems})
-        if problems:
+        emit_json(result.to_dict())
+        if not result.ok:
             raise typer.Exit(1)
         return
-    if problems:
-        raise ConfigError(f"gateway {settings.gateway}: " + "; ".join(problems))
-    say(f"Gateway {settings.gateway}: settings OK (nothing was sent)")
+    if result.online == "failed":
+        raise ConfigError(f"gateway {name}: online check failed: {result.online_problem}"
+                          + (f"; settings: {'; '.join(result.problems)}" if result.problems else ""),
+                          hint="check the credentials and the endpoint (BROADCAST_" + name.upper() + "_*)")
+    if result.problems:
+        raise ConfigError(f"gateway {name}: " + "; ".join(result.problems))
+    if result.online == "unsupported":
+        warn(f"gateway {name} has no online check")
+    if result.online == "ok":
+        say(f"Gateway {name}: settings OK; online check OK (one read-only authenticated call, nothing was sent)")
+    else:
+        say(f"Gateway {name}: settings OK (nothing was sent)")
+
+
+@app.command("test")
+def test(
+    phone: str = typer.Argument(..., help="Phone number to send the test SMS to."),
+    text: str = typer.Option(None, "--text", help="The text (default: a dated test line; the gateway's template applies)."),
+    gateway: str = GATEWAY_OPTION,
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Send one test SMS through the gateway directly (no message, no delivery; audited)."""
+    from dataclasses import asdict
+
+    from broadcast.cli._common import workspace
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.dispatch.probe import test_message
+
+    ws = workspace()
+    name = gateway or ws.settings.gateway
+    e164, sent, result = test_message(ws, name, phone, text)
+    data = {"gateway": name, "phone": e164, "text": sent, **asdict(result)}
+    data["outcome"] = result.outcome.value
+    if json_:
+        emit_json(data)
+    else:
+        table(None, ["Field", "Value"], ([k, "" if v is None else v] for k, v in data.items()))
+    if result.outcome.value != "accepted":
+        raise typer.Exit(1)
+    if not json_:
+        say(f"Accepted by {name}" + (f" (provider id {result.provider_id})" if result.provider_id else ""))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Delivery receipts pushed by gateways (Kannel dlr-url, simulator, …).", no_args_is_help=True)
+app = typer.Typer(help="Delivery receipts: pushed by gateways (Kannel, Aliyun, Tencent, Twilio, simulator) or pulled.", no_args_is_help=True)
 
 
 @app.callback()
 def _group() -> None:
-    """Delivery receipts pushed by gateways (Kannel dlr-url, simulator, …)."""
+    """Delivery receipts: pushed by gateways (Kannel, Aliyun, Tencent, Twilio, simulator) or pulled."""
 
 
 @app.command("serve")
@@ -66,3 +66,31 @@ def status(json_: bool = typer.Option(False, "--json", help="Print machine-reada
                  "Received, not yet applied"],
           ([r.gateway, r.awaiting, format_duration(current - r.oldest) if r.oldest else "", r.unconfirmed,
             r.receipts_pending] for r in rows))
+
+
+@app.command("pull")
+def pull(
+    json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    budget: int = typer.Option(None, "--budget", min=1, help="API requests per gateway (default BROADCAST_RECEIPTS_PULL_BUDGET)."),
+    gateway: list[str] = typer.Option(None, "--gateway", help="Only this gateway (repeatable)."),
+) -> None:
+    """Ask every gateway with a pull API about deliveries still accepted or in doubt; record, then apply."""
+    from broadcast.cli._common import workspace
+    from broadcast.cli._output import emit_json, say, table
+    from broadcast.receipts.pull import pull_once
+
+    ws = workspace()
+    try:
+        summary = pull_once(ws, budget=budget, gateways=gateway or None)
+    finally:
+        ws.close()
+    if json_:
+        emit_json(summary.to_dict())
+        return
+    if not summary.gateways:
+        say("No deliveries await a receipt.")
+        return
+    table(None, ["Gateway", "Waiting", "Asked", "Requests", "Reports", "Errors", "Note"],
+          ([g.gateway, g.waiting, g.asked, g.requests, g.receipts, g.errors, g.note or ""] for g in summary.gateways))
+    say(f"{summary.recorded} reports recorded: {summary.delivered} delivered, {summary.failed} failed, "
+        f"{summary.settled} in-doubt settled ({summary.still_in_doubt} still in doubt) in {summary.seconds:.1f} s")

@@ -29,3 +29,25 @@ def insert_rows(conn: Connection, table: sa.Table, columns: Sequence[str], rows:
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     conn.exec_driver_sql(sql, list(rows))
+
+
+def marker(conn: Connection) -> str | None:
+    """The driver's positional parameter marker ('?' for sqlite3, '%s' for psycopg), or None."""
+    return _MARKERS.get(conn.dialect.paramstyle)
+
+
+def db_value(conn: Connection, column: sa.Column[Any], value: Any) -> Any:
+    """``value`` as the driver must receive it for ``column`` (type decorators and dialect
+    processing applied): compute it once, then pass it in many rows of ``insert_rows``."""
+    processor = column.type._cached_bind_processor(conn.dialect)  # noqa: SLF001 (SQLAlchemy's own cache)
+    return processor(value) if processor else value
+
+
+def execute_rows(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``sql`` (written with ``?`` markers) for many rows straight through the driver."""
+    if not rows:
+        return
+    m = marker(conn)
+    if m is None:
+        raise NotImplementedError(f"driver paramstyle {conn.dialect.paramstyle!r}")
+    conn.exec_driver_sql(sql.replace("?", m) if m != "?" else sql, list(rows))

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from broadcast.db.bulk import db_value, execute_rows, insert_rows, marker
 from broadcast.db.dispatch_models import (
     ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, QUEUED, RETRY_WAIT, SENDING,
     Delivery, DeliveryAttempt, ReceiptLog,
@@ -68,21 +69,29 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
     have = set(conn.execute(
         sa.select(deliveries_t.c.phone).where(deliveries_t.c.message_id == message_id, deliveries_t.c.kind == kind)
     ).scalars()) if kind == "real" else set()
-    rows: list[dict[str, object]] = []
+    rows: list[tuple[object, ...]] = []
     added = 0
+    t_now = db_value(conn, deliveries_t.c.queued_at, now)
+    parts: dict[str, int] = {}  # many recipients share a text, or its length
+    cols = ("message_id", "kind", "member_id", "phone", "name", "group_name", "text", "parts", "status", "attempts",
+            "gateway", "queued_at", "updated_at")
     for r in recipients:
         if r.phone in have:
             continue
         have.add(r.phone)
-        rows.append(dict(message_id=message_id, kind=kind, member_id=r.member_id, phone=r.phone, name=r.name,
-                         group_name=r.group, text=r.text, parts=count_segments(r.text).parts, status=QUEUED,
-                         attempts=0, gateway=gateway, queued_at=now, updated_at=now))
+        n = parts.get(r.text)
+        if n is None:
+            n = parts[r.text] = count_segments(r.text).parts
+            if len(parts) > 10_000:
+                parts.clear()
+        rows.append((message_id, kind, r.member_id, r.phone, r.name, r.group, r.text, n, QUEUED, 0, gateway,
+                     t_now, t_now))
         if len(rows) == 5000:  # insert as we go: memory stays flat with the audience size
-            conn.execute(deliveries_t.insert(), rows)
+            insert_rows(conn, deliveries_t, cols, rows)
             added += len(rows)
             rows = []
     if rows:
-        conn.execute(deliveries_t.insert(), rows)
+        insert_rows(conn, deliveries_t, cols, rows)
         added += len(rows)
     return added
 
@@ -201,13 +210,30 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
         gw = (carried_by or {}).get(c.id, gateway)
         values["b_gateway"] = gw  # the gateway that carried it (after a failover, not the first one)
         attempts.append((c.id, c.attempts, run_id, gw, outcome, r.code, (r.detail or "")[:500] or None))
-    for values in updates:
-        values.update(b_run=run_id, b_now=now)
     with transaction(engine, write=True) as conn:
-        if updates:
-            conn.execute(_RECORD, updates)
+        if marker(conn) is None:  # an unusual driver: the portable statement
+            for values in updates:
+                values.update(b_run=run_id, b_now=now)
+            if updates:
+                conn.execute(_RECORD, updates)
+        else:  # the hot path: values bound once, rows straight to the driver
+            d = deliveries_t
+            t_now = db_value(conn, d.c.sent_at, now)
+            execute_rows(conn, _RECORD_SQL, [
+                (v["b_status"], v["b_provider_id"], v["b_gateway"], v["b_code"], v["b_text"],
+                 None if v["b_next"] is None else db_value(conn, d.c.next_attempt_at, v["b_next"]),
+                 None if v["b_sent"] is None else t_now, t_now, v["b_id"], run_id)
+                for v in updates
+            ])
         _insert_attempts(conn, attempts, now)
     return out
+
+
+_RECORD_SQL = (
+    "UPDATE deliveries SET status = ?, provider_id = ?, gateway = ?, error_code = ?, error_text = ?, "
+    "next_attempt_at = ?, sent_at = coalesce(?, sent_at), claimed_by = NULL, lease_until = NULL, updated_at = ? "
+    "WHERE id = ? AND status = 'sending' AND claimed_by = ?"
+)
 
 
 def _record_statement() -> sa.Update:
@@ -231,11 +257,17 @@ _INSERT_ATTEMPT = attempts_t.insert()
 
 
 def _insert_attempts(conn: Connection, rows: Sequence[tuple[object, ...]], now: datetime) -> None:
-    if rows:
+    if not rows:
+        return
+    if marker(conn) is None:
         conn.execute(_INSERT_ATTEMPT, [
             dict(delivery_id=r[0], attempt=r[1], run_id=r[2], gateway=r[3], outcome=r[4], code=r[5], detail=r[6],
                  at=now) for r in rows
         ])
+        return
+    at = db_value(conn, attempts_t.c.at, now)
+    insert_rows(conn, attempts_t, ("delivery_id", "attempt", "run_id", "gateway", "outcome", "code", "detail", "at"),
+                [(*r, at) for r in rows])
 
 
 def fail_rows(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], code: str, text: str,

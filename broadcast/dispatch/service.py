@@ -4,7 +4,9 @@ resolve in-doubt deliveries, resume a paused message, plan a send."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from broadcast.gateways.base import Gateway, Outcome, SendItem, make_client
 from broadcast.workspace import Workspace
 
 deliveries_t = Delivery.__table__
+log = logging.getLogger(__name__)
 attempts_t = DeliveryAttempt.__table__
 
 
@@ -83,10 +86,22 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
         if engine_hook:
             engine_hook(engine)
         last = RunReport()
+        pulled_at = 0.0
         while not engine._stopping:
             last = await engine.run_pass(wait_for_retries=False)
             if on_pass:
                 on_pass(last)
+            if time.monotonic() - pulled_at >= ws.settings.receipts_pull_interval_s:
+                # ask the gateways with a pull API about deliveries still awaiting a receipt (and
+                # in-doubt ones), within each provider's request budget; never fatal
+                from broadcast.receipts.pull import pull_once_async
+
+                pulled_at = time.monotonic()
+                opened = {g.capabilities.name: g for g in (gateway, *fallbacks)}
+                try:
+                    await pull_once_async(ws, instances=opened)
+                except Exception as exc:  # a pull problem must not stop the sending
+                    log.warning("receipts pull failed: %s", exc)
             for _ in range(int(poll_s * 10)):
                 if engine._stopping:
                     break

@@ -392,6 +392,23 @@ class AliyunGateway(Gateway):
 
     # -- checks ----------------------------------------------------------------------------
 
+    async def ping(self) -> str | None:
+        """``QuerySendDetails`` for a dummy number today (read-only, free): proves the AccessKey,
+        the signature and the endpoint. None = OK."""
+        params = {"PhoneNumber": "13800000000", "SendDate": self._clock().astimezone(CST).strftime("%Y%m%d"),
+                  "PageSize": "1", "CurrentPage": "1"}
+        try:
+            response = await self._call("QuerySendDetails", params)
+        except TRANSPORT_ERRORS as exc:
+            return f"cannot reach {urlsplit(self.settings.endpoint).netloc}: {type(exc).__name__}"
+        data = json_body(response)
+        code = data.get("Code") if isinstance(data, dict) else None
+        if code == "OK":
+            return None
+        if not isinstance(data, dict) or not code:
+            return f"unexpected answer (HTTP {response.status_code}): {snippet(response, 120)}"
+        return f"{code}: {str(data.get('Message') or '')[:200]}"
+
     def check(self) -> list[str]:
         s = self.settings
         problems: list[str] = []

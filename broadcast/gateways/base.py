@@ -155,6 +155,11 @@ class Gateway(abc.ABC):
         """Problems found without sending anything; an empty list means OK."""
         return []
 
+    async def ping(self) -> str | None:
+        """One harmless authenticated call (``broadcast gateway check --online``): None when it
+        succeeds, else the problem, in words (never a secret). The default has nothing to call."""
+        return None
+
     async def aclose(self) -> None:
         """Release resources; idempotent."""
         if self._owns_client and self._client is not None:

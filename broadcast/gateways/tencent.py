@@ -371,6 +371,29 @@ class TencentGateway(Gateway):
 
     # -- checks ----------------------------------------------------------------------------
 
+    async def ping(self) -> str | None:
+        """``DescribeSmsTemplateList`` for the configured template (read-only): proves the keys, the
+        signature and the endpoint, and that the template is approved. None = OK."""
+        s = self.settings
+        if not s.template_id.isdigit():
+            return "BROADCAST_TENCENT_TEMPLATE_ID should be digits"
+        try:
+            envelope = await self._api("DescribeSmsTemplateList",
+                                       {"International": 0, "TemplateIdSet": [int(s.template_id)]})
+        except TRANSPORT_ERRORS as exc:
+            return f"cannot reach {self._host}: {type(exc).__name__}"
+        except LookupError as exc:
+            return str(exc)[:300]
+        rows = envelope.get("DescribeTemplateStatusSet")
+        row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+        if row is None:
+            return f"template {s.template_id} not found in this account"
+        status = row.get("StatusCode")
+        if status not in (0, "0"):
+            reason = row.get("ReviewReply") or ""
+            return f"template {s.template_id} is not approved (StatusCode {status}{': ' + str(reason) if reason else ''})"
+        return None
+
     def check(self) -> list[str]:
         s = self.settings
         problems: list[str] = []

@@ -217,6 +217,23 @@ class TwilioGateway(Gateway):
 
     # -- checks ----------------------------------------------------------------------------
 
+    async def ping(self) -> str | None:
+        """``GET /2010-04-01/Accounts/{AccountSid}.json`` (read-only): proves the credentials and
+        that the account is active. None = OK."""
+        try:
+            response = await self._client_for().get(f"{self._base}.json", auth=self._auth(), timeout=self._timeout)
+        except TRANSPORT_ERRORS as exc:
+            return f"cannot reach {urlsplit(self.settings.endpoint).netloc}: {type(exc).__name__}"
+        data = json_body(response)
+        if not response.is_success:
+            code = data.get("code") if isinstance(data, dict) else None
+            message = str(data.get("message") or "") if isinstance(data, dict) else snippet(response, 120)
+            return f"HTTP {response.status_code}" + (f" code {code}" if code else "") + (f": {message[:200]}" if message else "")
+        status = data.get("status") if isinstance(data, dict) else None
+        if status != "active":
+            return f"account status is {status!r}, not 'active'"
+        return None
+
     def check(self) -> list[str]:
         s = self.settings
         problems: list[str] = []

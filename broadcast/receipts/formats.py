@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 
 from broadcast.gateways.base import Receipt
 
-__all__ = ["FORMATS", "BadCallback", "Format", "Incoming", "interim", "register"]
+__all__ = ["FORMATS", "BadCallback", "Forbidden", "Format", "Incoming", "interim", "register"]
 
 ReceiptStatus = Literal["delivered", "failed", "accepted", "buffered"]
 STATUSES: frozenset[str] = frozenset(("delivered", "failed", "accepted", "buffered"))
@@ -33,6 +33,14 @@ STATUSES: frozenset[str] = frozenset(("delivered", "failed", "accepted", "buffer
 
 class BadCallback(ValueError):
     """The callback cannot be parsed (answered 400; nothing is recorded)."""
+
+    status: int = 400  # issue 6: the HTTP status answered (Forbidden below: 403)
+
+
+class Forbidden(BadCallback):
+    """Issue 6: the callback's signature does not verify (answered 403; nothing is recorded)."""
+
+    status = 403
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class Incoming:
     headers: Mapping[str, str]
     body: bytes
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # issue 6 (Twilio signs the exact URL it called): the path and raw query string as received
+    path: str = ""
+    raw_query: str = ""
 
     def arg(self, name: str) -> str | None:
         """The first query (or form) value named ``name``."""
@@ -172,3 +183,10 @@ def register(name: str, fmt: Format) -> None:
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,49}", name):
         raise ValueError(f"invalid format name {name!r}")
     FORMATS[name] = fmt
+
+
+# -- issue 6: cloud providers' push formats (aliyun, tencent, twilio), see receipts/providers.py --
+from broadcast.receipts.providers import PROVIDER_FORMATS as _PROVIDER_FORMATS
+
+for _name, _fmt in _PROVIDER_FORMATS.items():
+    register(_name, _fmt)

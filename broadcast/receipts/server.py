@@ -75,6 +75,8 @@ class ReceiptsSettings(BaseSettings):
     max_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024, description="Largest callback accepted (body + query string), bytes.")
     answer_timeout_s: float = Field(default=10.0, gt=0, le=300, description="How long a callback waits for its row to be committed before 503.")
     apply_interval_s: float = Field(default=0.2, gt=0, le=60, description="How often pending receipts are applied to deliveries (also after every commit).")
+    public_url: str = Field(default="", description="Base URL of this endpoint as the providers see it (behind a reverse proxy), e.g. https://sms.example.org/receipts; Twilio signs the exact URL it calls.")
+    pull_budget: int = Field(default=200, ge=1, le=100_000, description="API requests per gateway per `broadcast receipts pull` (and per periodic pull of the worker).")
 
 
 def load_receipts_settings(**overrides: Any) -> ReceiptsSettings:
@@ -307,11 +309,14 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
         query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
         if body and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             query += parse_qsl(body.decode("latin-1"), keep_blank_values=True)
-        incoming = Incoming(request.method, query, request.headers, body)
+        incoming = Incoming(request.method, query, request.headers, body,
+                            path=request.url.path, raw_query=raw_query.decode("latin-1"))
         try:
             receipts = fmt.parse(incoming)
         except BadCallback as exc:
-            return reject(400, f"bad callback: {exc}")
+            if exc.status == 403:
+                return reject(403, "forbidden")
+            return reject(exc.status, f"bad callback: {exc}")
         if receipts:
             try:
                 raw = json.dumps({"method": incoming.method, "query": raw_query.decode("latin-1"),

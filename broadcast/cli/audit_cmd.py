@@ -10,7 +10,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="The tamper-evident audit trail: who changed what, when.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The tamper-evident audit trail: who changed what, when.", no_args_is_help=True)
 
 
 def _date(value: str | None, option: str) -> date | None:

@@ -6,7 +6,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION
 
-app = typer.Typer(help="The database: schema version and migrations.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The database: schema version and migrations.", no_args_is_help=True)
 
 
 @app.command("status")

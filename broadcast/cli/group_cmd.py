@@ -8,7 +8,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="Recipient groups (they nest: a parent group reaches its sub-groups).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Recipient groups (they nest: a parent group reaches its sub-groups).", no_args_is_help=True)
 
 
 @app.command("add")

@@ -9,7 +9,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="Members: people identified by their mobile number.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Members: people identified by their mobile number.", no_args_is_help=True)
 
 MAX_ERRORS_SHOWN = 10
 

@@ -8,7 +8,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="Messages: write or pick, check, approve (two-person rule), schedule.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Messages: write or pick, check, approve (two-person rule), schedule.", no_args_is_help=True)
 
 TEXT_OPTION = typer.Option(None, "--text", help="The message text; placeholders like {name} {date} allowed.")
 TEMPLATE_OPTION = typer.Option(None, "--template", help="A template name (see 'broadcast template list').")

@@ -6,7 +6,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="Opt-outs: kept when the member is removed and across every import.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Opt-outs: kept when the member is removed and across every import.", no_args_is_help=True)
 
 
 @app.command("add")

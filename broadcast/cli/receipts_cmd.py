@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Delivery receipts: pushed by gateways (Kannel, Aliyun, Tencent, Twilio, simulator) or pulled.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Delivery receipts: pushed by gateways (Kannel, Aliyun, Tencent, Twilio, simulator) or pulled.", no_args_is_help=True)
 
 
 @app.callback()

@@ -8,7 +8,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-app = typer.Typer(help="Daily schedules: a series file sent one line a day at a fixed time.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Daily schedules: a series file sent one line a day at a fixed time.", no_args_is_help=True)
 
 
 @app.command("daily")

@@ -6,7 +6,7 @@ import typer
 
 from broadcast.cli._common import JSON_OPTION
 
-app = typer.Typer(help="Message templates (templates/NAME.txt) and daily series (templates/series/NAME.txt).",
+app = typer.Typer(rich_markup_mode=None, help="Message templates (templates/NAME.txt) and daily series (templates/series/NAME.txt).",
                   no_args_is_help=True)
 
 

@@ -3,8 +3,9 @@
 Counted from the delivery rows (test sends excluded), so a report always agrees with the log:
 ``deliveries`` rows, on the local day their message started sending; ``accepted`` = taken by the gateway (delivered ones included); ``delivered``
 = confirmed by a receipt; ``failed`` and ``expired`` with reasons; ``pending`` = queued, retrying
-or sending; ``in_doubt``; ``unconfirmed`` = accepted but without a final receipt after
-``BROADCAST_RECEIPT_TIMEOUT`` (they count as accepted, never as delivered); ``sms`` = billable SMS parts of accepted deliveries; ``people`` =
+or sending; ``in_doubt``; ``unconfirmed`` = still only accepted (no final receipt) although their message
+started sending more than ``BROADCAST_RECEIPT_TIMEOUT`` ago (they count as accepted, never as
+delivered; ``broadcast receipts status`` times each delivery exactly); ``sms`` = billable SMS parts of accepted deliveries; ``people`` =
 distinct phones. ``delivery_rate`` = delivered / settled deliveries (not pending), or, for a
 gateway without receipts, accepted / settled (``rate_basis`` says which).
 """
@@ -103,7 +104,13 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
         mq = mq.where(m.c.started_at < hi)
     conds: list[Any] = [d.c.kind == "real"]
     with ws.engine.connect() as conn:
-        started = {mid: (clock.local(at, tz).date(), skips) for mid, at, skips in conn.execute(mq)}
+        cutoff = clock.now(ws.settings) - ws.settings.receipt_wait
+        started: dict[int, tuple[date, int]] = {}
+        overdue: set[int] = set()  # started before the receipt timeout: what is still accepted is unconfirmed
+        for mid, at, skips in conn.execute(mq):
+            started[mid] = (clock.local(at, tz).date(), skips)
+            if at < cutoff:
+                overdue.add(mid)
         if lo is not None or hi is not None:
             conds.append(d.c.message_id.in_(list(started)))
         dims = (d.c.group_name, d.c.message_id, d.c.status, d.c.gateway)
@@ -111,12 +118,6 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             sa.select(*dims, sa.func.count(), sa.func.sum(d.c.parts)).where(*conds).group_by(*dims)
         ).all() if started else []
         people = _people(conn, conds, filtered=lo is not None or hi is not None)
-        cutoff = clock.now(ws.settings) - ws.settings.receipt_wait
-        stale_dims = (d.c.group_name, d.c.message_id, d.c.gateway)
-        stale = conn.execute(
-            sa.select(*stale_dims, sa.func.count()).where(*conds, d.c.status == ACCEPTED, d.c.sent_at < cutoff)
-            .group_by(*stale_dims)
-        ).all() if started else []
         reason = sa.func.coalesce(d.c.error_code, sa.literal_column("'unknown'"))
         failures = dict(conn.execute(
             sa.select(reason, sa.func.count()).where(*conds, d.c.status.in_((FAILED, EXPIRED)))
@@ -142,15 +143,10 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 row.accepted += n
             if status in (ACCEPTED, DELIVERED):
                 row.sms += int(parts or 0)
+            if status == ACCEPTED and mid in overdue:
+                row.unconfirmed += n
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)
-    for group, mid, gateway, n in stale:
-        if mid not in started:
-            continue
-        day = _period(started[mid][0], "day")
-        key = {"group": group, "message": str(mid), "gateway": gateway}.get(by) or _period(started[mid][0], by)
-        for row in (rows[key], total, days[day]):
-            row.unconfirmed += n
     for table, members in ((rows, msgs), (days, day_msgs)):
         for key, row in table.items():
             row.messages = len(members[key])

@@ -19,7 +19,7 @@ from broadcast.db.engine import transaction
 from broadcast.dispatch import ledger
 from broadcast.dispatch.engine import Engine, Progress, RunReport, effective_rate
 from broadcast.errors import InputError, StateError
-from broadcast.gateways.base import Gateway, Outcome, SendItem, make_client
+from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
 from broadcast.workspace import Workspace
 
 deliveries_t = Delivery.__table__
@@ -238,25 +238,42 @@ def resolve(ws: Workspace, message_id: int, *, resend: bool) -> Resolved:
     the rest (``resend``) or mark them sent."""
     d = deliveries_t
     now = clock.now(ws.settings)
+    by_gateway: dict[str, list[ledger.Claimed]] = {}
     with ws.engine.connect() as conn:
-        rows = [ledger.Claimed(*r) for r in conn.execute(
-            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
-            .where(d.c.message_id == message_id, d.c.status == IN_DOUBT, d.c.kind == "real"))]
+        for *fields, gw in conn.execute(
+            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts, d.c.gateway)
+            .where(d.c.message_id == message_id, d.c.status == IN_DOUBT, d.c.kind == "real").order_by(d.c.id)
+        ):
+            by_gateway.setdefault(gw, []).append(ledger.Claimed(*fields))
+    rows = [c for group in by_gateway.values() for c in group]
     if not rows:
         raise StateError(f"message {message_id} has no deliveries in doubt", hint=f"broadcast message show {message_id}")
 
-    async def ask(gateway: Gateway) -> dict[int, object]:
-        if not gateway.capabilities.can_query:
-            return {}
-        answers = await gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
-        return {c.id: a for c, a in zip(rows, answers) if a is not None and a.outcome is Outcome.ACCEPTED}
+    async def ask_all() -> dict[int, SendResult]:
+        """Ask the gateway that carried each delivery (after a failover, not the first one)."""
+        from broadcast.errors import ConfigError
 
-    known = asyncio.run(_with_gateway(ws, ask))
+        known: dict[int, SendResult] = {}
+        for name, group in by_gateway.items():
+            try:
+                gateway = open_gateway(ws, name)
+            except ConfigError:  # that gateway is no longer installed or configured: it cannot tell
+                continue
+            try:
+                if gateway.capabilities.can_query:
+                    answers = await gateway.query([SendItem(c.id, c.phone, c.text) for c in group])
+                    known.update({c.id: a for c, a in zip(group, answers)
+                                  if a is not None and a.outcome is Outcome.ACCEPTED})
+            finally:
+                await _close(gateway)
+        return known
+
+    known = asyncio.run(ask_all())
     out = Resolved(message_id, 0, 0, 0)
     with transaction(ws.engine, write=True) as conn:
         for c in rows:
             if c.id in known:
-                values = dict(status=ACCEPTED, provider_id=known[c.id].provider_id, error_code=None, error_text=None)  # type: ignore[attr-defined]
+                values = dict(status=ACCEPTED, provider_id=known[c.id].provider_id, error_code=None, error_text=None)
                 out.confirmed += 1
                 outcome = "accepted"
             elif resend:

@@ -169,7 +169,7 @@ def test_resolve_asks_the_gateway_first(setup, monkeypatch):
     run(ws, Scripted({"+8613800000004": [DOUBT], "+8613800000005": [DOUBT]}))
     with ws.engine.connect() as conn:
         known = conn.execute(sa.select(D.c.id).where(D.c.phone == "+8613800000004")).scalar_one()
-    monkeypatch.setattr(service, "open_gateway", lambda _ws: Scripted(known=[known]))
+    monkeypatch.setattr(service, "open_gateway", lambda _ws, name=None: Scripted(known=[known]))
     r = service.resolve(ws, mid, resend=False)
     assert (r.confirmed, r.marked_sent, r.resent) == (1, 1, 0)
     assert statuses(ws, mid) == {"accepted": 20}
@@ -363,3 +363,45 @@ def test_failover_after_repeated_retryable_errors_and_never_twice(setup):
         attempts = conn.execute(sa.select(DeliveryAttempt.__table__.c.gateway, sa.func.count())
                                 .group_by(DeliveryAttempt.__table__.c.gateway)).all()
     assert dict(attempts)["backup"] == 20 and dict(attempts)["scripted"] >= 10
+
+
+def test_resolve_asks_the_gateway_that_carried_each_delivery(setup, monkeypatch):
+    """After a failover, in-doubt deliveries carried by the backup are checked with the backup,
+    and the actions are in the audit trail."""
+    ws = setup
+    mid = approved_message(ws)
+    auth = SendResult(0, Outcome.PERMANENT, code="401", pause=True)
+    first = Scripted({f"+86138000000{i:02d}": [auth] for i in range(20)})
+    second = Backup({"+8613800000019": [DOUBT]})
+    asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    with ws.engine.connect() as conn:
+        doubt = conn.execute(sa.select(D.c.id, D.c.gateway).where(D.c.status == "in_doubt")).all()
+    assert [g for _, g in doubt] == ["backup"]
+    asked: list[str | None] = []
+
+    class AskableBackup(Scripted):
+        capabilities: ClassVar[Capabilities] = Capabilities(name="backup", max_batch=1, can_query=True)
+
+    def open_gateway(_ws, name=None):
+        asked.append(name)
+        return AskableBackup(known=[doubt[0][0]]) if name == "backup" else Scripted()
+
+    monkeypatch.setattr(service, "open_gateway", open_gateway)
+    r = service.resolve(as_operator(ws, "leader"), mid, resend=True)
+    assert asked == ["backup"] and (r.confirmed, r.resent) == (1, 0)
+    from broadcast.audit.trail import entries
+
+    actions = [e.action for e in entries(ws.engine)]
+    assert "send.failover" in actions and "message.resolve" in actions
+
+
+def test_pause_and_resume_are_audited(setup):
+    ws = setup
+    mid = approved_message(ws)
+    auth = SendResult(0, Outcome.PERMANENT, code="401", pause=True)
+    run(ws, Scripted({f"+86138000000{i:02d}": [auth] for i in range(20)}))
+    service.resume(as_operator(ws, "leader"), mid)
+    from broadcast.audit.trail import entries
+
+    got = [(e.action, e.operator) for e in entries(ws.engine) if e.action in ("message.pause", "message.resume")]
+    assert got == [("message.pause", "cron"), ("message.resume", "leader")]

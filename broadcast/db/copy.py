@@ -89,11 +89,12 @@ def copy_database(source: Engine, target_url: str, progress: Callable[[str, int]
         if target.dialect.name == "postgresql":
             for name, table in tables.items():
                 pk = list(table.primary_key.columns)
-                if len(pk) == 1 and isinstance(pk[0].type, sa.Integer) and pk[0].autoincrement is not False:
-                    tconn.exec_driver_sql(
-                        f"SELECT setval(pg_get_serial_sequence('{name}', '{pk[0].name}'), "
-                        f"GREATEST((SELECT max({pk[0].name}) FROM {name}), 1))"
-                        " WHERE pg_get_serial_sequence('" + name + "', '" + pk[0].name + "') IS NOT NULL")
+                if len(pk) != 1 or not isinstance(pk[0].type, sa.Integer):
+                    continue
+                col = pk[0].name
+                seq = tconn.exec_driver_sql(f"SELECT pg_get_serial_sequence('{name}', '{col}')").scalar()
+                if seq:  # move the sequence past the copied ids, so new rows do not collide
+                    tconn.exec_driver_sql(f"SELECT setval('{seq}', GREATEST((SELECT max({col}) FROM {name}), 1))")
     with target.connect() as conn:
         for name, table in tables.items():
             n = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()

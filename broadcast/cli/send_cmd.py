@@ -14,14 +14,30 @@ from broadcast.cli._common import JSON_OPTION, workspace
 EXIT_ATTENTION = 3  # sent what it could, but a message paused or deliveries are held in doubt
 
 
-def _graceful(engine: Any) -> None:
-    """SIGTERM or a first Ctrl-C: stop taking new work, finish and record requests in flight."""
-    def handler(signum: int, _frame: Any) -> None:
-        engine.stop()
-        signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+class _Graceful:
+    """SIGTERM or a first Ctrl-C: stop taking new work, finish and record the requests in flight.
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    Installed when the command starts, before the engine exists (a worker may be told to stop
+    while it is still opening its database or its receipts endpoint); a second signal ends the
+    process at once."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        if self.engine is not None:
+            self.engine.stop()
+        signal.signal(signum, signal.SIG_DFL)
+
+    def __call__(self, engine: Any) -> None:
+        """The engine hook: hand the engine over, stopping it at once if a signal came first."""
+        self.engine = engine
+        if self.stopping:
+            engine.stop()
 
 
 class _Reporter:
@@ -89,9 +105,10 @@ def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", 
     """Send everything due now, once, and exit (safe to run from cron every minute)."""
     from broadcast.dispatch.service import run_once
 
+    graceful = _Graceful()
     rep = _Reporter(quiet or json_)
     try:
-        report = run_once(workspace(), progress=rep, engine_hook=_graceful)
+        report = run_once(workspace(), progress=rep, engine_hook=graceful)
     finally:
         rep.close()
     _print_report(report, json_)
@@ -114,6 +131,7 @@ def worker(
             o = r.outcomes
             say(f"pass: sent {o.accepted} failed {o.failed} retrying {o.retry} in doubt {o.in_doubt}")
 
+    graceful = _Graceful()
     rep = _Reporter(True)
     ws = workspace()
     endpoint: Any = contextlib.nullcontext(None)
@@ -124,7 +142,7 @@ def worker(
     with endpoint as url:
         if url and not json_:
             say(f"Receipts endpoint on {url}")
-        report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=_graceful)
+        report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=graceful)
     if json_:
         from broadcast.cli._output import emit_json
 

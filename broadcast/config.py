@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     gateways: str = Field(default="", description="Failover: gateways in order, e.g. aliyun,tencent (overrides BROADCAST_GATEWAY). When one keeps failing or refuses the account, the rest of the send goes through the next.")
     rate: float | None = Field(default=None, gt=0, description="Messages per second across all processes; the lower of this and the gateway's declared limit wins. Empty: the gateway's limit, else none.")
     burst: float | None = Field(default=None, ge=1, description="Messages that may go at once above the steady rate (default: about 10 ms worth, at least 1).")
-    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight per process (httpx degrades above ~32).")
+    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight per process.")
+    http_transport: Literal["aiohttp", "httpx"] = Field(default="aiohttp", description="What carries HTTP gateway requests under the httpx API: aiohttp (default; keeps up at many requests in flight) or httpx's own pool (slows down above ~30 in flight).")
     max_attempts: int = Field(default=5, ge=1, description="Gateway calls per delivery before it fails.")
     retry_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles each attempt, with jitter.")
     retry_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")

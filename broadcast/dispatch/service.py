@@ -33,7 +33,7 @@ def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
     from broadcast.gateways import registry
 
     cls = registry.load(name or ws.settings.gateway_names[0])
-    client = make_client(timeout_s=15.0, max_in_flight=ws.settings.concurrency)
+    client = make_client(timeout_s=15.0, max_in_flight=ws.settings.concurrency, backend=ws.settings.http_transport)
     return cls(registry.load_settings(cls), client)
 
 

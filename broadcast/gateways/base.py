@@ -182,13 +182,15 @@ def make_client(
     max_in_flight: int = 8,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    backend: str = "aiohttp",
 ) -> httpx.AsyncClient:
     """The one ``httpx.AsyncClient`` of a run: explicit connect/read/write/pool timeouts and a
     connection pool of ``max_in_flight``.
 
-    Keep ``max_in_flight`` at or below ~32 with httpx 0.28 (its pool bookkeeping collapses above
-    ~40 in flight, see measurements.md), and bound concurrency in the caller: queueing thousands of
-    requests on the pool ends in ``PoolTimeout``. ``transport`` is for tests (``httpx.MockTransport``).
+    ``backend="aiohttp"`` (the default, BROADCAST_HTTP_TRANSPORT) puts ``aio_transport.AiohttpTransport``
+    under the httpx API: httpx 0.28's own pool spends more CPU per request the more are in flight
+    and stops keeping up above ~30 (measurements.md); ``"httpx"`` keeps httpx's own transport. Bound
+    concurrency in the caller either way. ``transport`` is for tests (``httpx.MockTransport``).
     """
     if timeout_s <= 0:
         raise ValueError("timeout_s must be > 0")
@@ -198,6 +200,12 @@ def make_client(
     limits = httpx.Limits(
         max_connections=max_in_flight, max_keepalive_connections=max_in_flight, keepalive_expiry=30.0
     )
+    if transport is None and backend == "aiohttp":
+        from broadcast.gateways.aio_transport import AiohttpTransport
+
+        transport = AiohttpTransport(max_in_flight, keepalive_s=30.0)
+    elif transport is None and backend != "httpx":
+        raise ValueError(f"backend must be 'aiohttp' or 'httpx', not {backend!r}")
     return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport, follow_redirects=False)
 
 

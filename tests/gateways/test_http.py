@@ -277,13 +277,23 @@ def test_own_client_is_created_and_closed() -> None:
 
 
 def test_make_client_has_explicit_limits() -> None:
+    from broadcast.gateways.aio_transport import AiohttpTransport
+
     client = make_client(7.5, 16)
     try:
         assert client.timeout.read == 7.5 and client.timeout.write == 7.5 and client.timeout.pool == 7.5
         assert client.timeout.connect == 5.0
+        transport = client._transport  # type: ignore[attr-defined]
+        assert isinstance(transport, AiohttpTransport) and transport.max_in_flight == 16
+    finally:
+        asyncio.run(client.aclose())
+    client = make_client(7.5, 16, backend="httpx")
+    try:
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert pool._max_connections == 16
     finally:
         asyncio.run(client.aclose())
     with pytest.raises(ValueError):
         make_client(0, 1)
+    with pytest.raises(ValueError):
+        make_client(1, 1, backend="curl")

@@ -25,7 +25,6 @@ from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, EXPIRED, FAILED, I
 from broadcast.db.engine import transaction
 from broadcast.dispatch import ledger, runs
 from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes, Policy
-from broadcast.dispatch.ratelimit import TokenBucket
 from broadcast.dispatch.shared_rate import SharedLimiter
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult
 from broadcast.messages.audience import message_audience, optout_skips
@@ -294,6 +293,20 @@ class Engine:
                 ok.append(c)
         return ok, over
 
+    async def _fresh_tokens(self, n: int, due: float | None) -> float | None:
+        """Send slots for a request of ``n`` that may be used now: the feeder's (at ``due``) if the
+        worker picked them up in time, else the next ones; and a request slot if the gateway limits
+        requests per second. Nothing leaves on a stale slot (``shared_rate.LATE_S``)."""
+        req_due: float | None = None
+        while True:
+            if self.limiter and (due is None or not self.limiter.fresh(due)):
+                due = await self.limiter.acquire(n)
+                continue
+            if self.req_limiter and (req_due is None or not self.req_limiter.fresh(req_due)):
+                req_due = await self.req_limiter.acquire(1)
+                continue
+            return due
+
     async def _send(self, ids: list[int], report: RunReport, wait_for_retries: bool) -> None:
         assert self.run is not None
         s = self.ws.settings
@@ -302,7 +315,7 @@ class Engine:
         for mid, deadline in deadlines.items():  # nothing goes out after its delivery deadline
             report.outcomes.expired += ledger.expire_past_deadline(engine, mid, deadline, self.now())
         policy = Policy(s.max_attempts, s.retry_base_s, s.retry_max_s, s.in_doubt, deadlines)
-        queue: asyncio.Queue[list[Claimed] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[list[Claimed], float | None] | None] = asyncio.Queue()
         room = asyncio.Event()
         pending: list[tuple[Claimed, SendResult]] = []
         holding = 0
@@ -380,15 +393,15 @@ class Engine:
                 if quiet is not None and quiet.is_quiet(now, s.timezone):
                     report.waiting_quiet.extend(m for m in active if m not in report.waiting_quiet)
                     break
-                if self.limiter and self.rate:
-                    # rate-limited: shared tokens first, for up to 100 ms of sending per claim (few,
-                    # short transactions); workers pace the requests evenly, so a claimed row waits
-                    # at most ~100 ms before it leaves
+                if self.limiter:
+                    # rate-limited: claim for the idle workers, at most ~50 ms of sending, then hand
+                    # each request to a worker at its send slot (shared_rate): a claimed row waits
+                    # only for its slot, and leaves within LATE_S of it
                     if idle <= 0:
                         worker_free.clear()
                         await worker_free.wait()
                         continue
-                    want = min(idle * self.max_batch, max(self.max_batch, math.ceil(self.rate * 0.1)))
+                    want = min(idle * self.max_batch, max(self.max_batch, self.limiter.ahead))
                 else:
                     # unlimited: keep every worker busy with one request queued behind each, claimed
                     # in half-window chunks (one transaction per chunk, not per request)
@@ -397,11 +410,6 @@ class Engine:
                         room.clear()
                         await room.wait()
                         continue
-                if self.limiter:
-                    await self.limiter.acquire_shared(want)
-                    if self._stopping:
-                        break
-                    now = self.now()
                 rows = ledger.claim(engine, run_id, active, want, now, self.lease)
                 if not rows:
                     if holding:
@@ -424,8 +432,9 @@ class Engine:
                     report.outcomes.failed += len(over)
                     freed(len(over))
                 for batch in self._batches(rows):
+                    due = await self.limiter.acquire(len(batch)) if self.limiter else None
                     idle -= 1
-                    queue.put_nowait(batch)
+                    queue.put_nowait((batch, due))
             for _ in range(self.concurrency):
                 queue.put_nowait(None)
 
@@ -438,15 +447,14 @@ class Engine:
 
         async def worker() -> None:
             nonlocal idle
-            while (batch := await queue.get()) is not None:
+            while (item := await queue.get()) is not None:
+                batch, due = item
                 if self._stopping or batch[0].message_id in paused:
                     ledger.release(engine, run_id, batch, self.now())
                     done_with(len(batch), release=True)
                     continue
-                if self.limiter:
-                    await self.limiter.pace(len(batch))
-                if self.req_limiter:
-                    await self.req_limiter.acquire(1)
+                if self.limiter or self.req_limiter:
+                    due = await self._fresh_tokens(len(batch), due)
                 if self._stopping or batch[0].message_id in paused:
                     ledger.release(engine, run_id, batch, self.now())
                     done_with(len(batch), release=True)
@@ -454,7 +462,7 @@ class Engine:
                 gateway, gw_name = self.gateway, self.name
                 if len(batch) > self.max_batch:  # claimed for a gateway we have since failed over from
                     for i in range(self.max_batch, len(batch), self.max_batch):
-                        queue.put_nowait(batch[i:i + self.max_batch])
+                        queue.put_nowait((batch[i:i + self.max_batch], None))
                         idle -= 1
                     batch = batch[:self.max_batch]
                 results = await gateway.send([SendItem(c.id, c.phone, self._text_for(c.text, signatures.get(c.message_id, "")))

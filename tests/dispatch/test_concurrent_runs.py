@@ -31,13 +31,8 @@ from tests.dispatch import support as S
 N = 2000
 RATE = 200.0
 BURST = max(1.0, RATE * 0.010)  # the default: about 10 ms of tokens, at least 1
-# The bucket bounds when requests are *let go*; the mock stamps them when it reads them. Between
-# the two lie connection set-up, the event loop (SQLite lock waits run in it) and the scheduler of
-# a 2-core machine running three processes. Measured here: the busiest second at the gateway held
-# 203-204 with the machine otherwise idle, up to 213 with other test suites and benchmarks running
-# alongside (load average 4.5 on 2 cores), while the achieved rate stayed at the target. Allowed
-# for, explicitly: 75 ms of spread. A limiter that failed would show twice the rate (400).
-JITTER_S = 0.075
+# The limit is strict where the gateway counts: requests leave at their send slots or not at all
+# (shared_rate.LATE_S), and the bucket's 1 % margin pays for the way to the gateway's socket.
 
 
 @pytest.mark.slow
@@ -74,10 +69,9 @@ def test_two_overlapping_runs_no_duplicates_and_one_shared_rate(tmp_path: Path, 
     span = times[-1] - times[0]
     achieved = (N - 1) / span
     with capsys.disabled():
-        print(f"\n[two runs] accepted {accepted}; peak 1-s window {peak} (rate + burst {RATE + BURST:g}, "
-              f"+ {JITTER_S * RATE:g} transport jitter); "
+        print(f"\n[two runs] accepted {accepted}; peak 1-s window {peak} (rate + burst {RATE + BURST:g}); "
               f"achieved {achieved:.1f}/s over {span:.2f} s")
-    assert peak <= RATE + BURST + JITTER_S * RATE
+    assert peak <= RATE + BURST
     assert abs(achieved - RATE) <= 0.10 * RATE
 
 

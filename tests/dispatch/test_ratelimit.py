@@ -1,4 +1,9 @@
-"""TokenBucket with a virtual clock: no real sleeping anywhere."""
+"""The shared rate limit (``dispatch.shared_rate``) with a virtual clock: no real sleeping.
+
+The bucket lives in a real database (the workspace's SQLite file); several ``SharedLimiter``s on
+one key stand for several processes. What is checked is what the gateway would see: the moments
+requests leave, including senders that wake up late.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,23 @@ import asyncio
 import bisect
 import heapq
 import itertools
-import math
-from collections.abc import Coroutine
+import random
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from broadcast.dispatch.ratelimit import TokenBucket, default_burst
+from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, take
 
 
 class VirtualTime:
     """A clock plus a ``sleep`` that parks the caller until virtual time reaches its deadline.
-    ``run`` drives the tasks: when all are parked, time jumps to the earliest deadline."""
+    ``run`` drives the tasks: when all are parked, time jumps to the earliest deadline.
+    ``overshoot()`` makes each sleep wake that much late (a busy event loop)."""
 
-    def __init__(self, start: float = 100.0) -> None:
+    def __init__(self, start: float = 1000.0, overshoot: Callable[[], float] = lambda: 0.0) -> None:
         self.now = start
+        self.overshoot = overshoot
         self._parked: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
@@ -29,7 +36,7 @@ class VirtualTime:
 
     async def sleep(self, seconds: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._parked, (self.now + max(0.0, seconds), next(self._seq), fut))
+        heapq.heappush(self._parked, (self.now + max(0.0, seconds) + self.overshoot(), next(self._seq), fut))
         await fut
 
     async def run(self, *coros: Coroutine[Any, Any, None]) -> None:
@@ -39,8 +46,7 @@ class VirtualTime:
                 await asyncio.sleep(0)
             if not self._parked:
                 continue
-            deadline = self._parked[0][0]
-            self.now = max(self.now, deadline)
+            self.now = max(self.now, self._parked[0][0])
             while self._parked and self._parked[0][0] <= self.now:
                 _, _, fut = heapq.heappop(self._parked)
                 if not fut.done():
@@ -49,165 +55,163 @@ class VirtualTime:
             t.result()
 
 
+def steady_rate(stamps: list[float], start: float) -> float:
+    """Requests per second over the first 80 % of the send (at the end, processes hold reserved
+    slots nobody needs any more: up to 2 × AHEAD_S of the rate each)."""
+    span = 0.8 * (max(stamps) - start)
+    return sum(1 for t in stamps if t < start + span) / span
+
+
 def max_in_window(stamps: list[float], window: float = 1.0) -> int:
     stamps = sorted(stamps)
     return max(bisect.bisect_right(stamps, t + window - 1e-9) - i for i, t in enumerate(stamps))
 
 
-def consume(vt: VirtualTime, bucket: TokenBucket, workers: int, per_worker: int, n: int = 1) -> list[float]:
+def limiter(ws: Any, vt: VirtualTime, rate: float, burst: float | None = None, key: str = "gw:messages") -> SharedLimiter:
+    return SharedLimiter(ws.engine, key, rate, burst, clock=vt, sleep=vt.sleep, monotonic=vt)
+
+
+def senders(vt: VirtualTime, limiters: list[SharedLimiter], per_limiter: int, total: int, n: int = 1,
+            delay: float = 0.0, seed: int = 1) -> list[float]:
+    """``per_limiter`` concurrent senders on each limiter send ``total`` requests of ``n`` in all;
+    a request reaches the gateway up to ``delay`` after the sender checked its tokens (random)."""
+    rnd = random.Random(seed)
     stamps: list[float] = []
+    left = [total]
 
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await bucket.acquire(n)
-            stamps.extend([vt.now] * n)
+    async def sender(lim: SharedLimiter) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await lim.acquire(n)
+            stamps.extend([vt.now + rnd.uniform(0, delay)] * n)
 
-    asyncio.run(vt.run(*(worker() for _ in range(workers))))
+    asyncio.run(vt.run(*(sender(lim) for lim in limiters for _ in range(per_limiter))))
     return stamps
 
 
-@pytest.mark.parametrize("rate", [50.0, 200.0, 1000.0, 5000.0])
-def test_long_run_rate_and_windows_with_many_workers(rate: float) -> None:
+@pytest.mark.parametrize(("rate", "seconds"), [(50.0, 8), (400.0, 2.5), (2000.0, 3)])
+def test_rate_and_every_window_across_processes(ws: Any, rate: float, seconds: float) -> None:
+    """Four processes, each letting go a burst of single requests at a time (as the engine's
+    feeder does): one rate for all, every 1-s window within rate + burst even when requests reach
+    the gateway up to MARGIN_S - LATE_S after they were let go."""
     vt = VirtualTime()
-    bucket = TokenBucket(rate, clock=vt, sleep=vt.sleep)
+    lims = [limiter(ws, vt, rate) for _ in range(4)]
+    block = lims[0].block
     start = vt.now
-    seconds = 10 if rate <= 1000 else 3
-    stamps = consume(vt, bucket, workers=64, per_worker=int(rate * seconds / 64) + 1)
-    achieved = (len(stamps) - bucket.burst) / (max(stamps) - start)
-    assert abs(achieved / rate - 1) < 0.005
-    assert max_in_window(stamps) <= rate + bucket.burst
+    stamps = senders(vt, lims, per_limiter=1, total=int(rate * seconds / block), n=block, delay=MARGIN_S - LATE_S)
+    burst = default_burst(rate)
+    assert max_in_window(stamps) <= rate + burst
+    assert rate * 0.98 <= steady_rate(stamps, start) <= rate  # the 1 % margin, nothing more
+
+
+def test_late_wakeups_never_break_the_windows(ws: Any) -> None:
+    """Wake-ups are late, as on a loaded machine: mostly under a millisecond, one in ten 5-30 ms
+    (a commit holding the event loop). Slots a sender comes too late for are dropped, never spent
+    late: the windows hold, and the rate loses only what was dropped."""
+    rnd = random.Random(7)
+    rate = 200.0
+    vt = VirtualTime(overshoot=lambda: rnd.uniform(0.005, 0.030) if rnd.random() < 0.1 else rnd.uniform(0, 0.001))
+    lims = [limiter(ws, vt, rate), limiter(ws, vt, rate)]
+    start = vt.now
+    stamps = senders(vt, lims, per_limiter=1, total=600)
+    assert sum(lim.stale for lim in lims) > 0
+    assert max_in_window(stamps) <= rate + default_burst(rate)
+    assert steady_rate(stamps, start) >= rate * 0.7
+
+
+def test_tokens_go_stale_after_late_s(ws: Any) -> None:
+    vt = VirtualTime()
+    lim = limiter(ws, vt, 100.0)
+    out: list[float] = []
+    asyncio.run(vt.run(_acquire_into(lim, out)))
+    granted = out[0]
+    assert lim.fresh(granted)
+    vt.now += LATE_S / 2
+    assert lim.fresh(granted) and lim.stale == 0
+    vt.now += LATE_S
+    assert not lim.fresh(granted) and lim.stale == 1
+
+
+async def _acquire_into(lim: SharedLimiter, out: list[float]) -> None:
+    out.append(await lim.acquire(1))
+
+
+def test_a_request_bigger_than_the_burst_goes_into_debt(ws: Any) -> None:
+    vt = VirtualTime()
+    lim = limiter(ws, vt, 100.0, burst=2)
+    stamps: list[float] = []
+
+    async def go() -> None:
+        await lim.acquire(1)  # creates the bucket
+        vt.now += 60  # idle: the bucket is full (2 tokens)
+        t0 = vt.now
+        await lim.acquire(50)  # 2 slots at once, then one every 1/rate: it leaves at the 50th
+        assert vt.now == pytest.approx(t0 + 48 / lim.bucket_rate)
+        stamps.extend([vt.now] * 50)
+        await lim.acquire(1)  # the next one's slot follows
+        assert vt.now == pytest.approx(t0 + 49 / lim.bucket_rate)
+        stamps.append(vt.now)
+
+    asyncio.run(vt.run(go()))
+    assert max_in_window(stamps) <= 100 + 50
+
+
+def test_a_new_bucket_starts_nearly_empty(ws: Any) -> None:
+    """No first-second burst: a fresh bucket holds one token, whatever the configured burst."""
+    vt = VirtualTime()
+    rate = 1000.0
+    stamps = senders(vt, [limiter(ws, vt, rate, burst=100)], per_limiter=1, total=60, n=20)
+    assert stamps[0] == 1000.0 + 19 / (rate / (1 + MARGIN_S))  # 1 token in the new bucket, 19 to wait for
+    assert sum(1 for t in stamps if t < 1001.0) <= rate + 1
+
+
+def test_burst_is_honoured_after_idle_then_the_rate(ws: Any) -> None:
+    vt = VirtualTime()
+    lim = limiter(ws, vt, 100.0, burst=5)
+    asyncio.run(vt.run(lim.acquire(1)))
+    vt.now += 60
+    t0 = vt.now
+    stamps = sorted(senders(vt, [lim], per_limiter=10, total=10))
+    assert stamps[:5] == [t0] * 5
+    assert stamps[5:] == pytest.approx([t0 + k / lim.bucket_rate for k in range(1, 6)])
+
+
+def test_take_never_refills_backwards_on_a_slow_clock(ws: Any) -> None:
+    """Another host's clock 5 s behind: its take does not count as refill time."""
+    assert take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 1000.0) == (1000.0, [1000.0])  # the first token
+    now, slots = take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 995.0)
+    assert now == 1000.0 and slots == [pytest.approx(1000.1)]  # after the newest time seen, not 5 s of refill
+
+
+def test_takers_slots_never_overlap(ws: Any) -> None:
+    """100 takes of 1-5 tokens from one bucket, at random moments (several processes): the slots
+    they get are one every 1/rate once the burst is spent, and no 1-s window holds more than
+    rate + burst of them."""
+    rnd = random.Random(3)
+    now, slots = 1000.0, []
+    for _ in range(100):
+        now += rnd.uniform(0, 0.02)
+        _, got = take(ws.engine, "k", rnd.randint(1, 5), 100.0, 4.0, clock=lambda: now)
+        slots.extend(got)
+    slots.sort()
+    assert max_in_window(slots) <= 100 + 4
+    assert len(slots) / (slots[-1] - 1000.0) <= 100 * 1.01
 
 
 def test_default_burst_is_about_10ms_and_at_least_one() -> None:
     assert default_burst(50) == 1 and default_burst(1000) == 10 and default_burst(20_000) == 200
-    assert TokenBucket(1000).burst == 10
 
 
-def test_fresh_bucket_does_not_burst_a_whole_second() -> None:
-    vt = VirtualTime()
-    rate = 1000.0
-    bucket = TokenBucket(rate, clock=vt, sleep=vt.sleep)
-    stamps = consume(vt, bucket, workers=32, per_worker=100)
-    first_second = [t for t in stamps if t < 100.0 + 1.0]
-    assert len(first_second) <= rate + bucket.burst
-    assert sum(1 for t in stamps if t == 100.0) == 1  # starts with one token, not a full bucket
-
-
-def test_burst_honoured_after_idle() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(100, burst=5, clock=vt, sleep=vt.sleep)
-    vt.now += 60  # long idle: the bucket is full, but holds only `burst`
-    assert bucket.tokens() == 5
-    assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
-    vt.now += 0.01  # one token back
-    assert bucket.try_acquire() and not bucket.try_acquire()
-    vt.now += 60
-    t0 = vt.now
-    stamps = sorted(consume(vt, bucket, workers=10, per_worker=1))
-    assert stamps[:5] == [t0] * 5  # the burst, at once
-    assert stamps[5:] == pytest.approx([t0 + 0.01 * k for k in range(1, 6)])  # then the rate
-
-
-def test_sequential_caller_gets_exact_spacing() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(250, burst=1, clock=vt, sleep=vt.sleep)
-    stamps = consume(vt, bucket, workers=1, per_worker=1001)
-    gaps = {round(b - a, 9) for a, b in itertools.pairwise(stamps)}
-    assert gaps == {0.004}
-
-
-def test_late_wakeups_do_not_lower_the_rate() -> None:
-    """Every sleep overshoots by 0.1 ms (as measured); the schedule must not drift."""
-    now = [0.0]
-
-    async def sloppy_sleep(seconds: float) -> None:
-        now[0] += seconds + 0.0001
-
-    bucket = TokenBucket(1000, clock=lambda: now[0], sleep=sloppy_sleep)
-
-    async def go() -> None:
-        for _ in range(10_000):
-            await bucket.acquire()
-
-    asyncio.run(go())
-    assert 10_000 / now[0] == pytest.approx(1000, rel=0.005)
-
-
-def test_n_greater_than_one() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(1000, burst=10, clock=vt, sleep=vt.sleep)
-    stamps = consume(vt, bucket, workers=8, per_worker=250, n=5)  # 10,000 messages in lumps of 5
-    assert len(stamps) == 10_000
-    achieved = (len(stamps) - bucket.burst) / (max(stamps) - 100.0)
-    assert abs(achieved / 1000 - 1) < 0.005
-    assert max_in_window(stamps) <= 1000 + bucket.burst
-
-
-def test_lump_bigger_than_burst_goes_into_debt() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(100, burst=2, clock=vt, sleep=vt.sleep, initial_tokens=2)
-
-    async def go() -> None:
-        await bucket.acquire(50)  # full bucket: allowed at once, then 0.48 s of debt
-        assert vt.now == 100.0 and bucket.tokens() == pytest.approx(-48)
-        await bucket.acquire(1)
-        assert vt.now == pytest.approx(100.0 + 0.49)
-
-    asyncio.run(vt.run(go()))
-
-
-def test_cancelled_waiter_gives_its_slot_back() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(10, burst=1, clock=vt, sleep=vt.sleep)
-
-    async def go() -> None:
-        await bucket.acquire()  # the initial token
-        waiter = asyncio.ensure_future(bucket.acquire())
-        await asyncio.sleep(0)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        await bucket.acquire()
-        assert vt.now == pytest.approx(100.1)  # the cancelled slot was reused
-
-    asyncio.run(vt.run(go()))
-
-
-def test_hold_blocks_everyone() -> None:
-    vt = VirtualTime()
-    bucket = TokenBucket(100, clock=vt, sleep=vt.sleep)
-
-    async def go() -> None:
-        await bucket.acquire()
-        bucket.hold(2.0)
-        await bucket.acquire()
-        assert vt.now >= 102.0
-
-    asyncio.run(vt.run(go()))
-
-
-def test_invalid_arguments_and_unlimited() -> None:
-    for bad in (0, -1, math.nan):
-        with pytest.raises(ValueError):
-            TokenBucket(bad)
-    with pytest.raises(ValueError):
-        TokenBucket(10, burst=0.5)
-    unlimited = TokenBucket(math.inf)
-    asyncio.run(unlimited.acquire(10**6))
-    assert unlimited.try_acquire(10**9)
-
-
-def test_real_clock_smoke() -> None:
-    """The defaults (time.monotonic, asyncio.sleep) work: 20 acquisitions at 2000/s take ~10 ms."""
+def test_real_clock_smoke(ws: Any) -> None:
+    """The defaults (time.time, time.monotonic, asyncio.sleep) work: 21 requests at 2000/s take ~10 ms."""
     import time
 
-    bucket = TokenBucket(2000)
+    lim = SharedLimiter(ws.engine, "smoke", 2000.0)
 
     async def go() -> float:
         t0 = time.monotonic()
         for _ in range(21):
-            await bucket.acquire()
+            await lim.acquire(1)
         return time.monotonic() - t0
 
-    elapsed = asyncio.run(go())
-    assert 0.008 <= elapsed < 0.5
+    assert 0.008 <= asyncio.run(go()) < 1.0

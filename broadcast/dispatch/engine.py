@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +36,7 @@ from broadcast.messages.compose import render_for
 from broadcast.messages.states import transition
 from broadcast.workspace import Workspace
 
+T = TypeVar("T")
 deliveries_t = Delivery.__table__
 MAX_WAIT_IN_PASS_S = 30.0  # a one-shot run waits for retries due this soon; later ones are left to the next run
 FLUSH_EVERY_S = 0.02
@@ -100,6 +104,10 @@ class Engine:
         self.primary_adds_signature = gateway.capabilities.adds_signature
         # texts are frozen for the first gateway (with or without the signature, as it needs)
         self.signature = "" if gateway.capabilities.adds_signature else None  # None: each message's own
+        # the send loop's claims, records and rate reservations run on one thread of their own, in
+        # order: a commit never holds up the event loop, so requests leave on their send slots and
+        # HTTP overlaps the database (sqlite3 and psycopg release the GIL while they wait)
+        self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broadcast-db")
         self._use(gateway)
         self._stopping = False
         self.run: runs.RunHandle | None = None
@@ -115,9 +123,17 @@ class Engine:
         self.hold_limit = self.concurrency * self.max_batch * 2
         rate = effective_rate(self.ws, gateway)
         self.rate = rate
-        self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", rate, s.burst) if rate else None
+        self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", rate, s.burst,
+                                     run_db=self._db) if rate else None
         rps = caps.max_requests_per_second
-        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps) if rps else None
+        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self._db) if rps else None
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the engine's database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        self._db_thread.shutdown(wait=True)
 
     def _text_for(self, text: str, signature: str) -> str:
         """A frozen text as the current gateway needs it: the signature is prepended for a
@@ -340,18 +356,29 @@ class Engine:
             holding -= n
             room.set()
 
-        def flush() -> None:
-            if not pending:
-                return
+        def take_pending() -> tuple[list[tuple[Claimed, SendResult]], dict[int, str]]:
             pairs = pending[:]
             pending.clear()
-            out = ledger.record(engine, run_id, self.name, pairs, self.now(), policy,
-                                {c.id: carried.pop(c.id, self.name) for c, _ in pairs})
+            return pairs, {c.id: carried.pop(c.id, self.name) for c, _ in pairs}
+
+        def recorded(pairs: list[tuple[Claimed, SendResult]], out: Outcomes) -> None:
             report.outcomes.add(out)
             freed(len(pairs))
             if self.progress:
                 for mid in {c.message_id for c, _ in pairs}:
                     self.progress(Progress(mid, totals.get(mid, 0), report.outcomes, time.monotonic() - t0))
+
+        def flush() -> None:
+            """Record the answers so far, here and now (pause, failover, the end)."""
+            if pending:
+                pairs, carriers = take_pending()
+                recorded(pairs, ledger.record(engine, run_id, self.name, pairs, self.now(), policy, carriers))
+
+        async def flush_async() -> None:
+            """Record the answers so far on the database thread; the loop goes on sending."""
+            if pending:
+                pairs, carriers = take_pending()
+                recorded(pairs, await self._db(ledger.record, engine, run_id, self.name, pairs, self.now(), policy, carriers))
 
         def pause(mid: int, reason: str, from_gateway: str | None = None) -> None:
             if mid in paused or (from_gateway is not None and from_gateway != self.name):
@@ -380,63 +407,97 @@ class Engine:
         idle = self.concurrency
         worker_free = asyncio.Event()
 
-        async def feeder() -> None:
-            """Claims only what idle workers start at once (rate tokens are taken before the
-            claim), so a claimed row is in flight, not waiting: a crash strands only requests
-            that may really have gone out."""
-            nonlocal holding, idle
-            while not self._stopping:
-                active = [m for m in ids if m not in paused]
-                if not active:
-                    break
-                now = self.now()
-                if quiet is not None and quiet.is_quiet(now, s.timezone):
-                    report.waiting_quiet.extend(m for m in active if m not in report.waiting_quiet)
-                    break
-                if self.limiter:
-                    # rate-limited: claim for the idle workers, at most ~50 ms of sending, then hand
-                    # each request to a worker at its send slot (shared_rate): a claimed row waits
-                    # only for its slot, and leaves within LATE_S of it
-                    if idle <= 0:
-                        worker_free.clear()
-                        await worker_free.wait()
-                        continue
-                    want = min(idle * self.max_batch, max(self.max_batch, self.limiter.ahead))
-                else:
-                    # unlimited: keep every worker busy with one request queued behind each, claimed
-                    # in half-window chunks (one transaction per chunk, not per request)
-                    want = self.hold_limit - holding
-                    if want < max(1, self.hold_limit // 2):
-                        room.clear()
-                        await room.wait()
-                        continue
-                rows = ledger.claim(engine, run_id, active, want, now, self.lease)
-                if not rows:
-                    if holding:
-                        room.clear()
-                        await room.wait()
-                        continue
-                    nxt = self._next_retry(active)
-                    if nxt is None:
-                        break
-                    wait = (nxt - now).total_seconds()
-                    if not wait_for_retries or wait > MAX_WAIT_IN_PASS_S:
-                        break
-                    await asyncio.sleep(min(max(wait, 0.01), 1.0))
-                    continue
-                holding += len(rows)
-                rows, over = self._over_cap(rows)
+        async def claim_batches(active: list[int], want: int, now: datetime) -> tuple[int, list[list[Claimed]]]:
+            """Claim up to ``want`` due rows (the per-number cap applied): (rows claimed, requests)."""
+            nonlocal holding
+            rows = await self._db(ledger.claim, engine, run_id, active, want, now, self.lease)
+            holding += len(rows)
+            claimed = len(rows)
+            if rows:
+                rows, over = await self._db(self._over_cap, rows)
                 if over:
-                    ledger.fail_rows(engine, run_id, self.name, over, "cap",
-                                     "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)", now)
+                    await self._db(ledger.fail_rows, engine, run_id, self.name, over, "cap",
+                                   "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)", now)
                     report.outcomes.failed += len(over)
                     freed(len(over))
-                for batch in self._batches(rows):
-                    due = await self.limiter.acquire(len(batch)) if self.limiter else None
-                    idle -= 1
-                    queue.put_nowait((batch, due))
-            for _ in range(self.concurrency):
-                queue.put_nowait(None)
+            return claimed, self._batches(rows)
+
+        async def feeder() -> None:
+            """Unlimited: claims what keeps every worker busy with one request queued behind each.
+            Rate-limited: keeps the next requests claimed (up to ~50 ms of sending, claimed while
+            the previous ones wait for their send slots) and hands each to an idle worker at its
+            slot. Either way at most ``hold_limit`` rows are claimed and not yet recorded."""
+            nonlocal idle
+            ready: collections.deque[list[Claimed]] = collections.deque()  # claimed, waiting for a slot
+            ahead: asyncio.Task[tuple[int, list[list[Claimed]]]] | None = None
+            try:
+                while not self._stopping:
+                    active = [m for m in ids if m not in paused]
+                    if not active:
+                        break
+                    now = self.now()
+                    if quiet is not None and quiet.is_quiet(now, s.timezone):
+                        report.waiting_quiet.extend(m for m in active if m not in report.waiting_quiet)
+                        break
+                    if self.limiter:
+                        limiter = self.limiter
+                        if ahead is not None and (not ready or ahead.done()):
+                            ready.extend((await ahead)[1])
+                            ahead = None
+                        if ready:
+                            room_left = self.hold_limit - holding
+                            if (ahead is None and sum(map(len, ready)) <= limiter.ahead // 2
+                                    and room_left >= self.max_batch):  # claim the next while these wait
+                                ahead = asyncio.create_task(claim_batches(
+                                    active, min(room_left, max(self.max_batch, limiter.ahead)), now))
+                            if idle <= 0:
+                                worker_free.clear()
+                                await worker_free.wait()
+                                continue
+                            batch = ready.popleft()
+                            due = await limiter.acquire(len(batch))
+                            idle -= 1
+                            queue.put_nowait((batch, due))
+                            continue
+                        want = min(self.hold_limit - holding, max(self.max_batch, limiter.ahead))
+                        if want < self.max_batch:
+                            room.clear()
+                            await room.wait()
+                            continue
+                    else:
+                        want = self.hold_limit - holding
+                        if want < max(1, self.hold_limit // 2):
+                            room.clear()
+                            await room.wait()
+                            continue
+                    claimed, batches = await claim_batches(active, want, now)
+                    if not claimed:
+                        if holding:
+                            room.clear()
+                            await room.wait()
+                            continue
+                        nxt = self._next_retry(active)
+                        if nxt is None:
+                            break
+                        wait = (nxt - now).total_seconds()
+                        if not wait_for_retries or wait > MAX_WAIT_IN_PASS_S:
+                            break
+                        await asyncio.sleep(min(max(wait, 0.01), 1.0))
+                        continue
+                    if self.limiter:
+                        ready.extend(batches)
+                        continue
+                    for batch in batches:
+                        idle -= 1
+                        queue.put_nowait((batch, None))
+            finally:
+                if ahead is not None:
+                    ready.extend((await ahead)[1])
+                for batch in ready:  # claimed, never handed to a worker: back to the queue
+                    ledger.release(engine, run_id, batch, self.now())
+                    freed(len(batch))
+                for _ in range(self.concurrency):
+                    queue.put_nowait(None)
 
         def done_with(n_rows: int = 0, release: bool = False) -> None:
             nonlocal idle
@@ -482,12 +543,23 @@ class Engine:
                     pause(mid, f"{sum(window)} of the last {len(window)} attempts failed "
                                f"(last: {last.code or ''} {last.detail or ''})".strip(), gw_name)
                 if len(pending) >= flush_at:
-                    flush()
+                    flush_now.set()
+
+        flush_now = asyncio.Event()
+        sent_all = False
 
         async def flusher() -> None:
+            """Records every FLUSH_EVERY_S, or at once when half the hold window is answered."""
             while True:
-                await asyncio.sleep(FLUSH_EVERY_S)
-                flush()
+                try:
+                    await asyncio.wait_for(flush_now.wait(), FLUSH_EVERY_S)
+                except TimeoutError:
+                    pass
+                flush_now.clear()
+                done = sent_all
+                await flush_async()
+                if done:
+                    return
                 if self.gateway.capabilities.pull_receipts:
                     report.receipts += await self.pull_receipts()
 
@@ -495,7 +567,16 @@ class Engine:
         try:
             await asyncio.gather(feeder(), *(worker() for _ in range(self.concurrency)))
         finally:
-            flush_task.cancel()
+            sent_all = True
+            flush_now.set()
+            try:
+                await flush_task  # its last round records what is left
+            except Exception:  # a failed commit: the answers are still pending, try once more below
+                pass
+            except BaseException:  # cancelled: record what is pending, here and now
+                flush_task.cancel()
+                flush()
+                raise
             flush()
 
     # -- completion ---------------------------------------------------------------------------

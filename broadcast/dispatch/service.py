@@ -72,7 +72,10 @@ def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable
                         receipt_wait_s=receipt_wait_s, fallbacks=fallbacks)
         if engine_hook:
             engine_hook(engine)
-        return await engine.run_pass(only)
+        try:
+            return await engine.run_pass(only)
+        finally:
+            engine.close()
 
     return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
 
@@ -85,6 +88,12 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
         engine = Engine(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks)
         if engine_hook:
             engine_hook(engine)
+        try:
+            return await _worker_passes(engine, gateway, fallbacks)
+        finally:
+            engine.close()
+
+    async def _worker_passes(engine: Engine, gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
         last = RunReport()
         pulled_at = 0.0
         while not engine._stopping:

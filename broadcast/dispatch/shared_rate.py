@@ -31,6 +31,7 @@ import collections
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -86,8 +87,12 @@ class SharedLimiter:
     def __init__(self, engine: Engine, key: str, rate: float, burst: float | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 run_db: Callable[..., Awaitable[Any]] | None = None) -> None:
+        """``run_db(fn, *args)``: where the reservation transactions run (the engine's database
+        thread); default: inline."""
         self.engine, self.key, self.rate = engine, key, rate
+        self._run_db = run_db
         self.burst = burst if burst is not None else default_burst(rate)
         self.block = max(1, math.floor(self.burst))  # single requests that may leave at once
         self.ahead = max(self.block, math.ceil(rate * AHEAD_S))  # slots per reservation
@@ -98,9 +103,16 @@ class SharedLimiter:
         self.stale = 0  # slots dropped because their sender came too late (tests, benchmarks)
         self.reservations = 0
 
-    def _reserve(self, n: int) -> None:
-        wall, dues = take(self.engine, self.key, n, self.bucket_rate, self.burst, self._clock)
-        shift = self._monotonic() - wall
+    async def _reserve(self, n: int) -> None:
+        read: list[float] = []
+
+        def clock() -> float:  # the wall clock take() reads, with the monotonic one at the same instant
+            read[:] = [self._clock(), self._monotonic()]
+            return read[0]
+
+        args = (self.engine, self.key, n, self.bucket_rate, self.burst, clock)
+        _, dues = await self._run_db(take, *args) if self._run_db else take(*args)
+        shift = read[1] - read[0]
         self._slots.extend(d + shift for d in dues)
         self.reservations += 1
 
@@ -118,13 +130,14 @@ class SharedLimiter:
             while True:
                 self._drop_stale(n)
                 if len(self._slots) < n:
-                    self._reserve(max(n - len(self._slots), self.ahead))
+                    await self._reserve(max(n - len(self._slots), self.ahead))
                     continue
                 due = self._slots[n - 1]
                 wait = due - self._monotonic()
                 if wait > 0:
                     if self._slots[-1] - self._monotonic() < AHEAD_S / 2:  # reserve the next ones while waiting
-                        self._reserve(self.ahead)
+                        await self._reserve(self.ahead)
+                        continue
                     await self._sleep(wait)
                     continue
                 for _ in range(n):

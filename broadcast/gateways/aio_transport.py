@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
 __all__ = ["AiohttpTransport", "map_error"]
 
@@ -81,6 +82,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.max_in_flight = max_in_flight
         self.keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -104,9 +106,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _SKIP_HEADERS]
         session = self._get_session()
+        raw_url = str(request.url)
+        url = self._urls.get(raw_url)
+        if url is None:  # a gateway posts to one or two URLs: parse each once
+            if len(self._urls) > 256:
+                self._urls.clear()
+            url = self._urls[raw_url] = yarl.URL(raw_url, encoded=True)
         try:
             async with session.request(
-                request.method, str(request.url), data=body or None, headers=headers,
+                request.method, url, data=body or None, headers=headers,
                 allow_redirects=False, timeout=self._timeout(request), compress=None,
             ) as r:
                 content = await r.read()

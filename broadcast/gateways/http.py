@@ -137,6 +137,10 @@ class HttpGateway(Gateway):
         self.settings: HttpSettings = settings
         self.capabilities = replace(CAPABILITIES, max_batch=settings.batch)  # type: ignore[misc]
         self._headers = {"Content-Type": "application/json; charset=utf-8", **settings.header_map()}
+        try:
+            self._url: httpx.URL | str = httpx.URL(settings.url)  # parsed once, not per request
+        except httpx.InvalidURL:
+            self._url = settings.url  # refused at send time, classified there (pause)
         self._timeout = httpx.Timeout(
             connect=min(settings.timeout_s, 5.0), read=settings.timeout_s, write=settings.timeout_s, pool=settings.timeout_s
         )
@@ -157,7 +161,7 @@ class HttpGateway(Gateway):
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         client = self._http(self.settings.timeout_s)
-        return await client.post(self.settings.url, content=content, headers=self._headers, timeout=self._timeout)
+        return await client.post(self._url, content=content, headers=self._headers, timeout=self._timeout)
 
     async def _send_one(self, item: SendItem) -> SendResult:
         try:

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import concurrent.futures
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar

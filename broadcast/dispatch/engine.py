@@ -291,22 +291,15 @@ class Engine:
             groups[(c.message_id, "" if self.gateway.capabilities.mixed_texts else c.text)].append(c)
         return [g[i:i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
 
-    def _over_cap(self, rows: list[Claimed]) -> tuple[list[Claimed], list[Claimed]]:
+    def _over_cap(self, run_id: str, rows: list[Claimed], now: datetime) -> tuple[list[Claimed], list[Claimed]]:
+        """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
         caps = [c for c in (self.ws.settings.max_per_number_per_day, self.gateway.capabilities.per_number_daily_cap) if c]
-        if not caps:
+        if not caps or not rows:
             return rows, []
-        cap = min(caps)
         tz = self.ws.settings.timezone
-        day_start = clock.at_local(clock.local(self.now(), tz).date(), datetime.min.time(), tz)
-        seen = ledger.sent_today(self.ws.engine, (c.phone for c in rows), day_start, [c.id for c in rows])
-        ok, over = [], []
-        for c in rows:
-            if seen.get(c.phone, 0) >= cap:
-                over.append(c)
-            else:
-                seen[c.phone] = seen.get(c.phone, 0) + 1
-                ok.append(c)
-        return ok, over
+        day_start = clock.at_local(clock.local(now, tz).date(), datetime.min.time(), tz)
+        return ledger.apply_cap(self.ws.engine, run_id, self.name, rows, min(caps), day_start, now,
+                                "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)")
 
     async def _fresh_tokens(self, n: int, due: float | None) -> float | None:
         """Send slots for a request of ``n`` that may be used now: the feeder's (at ``due``) if the
@@ -416,10 +409,8 @@ class Engine:
             holding += len(rows)
             claimed = len(rows)
             if rows:
-                rows, over = await self._db(self._over_cap, rows)
+                rows, over = await self._db(self._over_cap, run_id, rows, now)
                 if over:
-                    await self._db(ledger.fail_rows, engine, run_id, self.name, over, "cap",
-                                   "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)", now)
                     report.outcomes.failed += len(over)
                     freed(len(over))
             return claimed, self._batches(rows)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -270,18 +271,16 @@ def _insert_attempts(conn: Connection, rows: Sequence[tuple[object, ...]], now: 
                 [(*r, at) for r in rows])
 
 
-def fail_rows(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], code: str, text: str,
-              now: datetime) -> None:
-    """Fail claimed rows without a gateway call (e.g. over the per-number cap)."""
+def _fail(conn: Connection, run_id: str, gateway: str, rows: Sequence[Claimed], code: str, text: str,
+          now: datetime) -> None:
     if not rows:
         return
     d = deliveries_t
-    with transaction(engine, write=True) as conn:
-        conn.execute(
-            d.update().where(d.c.id.in_([c.id for c in rows]), d.c.status == SENDING, d.c.claimed_by == run_id)
-            .values(status=FAILED, error_code=code, error_text=text, claimed_by=None, lease_until=None, updated_at=now)
-        )
-        _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, "failed", code, text) for c in rows], now)
+    conn.execute(
+        d.update().where(d.c.id.in_([c.id for c in rows]), d.c.status == SENDING, d.c.claimed_by == run_id)
+        .values(status=FAILED, error_code=code, error_text=text, claimed_by=None, lease_until=None, updated_at=now)
+    )
+    _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, "failed", code, text) for c in rows], now)
 
 
 def release(engine: Engine, run_id: str, rows: Sequence[Claimed], now: datetime) -> None:
@@ -373,21 +372,51 @@ def apply_receipts(engine: Engine, gateway: str, receipts: Sequence[Receipt], no
 
 # -- per-number cap ---------------------------------------------------------------------------
 
-def sent_today(engine: Engine, phones: Iterable[str], day_start: datetime, exclude: Iterable[int]) -> dict[str, int]:
-    """How many real SMS each phone got (or may have got) since ``day_start``."""
-    phones = list(set(phones))
-    if not phones:
-        return {}
+_CAP_LOCK_CLASS = 0x62630001  # "bc" 1: the advisory-lock namespace of the per-number cap
+
+
+def _phone_key(phone: str) -> int:
+    """A phone's advisory-lock key: a stable signed 32-bit hash (collisions only serialize more)."""
+    k = zlib.crc32(phone.encode())
+    return k - (1 << 32) if k >= 1 << 31 else k
+
+
+def apply_cap(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], cap: int, day_start: datetime,
+              now: datetime, text: str) -> tuple[list[Claimed], list[Claimed]]:
+    """Split claimed rows into (may send, over the cap), failing the latter with reason ``cap``.
+
+    A phone's count includes every real delivery that went or may have gone to it since
+    ``day_start`` (SENDING, ACCEPTED, DELIVERED, IN_DOUBT), other runs' claims included. The
+    decision is serialized per phone across all processes (SQLite: the write lock; PostgreSQL:
+    a transaction-scoped advisory lock per phone, taken in key order), and the rows over the
+    cap are failed in the same transaction. So when two workers claim deliveries to one phone
+    at once, the first to decide sees the other's claim and steps back, and the second sees
+    that step: exactly ``cap`` go, never more, and never fewer because each saw the other."""
+    if not rows:
+        return [], []
+    phones = sorted({c.phone for c in rows})
     d = deliveries_t
-    with engine.connect() as conn:
-        rows = conn.execute(
+    with transaction(engine, write=True) as conn:
+        if engine.dialect.name == "postgresql":
+            keys = sorted({_phone_key(p) for p in phones})  # one order for all: no deadlock
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
+                         {"ns": _CAP_LOCK_CLASS, "keys": keys})
+        seen: dict[str, int] = dict(conn.execute(
             sa.select(d.c.phone, sa.func.count())
-            .where(d.c.phone.in_(phones), d.c.kind == "real", d.c.id.not_in(list(exclude)),
+            .where(d.c.phone.in_(phones), d.c.kind == "real", d.c.id.not_in([c.id for c in rows]),
                    d.c.status.in_((SENDING, ACCEPTED, DELIVERED, IN_DOUBT)),
                    sa.func.coalesce(d.c.sent_at, d.c.updated_at) >= day_start)
             .group_by(d.c.phone)
-        ).all()
-    return dict(rows)
+        ).all())
+        ok, over = [], []
+        for c in rows:
+            if seen.get(c.phone, 0) >= cap:
+                over.append(c)
+            else:
+                seen[c.phone] = seen.get(c.phone, 0) + 1
+                ok.append(c)
+        _fail(conn, run_id, gateway, over, "cap", text, now)
+    return ok, over
 
 
 # -- counts -----------------------------------------------------------------------------------

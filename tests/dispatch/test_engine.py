@@ -4,6 +4,7 @@ deadlines, recovery of a dead run's deliveries, resolve/resume, test sends, rece
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import subprocess
 import sys
@@ -222,6 +223,53 @@ def test_per_number_daily_cap(setup, monkeypatch):
     assert sorted(both, key=len) == [{"accepted": 20}, {"failed": 20}]
     with ws.engine.connect() as conn:
         assert set(conn.execute(sa.select(D.c.error_code).where(D.c.status == "failed")).scalars()) == {"cap"}
+
+
+def test_per_number_cap_decided_by_two_workers_at_once(setup):
+    """Two workers claim deliveries to the same 20 phones at the same moment (one run per message)
+    and decide the cap at the same moment (threads released by a barrier), five rounds with cap 1,
+    2, ...: for every phone exactly ``cap`` go in total. Never more; and never fewer, which is what
+    happened when each worker counted the other's claim before either had stepped back (both
+    failed with ``cap``). The decision is serialized per phone: the write lock on SQLite, an
+    advisory lock per phone on PostgreSQL."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    from broadcast.db.types import utcnow
+
+    ws = setup
+    now = utcnow()
+    day_start = now - timedelta(hours=1)
+    pool = ThreadPoolExecutor(2)
+    sent: dict[str, int] = {}
+    try:
+        for cap in range(1, 6):
+            mids = [approved_message(ws, f"第{cap}轮，甲"), approved_message(ws, f"第{cap}轮，乙")]
+            engine = Engine(ws, Scripted())
+            for mid in mids:
+                engine.start_message(mid)
+            claims = [ledger.claim(ws.engine, f"run-{cap}-{i}", [mid], 100, now, timedelta(minutes=5))
+                      for i, mid in enumerate(mids)]
+            barrier = threading.Barrier(2)
+
+            def decide(i: int) -> tuple[list[ledger.Claimed], list[ledger.Claimed]]:
+                barrier.wait()
+                return ledger.apply_cap(ws.engine, f"run-{cap}-{i}", "scripted", claims[i], cap, day_start, now,
+                                        "over the cap")
+
+            results = list(pool.map(decide, range(2)))
+            went = collections.Counter(c.phone for ok, _ in results for c in ok)
+            assert len(went) == 20 and all(went[p] + sent.get(p, 0) == cap for p in went), (cap, went, sent)
+            for p in went:
+                sent[p] = sent.get(p, 0) + went[p]
+            # what went is still SENDING (counted for the next round); what did not is failed: cap
+            over = [c.id for _, o in results for c in o]
+            with ws.engine.connect() as conn:
+                assert set(conn.execute(sa.select(D.c.status, D.c.error_code).where(D.c.id.in_(over))).all()) \
+                    <= {("failed", "cap")}
+    finally:
+        pool.shutdown()
 
 
 def test_quiet_hours_stop_a_send_midway(setup, monkeypatch):

@@ -17,7 +17,8 @@ delivery is settled, the workers get SIGTERM and must exit 0. Then:
   the average stays at or below the rate.
 
 Three quick tests pin the races the four workers found (a second transaction holds the message
-row while a worker starts, finishes or expires the same message).
+row while a worker starts, finishes or expires the same message), and one more has four ``broadcast
+run`` processes send 12 messages to the same 30 people under a per-number daily cap of 3.
 
 PostgreSQL only (the SQLite run of this BOTH_STORES module is skipped: several processes on one
 SQLite file serialise on its write lock, see ``benchmarks/bench_workers.py``). Without a server
@@ -385,3 +386,53 @@ def test_a_message_another_worker_is_expiring_is_left_to_it(store: str, tmp_path
         assert expired == []
     finally:
         engine.ws.close()
+
+
+def test_per_number_cap_holds_across_four_processes(store: str, tmp_path: Path) -> None:
+    """Four ``broadcast run`` processes send 12 messages to the same 30 people at once under
+    BROADCAST_MAX_PER_NUMBER_PER_DAY=3: every phone received exactly 3 at the gateway, never more
+    and never fewer, and the other 9 deliveries of each are failed with ``cap``, none silently
+    dropped. (Claims go in id order, so two processes rarely decide on one phone at the same
+    instant here; that race is pinned, on both stores, by test_engine's
+    ``test_per_number_cap_decided_by_two_workers_at_once``.)"""
+    from broadcast.messages.actions import approve_message
+    from broadcast.messages.store import create_message
+    from broadcast.workspace import Workspace
+
+    _postgres_only(store)
+    people, messages, cap = 30, 12, 3
+    _populate(tmp_path, people)  # message 1
+    opened = Workspace.open()
+    ws = Workspace(opened.settings.model_copy(update={"quiet_hours": ""}), opened.engine)
+    approver = Workspace(ws.settings.model_copy(update={"operator": "审核人"}), ws.engine)
+    try:
+        for i in range(2, messages + 1):
+            created = create_message(ws, text=f"第{i}条：{{name}}同志，明天上午九点学习。", groups=["全市"])
+            assert approve_message(approver, created.id).status == "approved"
+    finally:
+        opened.close()
+    mock = _Mock(tmp_path / "received.jsonl")
+    env = dict(os.environ)
+    env.pop("BROADCAST_NOW", None)
+    env.update(BROADCAST_DATABASE_URL=store, BROADCAST_GATEWAY="http", BROADCAST_HTTP_URL=mock.url,
+               BROADCAST_QUIET_HOURS="", BROADCAST_MAX_PER_NUMBER_PER_DAY=str(cap), BROADCAST_CONCURRENCY="4",
+               BROADCAST_MAX_ERROR_RATE="1")
+    try:
+        procs = [subprocess.Popen([sys.executable, "-m", "broadcast", "run", "--json"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        mock.stop()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{err}"
+    engine = sa.create_engine(store)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(D.c.phone, D.c.status, D.c.error_code).where(D.c.kind == "real")).all()
+    finally:
+        engine.dispose()
+    received = collections.Counter(x["to"] for x in mock.lines())
+    assert len(rows) == people * messages
+    assert set(received.values()) == {cap} and len(received) == people, received
+    assert collections.Counter((s, c if s == "failed" else "") for _, s, c in rows) == {
+        ("accepted", ""): people * cap, ("failed", "cap"): people * (messages - cap)}

@@ -92,11 +92,25 @@ def _boundaries(text: str, encoding: Encoding) -> tuple[int, list[int]]:
 
 
 def count_segments(text: str) -> SegmentInfo:
-    """Count characters, encoding units and billed parts of ``text``."""
+    """Count characters, encoding units and billed parts of ``text``.
+
+    Fast when every unit has one size (no astral character in UCS-2, no extension character
+    in GSM-7): then the parts are ``ceil(units / per_part)``, with no per-character walk.
+    Freezing an audience counts every rendered text."""
     encoding = _encoding(text)
-    units, starts = _boundaries(text, encoding)
     single, multi = _LIMITS[encoding]
-    parts = len(starts)
+    if encoding == "UCS-2":
+        units = len(text.encode("utf-16-le")) // 2
+        uniform = units == len(text)
+    else:
+        wide = sum(1 for ch in text if ch in GSM7_EXTENSION)
+        units, uniform = len(text) + wide, wide == 0
+    if units <= single:
+        parts = 1
+    elif uniform:
+        parts = -(-units // multi)
+    else:  # a 2-unit character is never split across parts: walk the boundaries
+        parts = len(_boundaries(text, encoding)[1])
     return SegmentInfo(
         length=len(text),
         encoding=encoding,

@@ -178,3 +178,12 @@ def test_property_gsm_text(text: str) -> None:
 @given(st.text(alphabet=st.sampled_from(["中", "a", "€", EMOJI, RARE_HAN, "【"]), max_size=600))
 def test_property_mixed_wide_text(text: str) -> None:
     _check_invariants(text)
+
+
+@pytest.mark.parametrize("unit", ["中", "a", "€", EMOJI])
+def test_counting_shortcut_agrees_with_the_boundary_walk(unit: str) -> None:
+    """count_segments skips the per-character walk when all units have one size: for every
+    length up to 10 parts, with and without one character of the other size, it agrees."""
+    for n in range(0, 700):
+        for text in (unit * n, unit * n + "中", "€" + unit * n, EMOJI + unit * n):
+            _check_invariants(text)

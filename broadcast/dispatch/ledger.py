@@ -373,12 +373,15 @@ def apply_receipts(engine: Engine, gateway: str, receipts: Sequence[Receipt], no
 # -- per-number cap ---------------------------------------------------------------------------
 
 _CAP_LOCK_CLASS = 0x62630001  # "bc" 1: the advisory-lock namespace of the per-number cap
+_CAP_LOCK_SLOTS = 64  # phones share this many locks: a claim of thousands takes at most 64
 
 
-def _phone_key(phone: str) -> int:
-    """A phone's advisory-lock key: a stable signed 32-bit hash (collisions only serialize more)."""
-    k = zlib.crc32(phone.encode())
-    return k - (1 << 32) if k >= 1 << 31 else k
+def _phone_slot(phone: str) -> int:
+    """The advisory lock a phone's cap decision takes: a stable hash into _CAP_LOCK_SLOTS. One
+    lock per phone would put a lock-table entry per claimed row (PostgreSQL's table holds
+    max_locks_per_transaction × max_connections, 6,400 by default: four workers claiming 2,400
+    rows each would run out); phones that share a slot only wait for each other briefly."""
+    return zlib.crc32(phone.encode()) % _CAP_LOCK_SLOTS
 
 
 def apply_cap(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], cap: int, day_start: datetime,
@@ -388,7 +391,7 @@ def apply_cap(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed]
     A phone's count includes every real delivery that went or may have gone to it since
     ``day_start`` (SENDING, ACCEPTED, DELIVERED, IN_DOUBT), other runs' claims included. The
     decision is serialized per phone across all processes (SQLite: the write lock; PostgreSQL:
-    a transaction-scoped advisory lock per phone, taken in key order), and the rows over the
+    transaction-scoped advisory locks on the phones' slots, taken in one order), and the rows over the
     cap are failed in the same transaction. So when two workers claim deliveries to one phone
     at once, the first to decide sees the other's claim and steps back, and the second sees
     that step: exactly ``cap`` go, never more, and never fewer because each saw the other."""
@@ -398,7 +401,7 @@ def apply_cap(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed]
     d = deliveries_t
     with transaction(engine, write=True) as conn:
         if engine.dialect.name == "postgresql":
-            keys = sorted({_phone_key(p) for p in phones})  # one order for all: no deadlock
+            keys = sorted({_phone_slot(p) for p in phones})  # one order for all: no deadlock
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
                          {"ns": _CAP_LOCK_CLASS, "keys": keys})
         seen: dict[str, int] = dict(conn.execute(

@@ -230,8 +230,8 @@ def test_per_number_cap_decided_by_two_workers_at_once(setup):
     and decide the cap at the same moment (threads released by a barrier), five rounds with cap 1,
     2, ...: for every phone exactly ``cap`` go in total. Never more; and never fewer, which is what
     happened when each worker counted the other's claim before either had stepped back (both
-    failed with ``cap``). The decision is serialized per phone: the write lock on SQLite, an
-    advisory lock per phone on PostgreSQL."""
+    failed with ``cap``). The decision is serialized per phone: the write lock on SQLite,
+    advisory locks on the phones' slots on PostgreSQL."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from datetime import timedelta
@@ -270,6 +270,38 @@ def test_per_number_cap_decided_by_two_workers_at_once(setup):
                     <= {("failed", "cap")}
     finally:
         pool.shutdown()
+
+
+def test_per_number_cap_on_big_claims_from_four_workers_at_once(setup):
+    """Four workers decide the cap for big claims at once, each with more phones than half of
+    PostgreSQL's whole lock table (max_locks_per_transaction × max_connections, 6,400 by default).
+    With one advisory lock per phone they held more locks together than the table has ("out of
+    shared memory": the workers died); phones now share 64 lock slots. Nothing is over the cap
+    here, so the rows need not exist."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    from broadcast.db.types import utcnow
+
+    ws = setup
+    n = 2000
+    if ws.engine.dialect.name == "postgresql":
+        with ws.engine.connect() as conn:
+            table = (int(conn.execute(sa.text("SHOW max_locks_per_transaction")).scalar_one())
+                     * int(conn.execute(sa.text("SHOW max_connections")).scalar_one()))
+        n = table // 2 + 1
+    now = utcnow()
+    barrier = threading.Barrier(4)
+
+    def decide(w: int) -> tuple[list[ledger.Claimed], list[ledger.Claimed]]:
+        rows = [ledger.Claimed(10_000_000 * (w + 1) + i, 1, f"+861{w}{i:09d}", "x", 1) for i in range(n)]
+        barrier.wait()
+        return ledger.apply_cap(ws.engine, f"run-{w}", "scripted", rows, 5, now - timedelta(hours=1), now, "cap")
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(decide, range(4)))
+    assert [(len(ok), len(over)) for ok, over in results] == [(n, 0)] * 4
 
 
 def test_quiet_hours_stop_a_send_midway(setup, monkeypatch):

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.audit.trail import note
-from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, QUEUED, RETRY_WAIT, Delivery, DeliveryAttempt
+from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, RETRY_WAIT, Delivery, DeliveryAttempt
 from broadcast.db.engine import transaction
 from broadcast.dispatch import ledger
-from broadcast.dispatch.engine import Engine, Progress, RunReport, effective_rate
+from broadcast.dispatch.engine import Engine, Progress, RunReport
 from broadcast.errors import InputError, StateError
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
 from broadcast.workspace import Workspace

@@ -100,7 +100,7 @@ def count_segments(text: str) -> SegmentInfo:
     encoding = _encoding(text)
     single, multi = _LIMITS[encoding]
     if encoding == "UCS-2":
-        units = len(text.encode("utf-16-le")) // 2
+        units = len(text.encode("utf-16-le", "surrogatepass")) // 2
         uniform = units == len(text)
     else:
         wide = sum(1 for ch in text if ch in GSM7_EXTENSION)

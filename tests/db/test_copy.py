@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from tests.conftest import PG_URL, _pg_exec, postgres_problem
 

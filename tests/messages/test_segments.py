@@ -22,7 +22,7 @@ RARE_HAN = "𠀀"  # U+20000, outside the BMP
 def _units(part: str, encoding: str) -> int:
     if encoding == "GSM-7":
         return sum(2 if c in GSM7_EXTENSION else 1 for c in part)
-    return len(part.encode("utf-16-le")) // 2
+    return len(part.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def lengths(text: str) -> list[int]:
@@ -187,3 +187,8 @@ def test_counting_shortcut_agrees_with_the_boundary_walk(unit: str) -> None:
     for n in range(0, 700):
         for text in (unit * n, unit * n + "中", "€" + unit * n, EMOJI + unit * n):
             _check_invariants(text)
+
+
+def test_a_lone_surrogate_counts_one_unit_and_does_not_raise() -> None:
+    for n in (1, 70, 71, 140):
+        _check_invariants("\ud800" * n)

@@ -345,12 +345,13 @@ class Engine:
         carried: dict[int, str] = {}
         t0 = time.monotonic()
         quiet = s.quiet_window
-        # record as soon as a quarter of the hold window is answered (at least 8 rows, or half a
-        # small window), so the feeder can claim again while the rest is in flight: waiting for
-        # the flusher's tick stalls every worker, and with 32 in flight a half-window rhythm left
-        # them idle for a record plus a claim every cycle (532 msg/s of 640 at 50 ms; 592 now)
+        # record as soon as a sixth of the hold window is answered (at least 8 rows, or half a
+        # small window; at most 200), so the feeder can claim again while the rest is in flight:
+        # waiting for the flusher's tick stalls every worker. With 32 in flight at 50 ms a
+        # half-window rhythm left them idle for a record plus a claim every cycle (532 msg/s of
+        # 640); a quarter of the 1.5x window, 587; a sixth, 613-615 (bench_dispatch (b)).
         def chunk() -> int:  # of the current gateway's hold window (a failover changes it)
-            return max(1, min(200, max(min(8, self.hold_limit // 2), self.hold_limit // 4)))
+            return max(1, min(200, max(min(8, self.hold_limit // 2), self.hold_limit // 6)))
 
         def freed(n: int) -> None:
             nonlocal holding

@@ -67,6 +67,9 @@ class Delivery(SQLModel, table=True):
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     claimed_by: str | None = Field(default=None, sa_column=Column(String(36), nullable=True))
+    # set (committed) just before the request of the current attempt leaves; NULL while claimed
+    # and not yet started, so a crash leaves only started rows in doubt
+    request_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     gateway: str = Field(default="", sa_column=Column(String(50), nullable=False))
     provider_id: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))

@@ -4,9 +4,10 @@ One asyncio loop per process: a feeder claims due deliveries a little ahead of t
 rate-limited, reserves their send slots); ``concurrency`` workers call the gateway; answers are
 recorded in batches every few milliseconds on a database thread. At most ``concurrency × batch``
 rows are in flight, and ``hold_limit`` (1.5 times that) bounds everything claimed and not yet
-recorded: in flight, claimed and waiting for a worker, answered and not yet committed. That is
-what a crash can leave in doubt. See ``ledger`` for the state protocol and README "Delivery
-guarantee" for what survives a crash.
+recorded: in flight, claimed and waiting for a worker, answered and not yet committed. A request's
+rows are stamped as started (one commit for all the requests starting at that moment) just before
+it leaves: after a crash only stamped rows can be in doubt. See ``ledger`` for the state protocol
+and README "Delivery guarantee" for what survives a crash.
 """
 
 from __future__ import annotations
@@ -121,10 +122,9 @@ class Engine:
         self.name = caps.name
         self.max_batch = max(1, caps.max_batch)
         # claimed and not yet recorded: in flight (concurrency × batch), plus half as much again of
-        # requests waiting for a worker and answers not yet committed. The in-doubt bound after a
-        # crash. Twice in flight left a request queued behind every worker: after a kill 147 of 312
-        # in doubt had never left (test_crash); at 1.5x, 55 of 221, at the same throughput; at
-        # 1.25x the 50 ms gateway of bench_dispatch (b) fell from ~595 to 506 msg/s.
+        # requests waiting for a worker and answers not yet committed. What a crash can leave
+        # stranded; of it only the rows stamped as started (``started`` in ``_send``) end in doubt.
+        # At 1.25x the 50 ms gateway of bench_dispatch (b) fell from ~595 to 506 msg/s.
         self.hold_limit = self.concurrency * self.max_batch * 3 // 2
         rate = effective_rate(self.ws, gateway)
         self.rate = rate
@@ -234,21 +234,26 @@ class Engine:
     # -- recovery ---------------------------------------------------------------------------
 
     async def recover(self) -> Outcomes:
-        """Settle deliveries stranded in ``sending`` by dead runs (asking the gateway first)."""
+        """Settle deliveries stranded in ``sending`` by dead runs: those whose request never started
+        are queued again; the rest are asked of the gateway where it can tell, else held in doubt."""
         now = self.now()
         dead = runs.dead_owners(self.ws.engine, now, self.lease)
-        rows = ledger.stranded(self.ws.engine, dead, now)
-        if not rows:
+        rows, unstarted = ledger.stranded(self.ws.engine, dead, now)
+        requeued = ledger.release(self.ws.engine, None, unstarted, now)  # claimed, never sent: no doubt
+        if not rows and not requeued:
             return Outcomes()
-        known: dict[int, SendResult] = {}
-        if self.gateway.capabilities.can_query:
-            answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
-            known = {c.id: a for c, a in zip(rows, answers) if a is not None}
         assert self.run is not None
-        out = ledger.settle(self.ws.engine, self.run.id, self.name, rows, known, self.ws.settings.in_doubt, now)
+        out = Outcomes()
+        if rows:
+            known: dict[int, SendResult] = {}
+            if self.gateway.capabilities.can_query:
+                answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
+                known = {c.id: a for c, a in zip(rows, answers) if a is not None}
+            out = ledger.settle(self.ws.engine, self.run.id, self.name, rows, known, self.ws.settings.in_doubt, now)
         with transaction(self.ws.engine, write=True) as conn:
-            note(conn, self.ws.operator, "send.recover", f"run:{self.run.id}", dead_runs=dead, stranded=len(rows),
-                 confirmed=out.accepted, in_doubt=out.in_doubt, resent=out.retry, policy=self.ws.settings.in_doubt)
+            note(conn, self.ws.operator, "send.recover", f"run:{self.run.id}", dead_runs=dead,
+                 stranded=len(rows) + requeued, requeued=requeued, confirmed=out.accepted, in_doubt=out.in_doubt,
+                 resent=out.retry, policy=self.ws.settings.in_doubt)
         return out
 
     # -- receipts -----------------------------------------------------------------------------
@@ -455,7 +460,9 @@ class Engine:
                                 await worker_free.wait()
                                 continue
                             batch = ready.popleft()
+                            stamp = asyncio.ensure_future(started(batch))  # while it waits for its slot
                             due = await limiter.acquire(len(batch))
+                            await stamp
                             idle -= 1
                             queue.put_nowait((batch, due))
                             continue
@@ -499,6 +506,36 @@ class Engine:
                 for _ in range(self.concurrency):
                     queue.put_nowait(None)
 
+        starting: list[tuple[list[int], asyncio.Future[None]]] = []
+        stamper: asyncio.Task[None] | None = None
+
+        async def stamp_waiting() -> None:
+            """Stamp every batch waiting to start, together, in one transaction per round."""
+            while starting:
+                group = starting[:]
+                starting.clear()
+                try:
+                    await self._db(ledger.mark_started, engine, run_id, [i for ids, _ in group for i in ids],
+                                   self.now())
+                except BaseException as exc:  # each waiting worker raises it
+                    for _, fut in group:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    return
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_result(None)
+
+        async def started(batch: list[Claimed]) -> None:
+            """Return once the batch's request is stamped as starting (committed): a crash after
+            this may leave it in doubt, a crash before it leaves it to be queued again."""
+            nonlocal stamper
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            starting.append(([c.id for c in batch], fut))
+            if stamper is None or stamper.done():
+                stamper = asyncio.create_task(stamp_waiting())
+            await fut
+
         def done_with(n_rows: int = 0, release: bool = False) -> None:
             nonlocal idle
             idle += 1
@@ -514,6 +551,8 @@ class Engine:
                     ledger.release(engine, run_id, batch, self.now())
                     done_with(len(batch), release=True)
                     continue
+                if due is None:  # the feeder stamps what it hands over at a send slot, nothing else
+                    await started(batch)
                 if self.limiter or self.req_limiter:
                     due = await self._fresh_tokens(len(batch), due)
                 if self._stopping or batch[0].message_id in paused:

@@ -4,15 +4,17 @@
              that moves the message to ``sending``; running it twice is a no-op
     claim    QUEUED/RETRY_WAIT rows that are due -> SENDING, stamped with the run and a lease;
              only rows the same transaction moved are ever sent
+    start    claimed rows whose request is about to leave get ``request_at`` (committed first)
     record   the gateway's answers -> ACCEPTED / RETRY_WAIT / FAILED / IN_DOUBT, with one
              ``delivery_attempts`` row per call
     release  claimed rows whose request never started (a pause, a stop) -> back to QUEUED
-    recover  SENDING rows of a dead run -> IN_DOUBT (hold) or RETRY_WAIT (resend), after asking
-             the gateway where it can tell; never silently QUEUED again
+    recover  SENDING rows of a dead run: never started -> QUEUED again (no request left);
+             started -> IN_DOUBT (hold) or RETRY_WAIT (resend), after asking the gateway where
+             it can tell
 
-The only window that cannot be closed is between the gateway accepting a request and
-``record`` committing it: rows in it are SENDING, owned by the run, and become IN_DOUBT if the
-run dies. It is bounded by what one run holds claimed at a time (see ``Engine.hold_limit``).
+The only window that cannot be closed is between a request leaving (its rows stamped as
+started) and ``record`` committing the answer: rows in it are SENDING, owned by the run, and
+become IN_DOUBT if the run dies. It is bounded by what one run holds claimed at a time (see ``Engine.hold_limit``).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _claim_statement(postgresql: bool) -> sa.Update:
         d.update()
         .where(d.c.id.in_(due.scalar_subquery()))
         .values(status=SENDING, claimed_by=sa.bindparam("c_run", type_=d.c.claimed_by.type),
-                lease_until=sa.bindparam("c_lease", type_=at), attempts=d.c.attempts + 1,
+                lease_until=sa.bindparam("c_lease", type_=at), attempts=d.c.attempts + 1, request_at=None,
                 updated_at=sa.bindparam("c_now", type_=at))
         .returning(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
     )
@@ -140,6 +142,17 @@ def _claim_statement(postgresql: bool) -> sa.Update:
 
 _CLAIM = _claim_statement(postgresql=False)
 _CLAIM_PG = _claim_statement(postgresql=True)
+
+
+def mark_started(engine: Engine, run_id: str, ids: Sequence[int], now: datetime) -> None:
+    """Stamp claimed rows whose request is about to leave (committed before it does). After a
+    crash, only stamped rows may have gone: unstamped ones are queued again, not held in doubt."""
+    if not ids:
+        return
+    d = deliveries_t
+    with transaction(engine, write=True) as conn:
+        conn.execute(d.update().where(d.c.id.in_(list(ids)), d.c.status == SENDING, d.c.claimed_by == run_id)
+                     .values(request_at=now))
 
 
 # -- record -----------------------------------------------------------------------------------
@@ -283,32 +296,38 @@ def _fail(conn: Connection, run_id: str, gateway: str, rows: Sequence[Claimed], 
     _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, "failed", code, text) for c in rows], now)
 
 
-def release(engine: Engine, run_id: str, rows: Sequence[Claimed], now: datetime) -> None:
-    """Give back claimed rows whose request was never started: QUEUED again, attempt undone."""
+def release(engine: Engine, run_id: str | None, rows: Sequence[Claimed], now: datetime) -> int:
+    """Give back claimed rows whose request never started: QUEUED again, attempt undone (no call
+    was made). Only rows still SENDING are touched: with ``run_id``, this run's own (it knows
+    it did not send them, stamped or not); with ``None``, a dead run's rows found by
+    ``stranded`` that were never stamped as started. Returns how many."""
     if not rows:
-        return
+        return 0
     d = deliveries_t
+    cond = [d.c.id.in_([c.id for c in rows]), d.c.status == SENDING]
+    cond.append(d.c.request_at.is_(None) if run_id is None else d.c.claimed_by == run_id)
     with transaction(engine, write=True) as conn:
-        conn.execute(
-            d.update().where(d.c.id.in_([c.id for c in rows]), d.c.status == SENDING, d.c.claimed_by == run_id)
+        return conn.execute(
+            d.update().where(*cond)
             .values(status=QUEUED, attempts=d.c.attempts - 1, claimed_by=None, lease_until=None, updated_at=now)
-        )
+        ).rowcount
 
 
 # -- recovery ---------------------------------------------------------------------------------
 
-def stranded(engine: Engine, dead_runs: Sequence[str], now: datetime) -> list[Claimed]:
-    """SENDING rows owned by a dead run, or whose lease has expired."""
+def stranded(engine: Engine, dead_runs: Sequence[str], now: datetime) -> tuple[list[Claimed], list[Claimed]]:
+    """SENDING rows owned by a dead run, or whose lease has expired: (request started, never started)."""
     d = deliveries_t
     cond = d.c.lease_until < now
     if dead_runs:
         cond = sa.or_(cond, d.c.claimed_by.in_(list(dead_runs)))
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts).where(d.c.status == SENDING, cond)
-            .order_by(d.c.id)
+            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts, d.c.request_at)
+            .where(d.c.status == SENDING, cond).order_by(d.c.id)
         ).all()
-    return [Claimed(*r) for r in rows]
+    started = [Claimed(*r[:5]) for r in rows if r[5] is not None]
+    return started, [Claimed(*r[:5]) for r in rows if r[5] is None]
 
 
 def settle(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], known: dict[int, SendResult],

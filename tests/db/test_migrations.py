@@ -99,3 +99,31 @@ def test_upgrade_from_v3_keeps_sends_and_backfills_their_start(store):
         started = conn.execute(sa.text("SELECT started_at FROM messages WHERE id = 1")).scalar_one()
         assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one() == 1
     assert str(started).startswith("2026-11-01 23:30")
+
+
+def test_upgrade_from_v4_keeps_a_stranded_send_in_doubt(store):
+    """A run of the release before request stamps died mid-send: its rows still ``sending`` may
+    have gone, so the upgrade stamps them as started; after a crash they are held in doubt, not
+    queued again as never started."""
+    import broadcast.db.migrate as m
+    from broadcast.dispatch import ledger
+
+    engine = make_engine(store)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(m, "all_migrations", lambda: [x for x in all_migrations() if x.version <= 4])
+    try:
+        assert migrate(engine) == 4
+    finally:
+        mp.undo()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO messages (id, body, signature, category, status, author, created_at, "
+                             "updated_at, target_all) VALUES (1, 'x', '', 'notice', 'sending', 'a', :t, :t, :f)"),
+                     dict(t="2026-11-01 00:00:00", f=False))
+        for i, status in ((1, "sending"), (2, "queued")):
+            conn.execute(sa.text("INSERT INTO deliveries (id, message_id, kind, phone, name, group_name, text, parts, "
+                                 "status, attempts, claimed_by, gateway, queued_at, updated_at) VALUES (:i, 1, 'real', "
+                                 ":p, 'n', 'g', 't', 1, :s, 1, 'old-run', 'sim', :q, :q)"),
+                         dict(i=i, p=f"+861380000000{i}", s=status, q="2026-11-01 23:30:00"))
+    assert ensure_schema(engine) == LATEST
+    started, unstarted = ledger.stranded(engine, ["old-run"], sa.func.now())
+    assert [c.id for c in started] == [1] and unstarted == []

@@ -272,12 +272,14 @@ def count_where(status: str) -> int:
         eng.dispose()
 
 
-def sending_now() -> set[tuple[int, int]]:
-    """(delivery id, attempt) of every delivery in ``sending``: one claim each."""
+def sending_now(started: bool = False) -> set[tuple[int, int]]:
+    """(delivery id, attempt) of every delivery in ``sending``: one claim each. ``started``:
+    only those whose request was stamped as starting (a crash leaves those in doubt)."""
     eng = db()
+    cond = [D.c.status == "sending"] + ([D.c.request_at.is_not(None)] if started else [])
     try:
         with eng.connect() as conn:
-            return {(i, n) for i, n in conn.execute(sa.select(D.c.id, D.c.attempts).where(D.c.status == "sending"))}
+            return {(i, n) for i, n in conn.execute(sa.select(D.c.id, D.c.attempts).where(*cond))}
     finally:
         eng.dispose()
 

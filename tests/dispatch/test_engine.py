@@ -177,7 +177,8 @@ def test_resolve_asks_the_gateway_first(setup, monkeypatch):
 
 def test_stranded_rows_of_a_dead_process_become_in_doubt(setup):
     """A run on this host whose process is gone: its SENDING rows are settled at once, not after
-    the lease; the gateway is asked first, and only the unknown one is held."""
+    the lease; the gateway is asked first, and only the unknown one is held. A row it had claimed
+    but whose request it never started is queued again and sent, not held in doubt."""
     ws = setup
     mid = approved_message(ws)
     engine = Engine(ws, Scripted())
@@ -189,12 +190,16 @@ def test_stranded_rows_of_a_dead_process_become_in_doubt(setup):
     with ws.engine.begin() as conn:
         conn.execute(Run.__table__.insert().values(id="dead-run", host=os.uname().nodename, pid=dead.pid, pid_start="",
                                                    kind="run", operator="x", started_at=utcnow(), heartbeat_at=utcnow()))
-    rows = ledger.claim(ws.engine, "dead-run", [mid], 2, utcnow(), __import__("datetime").timedelta(hours=1))
+    rows = ledger.claim(ws.engine, "dead-run", [mid], 3, utcnow(), __import__("datetime").timedelta(hours=1))
+    ledger.mark_started(ws.engine, "dead-run", [rows[0].id, rows[1].id], utcnow())  # in flight when it died
     gw = Scripted(known=[rows[0].id])
     report = run(ws, gw)
     assert report.recovered.accepted == 1 and report.recovered.in_doubt == 1
     assert statuses(ws, mid) == {"accepted": 19, "in_doubt": 1}
     assert rows[1].id not in {i.delivery_id for i in gw.sent} and rows[0].id not in {i.delivery_id for i in gw.sent}
+    assert [i.delivery_id for i in gw.sent].count(rows[2].id) == 1  # claimed, never started: sent once
+    with ws.engine.connect() as conn:
+        assert conn.execute(sa.select(D.c.attempts).where(D.c.id == rows[2].id)).scalar_one() == 1
 
 
 def test_resend_policy_resends_stranded_rows(setup, monkeypatch):
@@ -207,6 +212,7 @@ def test_resend_policy_resends_stranded_rows(setup, monkeypatch):
     from broadcast.db.types import utcnow
 
     rows = ledger.claim(ws.engine, "ghost", [mid], 3, utcnow() - timedelta(hours=2), timedelta(seconds=1))
+    ledger.mark_started(ws.engine, "ghost", [c.id for c in rows], utcnow() - timedelta(hours=2))
     gw = Scripted()
     run(ws, gw)
     assert {c.id for c in rows} <= {i.delivery_id for i in gw.sent}

@@ -302,14 +302,16 @@ class Engine:
             groups[(c.message_id, "" if self.gateway.capabilities.mixed_texts else c.text)].append(c)
         return [g[i:i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
 
-    def _over_cap(self, run_id: str, rows: list[Claimed], now: datetime) -> tuple[list[Claimed], list[Claimed]]:
-        """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
+    def _cap(self) -> int | None:
+        """The per-number daily cap in force: the lower of the configured and the gateway's."""
         caps = [c for c in (self.ws.settings.max_per_number_per_day, self.gateway.capabilities.per_number_daily_cap) if c]
-        if not caps or not rows:
-            return rows, []
+        return min(caps) if caps else None
+
+    def _over_cap(self, run_id: str, rows: list[Claimed], cap: int, now: datetime) -> tuple[list[Claimed], list[Claimed]]:
+        """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
         tz = self.ws.settings.timezone
         day_start = clock.at_local(clock.local(now, tz).date(), datetime.min.time(), tz)
-        return ledger.apply_cap(self.ws.engine, run_id, self.name, rows, min(caps), day_start, now,
+        return ledger.apply_cap(self.ws.engine, run_id, self.name, rows, cap, day_start, now,
                                 "over the per-number daily cap (BROADCAST_MAX_PER_NUMBER_PER_DAY)")
 
     async def _fresh_tokens(self, n: int, due: float | None) -> float | None:
@@ -420,8 +422,9 @@ class Engine:
             rows = await self._db(ledger.claim, engine, run_id, active, want, now, self.lease)
             holding += len(rows)
             claimed = len(rows)
-            if rows:
-                rows, over = await self._db(self._over_cap, run_id, rows, now)
+            cap = self._cap()
+            if rows and cap:  # no database round trip on the hot path without a cap
+                rows, over = await self._db(self._over_cap, run_id, rows, cap, now)
                 if over:
                     report.outcomes.failed += len(over)
                     freed(len(over))

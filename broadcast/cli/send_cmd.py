@@ -58,10 +58,13 @@ class _Reporter:
         rate = done / p.elapsed_s if p.elapsed_s > 0 else 0.0
         if self.tty:
             if self.bar is None:
+                from rich.console import Console
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+                # on stderr, the stream it was chosen for: `broadcast run > log` keeps it out of the log
                 self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
+                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
+                                    console=Console(stderr=True))
                 self.bar.start()
             if p.message_id not in self.tasks:
                 self.tasks[p.message_id] = self.bar.add_task(f"message {p.message_id}", total=p.total, info="")

@@ -16,7 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BROADCAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-BOTH_STORES = ("tests/db/", "tests/audit/", "tests/dispatch/test_engine.py", "tests/dispatch/test_postgres",
+BOTH_STORES = ("tests/db/", "tests/audit/", "tests/dispatch/test_engine.py", "tests/dispatch/test_engine_rules.py",
+               "tests/dispatch/test_postgres",
                "tests/recipients/test_import.py", "tests/messages/test_due_and_schedules.py")
 
 

@@ -37,15 +37,6 @@ PROGRESS_LINE = re.compile(
     r"^message (\d+): sent (\d+) failed (\d+) retrying (\d+) in doubt (\d+) \(([\d,]+)/s\)$")
 
 
-def _prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> tuple[int, list[str]]:
-    """``n`` members in one group and an approved message to them, on the test's database."""
-    ws = S.open_workspace(monkeypatch)
-    try:
-        phones = S.populate(ws, n, tmp_path)
-        mid = S.approved_message(ws)
-    finally:
-        ws.close()
-    return mid, phones
 
 
 def _runs() -> list[Any]:
@@ -65,7 +56,7 @@ WORKER_N = 300
 
 
 def _stop_worker_mid_send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals) -> None:
-    mid, phones = _prepare(tmp_path, monkeypatch, WORKER_N)
+    mid, phones = S.prepared_message(monkeypatch, tmp_path, WORKER_N)
     with S.Mock(tmp_path / "received.jsonl", "--delay-ms", "300") as mock:
         proc = S.spawn(mock.env(BROADCAST_CONCURRENCY="8"), "worker", "--poll", "0.5")
         assert proc.stderr is not None
@@ -301,7 +292,7 @@ PROGRESS_N = 240
 
 @pytest.mark.slow
 def test_run_without_a_terminal_prints_count_lines_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mid, _ = _prepare(tmp_path, monkeypatch, PROGRESS_N)
+    mid, _ = S.prepared_message(monkeypatch, tmp_path, PROGRESS_N)
     # 240 requests of 100 ms, 8 at a time: about 3 s of sending
     with S.Mock(tmp_path / "received.jsonl", "--delay-ms", "100") as mock:
         proc = S.spawn(mock.env(BROADCAST_CONCURRENCY="8"), "run")
@@ -340,7 +331,7 @@ def test_run_without_a_terminal_prints_count_lines_at_most_once_a_second(tmp_pat
 @pytest.mark.slow
 def test_run_json_and_quiet_print_no_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --json/--quiet the first answers already print a line (see the throttle test)."""
-    first, _ = _prepare(tmp_path, monkeypatch, 40)
+    first, _ = S.prepared_message(monkeypatch, tmp_path, 40)
     with S.Mock(tmp_path / "received.jsonl") as mock:
         r = S.broadcast(mock.env(), "run", "--json")
         assert r.code == 0, r
@@ -394,7 +385,7 @@ def _run_in_a_terminal(env: dict[str, str], *args: str, timeout: float = 60.0) -
 
 @pytest.mark.slow
 def test_run_in_a_terminal_draws_a_progress_bar_instead_of_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _prepare(tmp_path, monkeypatch, 60)
+    S.prepared_message(monkeypatch, tmp_path, 60)
     with S.Mock(tmp_path / "received.jsonl", "--delay-ms", "100") as mock:
         env = mock.env(BROADCAST_CONCURRENCY="8", TERM="xterm-256color", COLUMNS="120")
         for var in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):

@@ -7,21 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
-import broadcast.db.migrate as m
 from broadcast.db.engine import make_engine
-from broadcast.db.migrate import LATEST, all_migrations, migrate
+from broadcast.db.migrate import LATEST, all_migrations
+from tests.db.test_migrations import migrate_only_to
 
 
 def _migrate_to(store: str, version: int) -> None:
-    """Apply migrations 1..version only, as an older release would have (see test_migrations)."""
     engine = make_engine(store)
-    old = [x for x in all_migrations() if x.version <= version]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(m, "all_migrations", lambda: old)
-        assert migrate(engine) == version
+    migrate_only_to(engine, version)
     engine.dispose()
 
 

@@ -12,6 +12,16 @@ from broadcast.db.migrate import LATEST, all_migrations, ensure_schema, migrate,
 from broadcast.errors import StateError
 
 
+def migrate_only_to(engine: sa.Engine, version: int) -> None:
+    """Apply migrations 1..version only, as an older release would have."""
+    import broadcast.db.migrate as m
+
+    old = [x for x in all_migrations() if x.version <= version]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(m, "all_migrations", lambda: old)
+        assert migrate(engine) == version
+
+
 def test_latest_matches_the_migration_files():
     assert [m.version for m in all_migrations()] == list(range(1, LATEST + 1))
 
@@ -73,24 +83,19 @@ def test_db_status_command(cli):
     assert r.exit_code == 0 and r.json()["latest"] == LATEST
 
 
+def _old_message(conn: sa.Connection, status: str) -> None:
+    """Message 1, written as an older release would (no columns added since v3)."""
+    conn.execute(sa.text("INSERT INTO messages (id, body, signature, category, status, author, created_at, "
+                         "updated_at, target_all) VALUES (1, 'x', '', 'notice', :s, 'a', :t, :t, :f)"),
+                 dict(s=status, t="2026-11-01 00:00:00", f=False))
+
+
 def test_upgrade_from_v3_keeps_sends_and_backfills_their_start(store):
     """A database with a send log from the release before the audit trail is upgraded in place."""
-    import broadcast.db.migrate as m
-
     engine = make_engine(store)
-    old = [x for x in all_migrations() if x.version <= 3]
-    import pytest as _pytest
-
-    mp = _pytest.MonkeyPatch()
-    mp.setattr(m, "all_migrations", lambda: old)
-    try:
-        assert migrate(engine) == 3
-    finally:
-        mp.undo()
+    migrate_only_to(engine, 3)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO messages (id, body, signature, category, status, author, created_at, "
-                             "updated_at, target_all) VALUES (1, 'x', '', 'notice', 'sent', 'a', :t, :t, :f)"),
-                     dict(t="2026-11-01 00:00:00", f=False))
+        _old_message(conn, "sent")
         conn.execute(sa.text("INSERT INTO deliveries (message_id, kind, phone, name, group_name, text, parts, status, "
                              "attempts, gateway, queued_at, updated_at) VALUES (1, 'real', '+8613800000000', 'n', 'g', "
                              "'t', 1, 'delivered', 1, 'sim', :q, :q)"), dict(q="2026-11-01 23:30:00"))
@@ -105,20 +110,12 @@ def test_upgrade_from_v4_keeps_a_stranded_send_in_doubt(store):
     """A run of the release before request stamps died mid-send: its rows still ``sending`` may
     have gone, so the upgrade stamps them as started; after a crash they are held in doubt, not
     queued again as never started."""
-    import broadcast.db.migrate as m
     from broadcast.dispatch import ledger
 
     engine = make_engine(store)
-    mp = pytest.MonkeyPatch()
-    mp.setattr(m, "all_migrations", lambda: [x for x in all_migrations() if x.version <= 4])
-    try:
-        assert migrate(engine) == 4
-    finally:
-        mp.undo()
+    migrate_only_to(engine, 4)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO messages (id, body, signature, category, status, author, created_at, "
-                             "updated_at, target_all) VALUES (1, 'x', '', 'notice', 'sending', 'a', :t, :t, :f)"),
-                     dict(t="2026-11-01 00:00:00", f=False))
+        _old_message(conn, "sending")
         for i, status in ((1, "sending"), (2, "queued")):
             conn.execute(sa.text("INSERT INTO deliveries (id, message_id, kind, phone, name, group_name, text, parts, "
                                  "status, attempts, claimed_by, gateway, queued_at, updated_at) VALUES (:i, 1, 'real', "

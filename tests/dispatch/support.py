@@ -92,6 +92,17 @@ def approved_message(ws: Any, text: str = TEXT, group: str = GROUP) -> int:
     return created.id
 
 
+def prepared_message(monkeypatch: pytest.MonkeyPatch, tmp: Path, n: int) -> tuple[int, list[str]]:
+    """``n`` members in one group and an approved message to them, on the test's database:
+    (message id, their E.164 phones)."""
+    ws = open_workspace(monkeypatch)
+    try:
+        phones = populate(ws, n, tmp)
+        return approved_message(ws), phones
+    finally:
+        ws.close()
+
+
 # -- the mock gateway -------------------------------------------------------------------------
 
 

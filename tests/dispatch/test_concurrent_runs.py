@@ -38,12 +38,7 @@ BURST = max(1.0, RATE * 0.010)  # the default: about 10 ms of tokens, at least 1
 @pytest.mark.slow
 def test_two_overlapping_runs_no_duplicates_and_one_shared_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    ws = S.open_workspace(monkeypatch)
-    try:
-        S.populate(ws, N, tmp_path)
-        mid = S.approved_message(ws)
-    finally:
-        ws.close()
+    mid, _ = S.prepared_message(monkeypatch, tmp_path, N)
     with S.Mock(tmp_path / "received.jsonl") as mock:
         env = mock.env(BROADCAST_RATE=str(RATE))
         procs = [subprocess.Popen([sys.executable, "-m", "broadcast", "run", "--json"], env=env,

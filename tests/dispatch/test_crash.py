@@ -61,12 +61,7 @@ def _kill_repeatedly(mock: S.Mock, env: dict[str, str], seed: int) -> list[dict[
 
 
 def _crash_and_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_doubt: str, seed: int) -> tuple[int, S.Mock, list[dict[str, Any]], list[S.Result]]:
-    ws = S.open_workspace(monkeypatch)
-    try:
-        phones = S.populate(ws, N, tmp_path)
-        mid = S.approved_message(ws)
-    finally:
-        ws.close()
+    mid, phones = S.prepared_message(monkeypatch, tmp_path, N)
     assert len(phones) == N
     mock = S.Mock(tmp_path / "received.jsonl", "--delay-ms", "15")
     env = mock.env(BROADCAST_IN_DOUBT=in_doubt, BROADCAST_CONCURRENCY=str(CONCURRENCY))

@@ -27,12 +27,7 @@ from tests.dispatch import support as S
 
 
 def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> int:
-    ws = S.open_workspace(monkeypatch)
-    try:
-        S.populate(ws, n, tmp_path)
-        return S.approved_message(ws)
-    finally:
-        ws.close()
+    return S.prepared_message(monkeypatch, tmp_path, n)[0]
 
 
 def _stats(mock: S.Mock) -> dict[str, int]:

@@ -147,12 +147,23 @@ _CLAIM_PG = _claim_statement(postgresql=True)
 def mark_started(engine: Engine, run_id: str, ids: Sequence[int], now: datetime) -> None:
     """Stamp claimed rows whose request is about to leave (committed before it does). After a
     crash, only stamped rows may have gone: unstamped ones are queued again, not held in doubt."""
-    if not ids:
-        return
+    if ids:
+        with transaction(engine, write=True) as conn:
+            conn.execute(_MARK_STARTED, dict(s_ids=list(ids), s_run=run_id, s_now=now))
+
+
+def _mark_started_statement() -> sa.Update:
+    # Built once (see _claim_statement): it runs before every request.
     d = deliveries_t
-    with transaction(engine, write=True) as conn:
-        conn.execute(d.update().where(d.c.id.in_(list(ids)), d.c.status == SENDING, d.c.claimed_by == run_id)
-                     .values(request_at=now))
+    return (
+        d.update()
+        .where(d.c.id.in_(sa.bindparam("s_ids", expanding=True)), d.c.status == SENDING,
+               d.c.claimed_by == sa.bindparam("s_run", type_=d.c.claimed_by.type))
+        .values(request_at=sa.bindparam("s_now", type_=d.c.request_at.type))
+    )
+
+
+_MARK_STARTED = _mark_started_statement()
 
 
 # -- record -----------------------------------------------------------------------------------

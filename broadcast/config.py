@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     gateway: str = Field(default="simulator", description="The gateway to send through: simulator, console, http, or a plugin's name.")
     gateways: str = Field(default="", description="Failover: gateways in order, e.g. aliyun,tencent (overrides BROADCAST_GATEWAY). When one keeps failing or refuses the account, the rest of the send goes through the next.")
     rate: float | None = Field(default=None, gt=0, description="Messages per second across all processes; the lower of this and the gateway's declared limit wins. Empty: the gateway's limit, else none.")
+    request_rate: float | None = Field(default=None, gt=0, description="Gateway requests per second across all processes; the lower of this and the gateway's declared limit wins. Empty: the gateway's limit, else none.")
     burst: float | None = Field(default=None, ge=1, description="Messages that may go at once above the steady rate (default: about 10 ms worth, at least 1).")
     concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight per process.")
     http_transport: Literal["aiohttp", "httpx"] = Field(default="aiohttp", description="What carries HTTP gateway requests under the httpx API: aiohttp (default; keeps up at many requests in flight) or httpx's own pool (slows down above ~30 in flight).")

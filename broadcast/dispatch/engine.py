@@ -87,8 +87,17 @@ class RunReport:
 
 def effective_rate(ws: Workspace, gateway: Gateway) -> float | None:
     """The lower of the configured and the gateway's declared message rate (None: unlimited)."""
-    limits = [r for r in (ws.settings.rate, gateway.capabilities.max_per_second) if r]
-    return min(limits) if limits else None
+    return _lower(ws.settings.rate, gateway.capabilities.max_per_second)
+
+
+def effective_request_rate(ws: Workspace, gateway: Gateway) -> float | None:
+    """The lower of the configured and the gateway's declared request rate (None: unlimited)."""
+    return _lower(ws.settings.request_rate, gateway.capabilities.max_requests_per_second)
+
+
+def _lower(*limits: Any) -> Any:
+    """The lowest of the limits that are set (None: none is)."""
+    return min((r for r in limits if r), default=None)
 
 
 class Engine:
@@ -130,7 +139,7 @@ class Engine:
         self.rate = rate
         self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", rate, s.burst,
                                      run_db=self._db) if rate else None
-        rps = caps.max_requests_per_second
+        rps = effective_request_rate(self.ws, gateway)
         self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self._db) if rps else None
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -304,8 +313,7 @@ class Engine:
 
     def _cap(self) -> int | None:
         """The per-number daily cap in force: the lower of the configured and the gateway's."""
-        caps = [c for c in (self.ws.settings.max_per_number_per_day, self.gateway.capabilities.per_number_daily_cap) if c]
-        return min(caps) if caps else None
+        return _lower(self.ws.settings.max_per_number_per_day, self.gateway.capabilities.per_number_daily_cap)
 
     def _over_cap(self, run_id: str, rows: list[Claimed], cap: int, now: datetime) -> tuple[list[Claimed], list[Claimed]]:
         """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""

@@ -293,3 +293,23 @@ def test_a_retry_that_would_land_past_the_deadline_expires(setup, monkeypatch, d
         assert statuses(ws, mid) == {"accepted": 19, "retry_wait": 1}
         assert report.outcomes.retry == 1 and report.outcomes.expired == 0
         assert report.completed == [] and message_status(ws, mid) == "sending"
+
+
+def test_the_lower_of_configured_and_declared_request_rate_wins(ws, monkeypatch):
+    """BROADCAST_REQUEST_RATE against a gateway's declared requests per second, both ways; with
+    neither, no request limiter."""
+    from broadcast.dispatch.engine import effective_request_rate
+
+    gw = RequestLimited()  # declares RPS
+    assert effective_request_rate(as_operator(ws, "x"), gw) == RPS
+    assert effective_request_rate(as_operator(ws, "x"), Scripted()) is None
+    monkeypatch.setenv("BROADCAST_REQUEST_RATE", str(RPS * 10))
+    assert effective_request_rate(as_operator(ws, "x"), gw) == RPS
+    monkeypatch.setenv("BROADCAST_REQUEST_RATE", "2")
+    below = as_operator(ws, "x")
+    assert effective_request_rate(below, gw) == 2.0 and effective_request_rate(below, Scripted()) == 2.0
+    engine = Engine(below, Scripted())
+    try:
+        assert engine.req_limiter is not None and engine.req_limiter.rate == 2.0
+    finally:
+        engine.close()

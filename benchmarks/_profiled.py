@@ -9,8 +9,8 @@ and the profiles are merged into OUT.prof when the command exits.
 
 from __future__ import annotations
 
-import cProfile
 import concurrent.futures.thread as pool_thread
+import cProfile
 import pstats
 import sys
 from typing import Any

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 STATES = ["delivered"] * 80 + ["accepted"] * 8 + ["failed"] * 6 + ["expired"] * 2 + ["in_doubt"] + ["queued"] * 3
@@ -33,7 +33,7 @@ def build(db: Path, deliveries: int, entries: int) -> None:
     subprocess.run([sys.executable, "-m", "broadcast", "db", "migrate"], env=env, check=True, capture_output=True)
     rng = random.Random(1)
     con = sqlite3.connect(db)
-    now = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 27, tzinfo=UTC)
     messages = 60
     con.executemany(
         "INSERT INTO messages (id, body, template, signature, category, status, author, approver, reject_reason, "

@@ -295,8 +295,8 @@ def main() -> None:
 
         u = make_url(PG_URL)
         psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001
-        raise SystemExit(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    except Exception as exc:
+        raise SystemExit(f"PostgreSQL not reachable at {PG_URL}: {exc}") from None
     print(f"{n:,} recipients, BROADCAST_HTTP_BATCH={args.batch}, BROADCAST_CONCURRENCY=8 (default), no rate limit; "
           f"mock gateway --batch{' pinned to CPU 1' if shutil.which('taskset') else ' (taskset missing: unpinned)'}; "
           f"{os.cpu_count()} CPUs; PostgreSQL {PG_URL.split('@')[-1]}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,7 +64,7 @@ def parse_instant(text: str, tz: str | ZoneInfo | None = None) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=_tz(tz))
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def now(settings: Settings | None = None) -> datetime:
@@ -81,7 +81,7 @@ def now(settings: Settings | None = None) -> datetime:
             raise ConfigError(
                 f"invalid BROADCAST_NOW={raw!r}: not an ISO 8601 time", hint="e.g. BROADCAST_NOW=2026-11-28T07:30"
             ) from None
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def local(dt: datetime, tz: str | ZoneInfo | None = None) -> datetime:
@@ -91,7 +91,7 @@ def local(dt: datetime, tz: str | ZoneInfo | None = None) -> datetime:
 
 def at_local(day: date, hhmm: time, tz: str | ZoneInfo | None = None) -> datetime:
     """The UTC instant of wall-clock ``hhmm`` on ``day`` in ``tz``."""
-    return datetime.combine(day, hhmm, tzinfo=_tz(tz)).astimezone(timezone.utc)
+    return datetime.combine(day, hhmm, tzinfo=_tz(tz)).astimezone(UTC)
 
 
 _LOCAL = re.compile(r"\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})(?::\d{2})?\s*")

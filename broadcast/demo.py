@@ -13,7 +13,6 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 
 from broadcast.errors import ConfigError

@@ -25,8 +25,8 @@ import json
 import math
 import random
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 SEED = 20240701
 PARENT = "城南新区党工委"

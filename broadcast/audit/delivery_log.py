@@ -14,11 +14,12 @@ from broadcast.audit.timeutil import range_utc
 from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import DELIVERY_STATES, Delivery
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 from broadcast.errors import InputError
 from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
 
-deliveries_t = Delivery.__table__
+deliveries_t = table(Delivery)
 COLUMNS = ("delivery", "message", "group", "phone", "name", "status", "gateway", "provider_id", "attempts",
            "queued_at", "sent_at", "delivered_at", "error_code", "error_text")
 

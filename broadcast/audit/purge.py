@@ -16,10 +16,10 @@ from broadcast.audit.timeutil import day_start
 from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import OPEN_STATES, Delivery
 from broadcast.db.engine import transaction
-from broadcast.db.types import utcnow
+from broadcast.db.types import table, utcnow
 from broadcast.workspace import Workspace
 
-deliveries_t = Delivery.__table__
+deliveries_t = table(Delivery)
 
 
 @dataclass

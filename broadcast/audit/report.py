@@ -21,14 +21,23 @@ import sqlalchemy as sa
 from broadcast import clock
 from broadcast.audit.timeutil import range_utc
 from broadcast.db.dispatch_models import (
-    ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, QUEUED, RETRY_WAIT, SENDING, Delivery,
+    ACCEPTED,
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    IN_DOUBT,
+    QUEUED,
+    RETRY_WAIT,
+    SENDING,
+    Delivery,
 )
 from broadcast.db.models import Message
+from broadcast.db.types import table
 from broadcast.errors import InputError
 from broadcast.workspace import Workspace
 
-deliveries_t = Delivery.__table__
-messages_t = Message.__table__
+deliveries_t = table(Delivery)
+messages_t = table(Message)
 BY = ("day", "week", "month", "group", "message", "gateway")
 
 
@@ -147,8 +156,8 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 row.unconfirmed += n
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)
-    for table, members in ((rows, msgs), (days, day_msgs)):
-        for key, row in table.items():
+    for grouped, members in ((rows, msgs), (days, day_msgs)):
+        for key, row in grouped.items():
             row.messages = len(members[key])
             row.people = None  # distinct people are counted for the total only
     total.messages, total.people = len(seen), people

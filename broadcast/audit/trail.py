@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from broadcast.db.audit_models import AuditEntry, AuditHead
-from broadcast.db.types import utcnow
+from broadcast.db.types import table, utcnow
 
-log_t = AuditEntry.__table__
-head_t = AuditHead.__table__
+log_t = table(AuditEntry)
+head_t = table(AuditHead)
 GENESIS = "0" * 64
 
 
@@ -40,7 +40,7 @@ def canonical(data: Any) -> str:
 
 
 def _at(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def entry_hash(id_: int, at: datetime, operator: str, action: str, obj: str, details: str, prev_hash: str) -> str:

@@ -14,8 +14,21 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from broadcast.cli import config_cmd, db_cmd, demo_cmd, group_cmd, member_cmd, optout_cmd
-from broadcast.cli import audit_cmd, gateway_cmd, message_cmd, receipts_cmd, schedule_cmd, send_cmd, template_cmd
+from broadcast.cli import (
+    audit_cmd,
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    gateway_cmd,
+    group_cmd,
+    member_cmd,
+    message_cmd,
+    optout_cmd,
+    receipts_cmd,
+    schedule_cmd,
+    send_cmd,
+    template_cmd,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

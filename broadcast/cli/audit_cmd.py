@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -25,17 +25,17 @@ def _date(value: str | None, option: str) -> date | None:
 
 
 def log(
-    since: Optional[str] = typer.Option(None, "--since", help="From this local date (YYYY-MM-DD), included."),
-    until: Optional[str] = typer.Option(None, "--until", help="Up to this local date, included."),
-    message: Optional[int] = typer.Option(None, "--message", help="Only this message."),
-    group: Optional[str] = typer.Option(None, "--group", help="Only people reached through this group (sub-groups included)."),
-    status: Optional[str] = typer.Option(None, "--status", help="queued, sending, retry_wait, accepted, delivered, failed, expired, in_doubt."),
-    phone: Optional[str] = typer.Option(None, "--phone", help="Only this number."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N rows (default 100 on screen, all in files)."),
+    since: str | None = typer.Option(None, "--since", help="From this local date (YYYY-MM-DD), included."),
+    until: str | None = typer.Option(None, "--until", help="Up to this local date, included."),
+    message: int | None = typer.Option(None, "--message", help="Only this message."),
+    group: str | None = typer.Option(None, "--group", help="Only people reached through this group (sub-groups included)."),
+    status: str | None = typer.Option(None, "--status", help="queued, sending, retry_wait, accepted, delivered, failed, expired, in_doubt."),
+    phone: str | None = typer.Option(None, "--phone", help="Only this number."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N rows (default 100 on screen, all in files)."),
     unmasked: bool = typer.Option(False, "--unmasked", help="Show full phone numbers (recorded in the audit trail)."),
     json_: bool = JSON_OPTION,
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the rows to this .csv file."),
-    xlsx: Optional[Path] = typer.Option(None, "--xlsx", help="Write the rows to this .xlsx file."),
+    csv: Path | None = typer.Option(None, "--csv", help="Write the rows to this .csv file."),
+    xlsx: Path | None = typer.Option(None, "--xlsx", help="Write the rows to this .xlsx file."),
 ) -> None:
     """The delivery log: one row per delivery; phones masked (138****1234) unless --unmasked."""
     import json
@@ -86,12 +86,12 @@ def log(
 
 
 def report(
-    since: Optional[str] = typer.Option(None, "--since", help="From this local date, included."),
-    until: Optional[str] = typer.Option(None, "--until", help="Up to this local date, included."),
+    since: str | None = typer.Option(None, "--since", help="From this local date, included."),
+    until: str | None = typer.Option(None, "--until", help="Up to this local date, included."),
     by: str = typer.Option("day", "--by", help="day, week, month, group, message or gateway."),
     json_: bool = JSON_OPTION,
-    xlsx: Optional[Path] = typer.Option(None, "--xlsx", help="Write the report to this .xlsx file."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained page with tables and a chart."),
+    xlsx: Path | None = typer.Option(None, "--xlsx", help="Write the report to this .xlsx file."),
+    html: Path | None = typer.Option(None, "--html", help="Write a self-contained page with tables and a chart."),
 ) -> None:
     """What was sent and what arrived: messages, SMS, people, delivery rate, failures by reason."""
     from broadcast.audit.report import build
@@ -131,7 +131,7 @@ def report(
 
 
 def purge(
-    before: Optional[str] = typer.Option(None, "--before", help="Erase deliveries queued before this local date (default: BROADCAST_RETENTION_DAYS ago)."),
+    before: str | None = typer.Option(None, "--before", help="Erase deliveries queued before this local date (default: BROADCAST_RETENTION_DAYS ago)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -139,7 +139,8 @@ def purge(
     from datetime import timedelta
 
     from broadcast import clock
-    from broadcast.audit.purge import count, purge as do_purge
+    from broadcast.audit.purge import count
+    from broadcast.audit.purge import purge as do_purge
     from broadcast.cli._output import emit_json, say
     from broadcast.errors import InputError
 
@@ -165,9 +166,9 @@ def purge(
 
 @app.command("log")
 def audit_log(
-    since: Optional[str] = typer.Option(None, "--since", help="From this local date, included."),
-    action: Optional[str] = typer.Option(None, "--action", help="Only this action (e.g. message.approve) or family (message)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N entries."),
+    since: str | None = typer.Option(None, "--since", help="From this local date, included."),
+    action: str | None = typer.Option(None, "--action", help="Only this action (e.g. message.approve) or family (message)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N entries."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Show the audit trail: time, operator, action, object, details."""
@@ -194,8 +195,8 @@ def audit_log(
 
 @app.command("verify")
 def audit_verify(
-    file: Optional[Path] = typer.Option(None, "--file", help="Verify an exported JSONL file instead of the database."),
-    head: Optional[str] = typer.Option(None, "--head", help="With --file: the head hash you kept; detects a cut-off end."),
+    file: Path | None = typer.Option(None, "--file", help="Verify an exported JSONL file instead of the database."),
+    head: str | None = typer.Option(None, "--head", help="With --file: the head hash you kept; detects a cut-off end."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Recompute the hash chain; exit 1 naming the first entry edited, deleted, inserted or reordered."""

@@ -15,7 +15,8 @@ def status(json_: bool = JSON_OPTION) -> None:
     from broadcast.cli._output import emit_json, say
     from broadcast.config import load_settings, mask_url
     from broadcast.db.engine import make_engine
-    from broadcast.db.migrate import LATEST, status as db_status
+    from broadcast.db.migrate import LATEST
+    from broadcast.db.migrate import status as db_status
 
     settings = load_settings()
     version, pending = db_status(make_engine(settings.effective_database_url))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def demo(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where to put demo.db (default: the data directory)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where to put demo.db (default: the data directory)."),
 ) -> None:
     """Run the demo in a fresh demo database (never touches your real one)."""
     from broadcast.cli._output import say, table

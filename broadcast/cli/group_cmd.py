@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
@@ -14,7 +12,7 @@ app = typer.Typer(rich_markup_mode=None, help="Recipient groups (they nest: a pa
 @app.command("add")
 def add(
     name: str = typer.Argument(..., help="Group name, e.g. 城南社区党支部."),
-    parent: Optional[str] = typer.Option(None, "--parent", help="Put the group under this one."),
+    parent: str | None = typer.Option(None, "--parent", help="Put the group under this one."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Add a group."""

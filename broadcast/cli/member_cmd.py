@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -18,7 +17,7 @@ MAX_ERRORS_SHOWN = 10
 def add(
     name: str = typer.Argument(..., help="The person's name."),
     phone: str = typer.Argument(..., help="Mobile number, in any usual form (138 0514 1234, +86...)."),
-    group: List[str] = typer.Option(..., "--group", "-g", help="Group to join (repeat for several)."),
+    group: list[str] = typer.Option(..., "--group", "-g", help="Group to join (repeat for several)."),
     title: str = typer.Option("", "--title", help="职务, e.g. 组织委员."),
     notes: str = typer.Option("", "--notes", help="备注."),
     json_: bool = JSON_OPTION,
@@ -44,8 +43,8 @@ def _member_rows(members: list) -> list[list[object]]:
 
 @app.command("list")
 def list_(
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Only this group (sub-groups included)."),
-    search: Optional[str] = typer.Option(None, "--search", "-s", help="Text in the name, phone, title or notes."),
+    group: str | None = typer.Option(None, "--group", "-g", help="Only this group (sub-groups included)."),
+    search: str | None = typer.Option(None, "--search", "-s", help="Text in the name, phone, title or notes."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """List members."""
@@ -82,12 +81,12 @@ def show(phone: str = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
 @app.command("edit")
 def edit(
     phone: str = typer.Argument(...),
-    name: Optional[str] = typer.Option(None, "--name"),
-    new_phone: Optional[str] = typer.Option(None, "--phone", help="Change the number."),
-    title: Optional[str] = typer.Option(None, "--title"),
-    notes: Optional[str] = typer.Option(None, "--notes"),
-    add_group: List[str] = typer.Option([], "--add-group", help="Join a group (repeatable)."),
-    remove_group: List[str] = typer.Option([], "--remove-group", help="Leave a group (repeatable)."),
+    name: str | None = typer.Option(None, "--name"),
+    new_phone: str | None = typer.Option(None, "--phone", help="Change the number."),
+    title: str | None = typer.Option(None, "--title"),
+    notes: str | None = typer.Option(None, "--notes"),
+    add_group: list[str] = typer.Option([], "--add-group", help="Join a group (repeatable)."),
+    remove_group: list[str] = typer.Option([], "--remove-group", help="Leave a group (repeatable)."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Change a member's name, number, title, notes or groups."""
@@ -115,7 +114,7 @@ def remove(phone: str = typer.Argument(...)) -> None:
 @app.command("export")
 def export(
     file: Path = typer.Argument(..., help="Output .csv (UTF-8 with BOM, opens in Excel) or .xlsx."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Only this group (sub-groups included)."),
+    group: str | None = typer.Option(None, "--group", "-g", help="Only this group (sub-groups included)."),
 ) -> None:
     """Export members in the columns the import reads back (one row per member and group)."""
     from broadcast.cli._output import say
@@ -138,14 +137,14 @@ def _parse_map(values: list[str]) -> dict[str, str]:
 @app.command("import")
 def import_(
     file: Path = typer.Argument(..., help=".xlsx, or .csv/.tsv/.txt in UTF-8, GB18030/GBK or UTF-16."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Put every row in this group."),
-    group_column: Optional[str] = typer.Option(None, "--group-column", help="Column naming each row's group."),
+    group: str | None = typer.Option(None, "--group", "-g", help="Put every row in this group."),
+    group_column: str | None = typer.Option(None, "--group-column", help="Column naming each row's group."),
     create_groups: bool = typer.Option(False, "--create-groups", help="Create groups the file names that do not exist."),
-    map_: List[str] = typer.Option([], "--map", help="FIELD=COLUMN (fields: name, phone, group, title, notes); COLUMN is a header, a letter or a number."),
-    sheet: Optional[str] = typer.Option(None, "--sheet", help=".xlsx sheet (default: the first)."),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
+    map_: list[str] = typer.Option([], "--map", help="FIELD=COLUMN (fields: name, phone, group, title, notes); COLUMN is a header, a letter or a number."),
+    sheet: str | None = typer.Option(None, "--sheet", help=".xlsx sheet (default: the first)."),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and count, change nothing."),
-    errors_out: Optional[Path] = typer.Option(None, "--errors-out", help="Write rejected and conflicting rows here, with a reason column."),
+    errors_out: Path | None = typer.Option(None, "--errors-out", help="Write rejected and conflicting rows here, with a reason column."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Import a contact list: validate every row, then add or update members in one transaction."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -38,11 +38,11 @@ def _warnings(warnings: list[dict[str, str]]) -> None:
 
 @app.command("new")
 def new(
-    text: Optional[str] = TEXT_OPTION,
-    template: Optional[str] = TEMPLATE_OPTION,
-    to: Optional[list[str]] = TO_OPTION,
+    text: str | None = TEXT_OPTION,
+    template: str | None = TEMPLATE_OPTION,
+    to: list[str] | None = TO_OPTION,
     all_: bool = ALL_OPTION,
-    at: Optional[str] = AT_OPTION,
+    at: str | None = AT_OPTION,
     category: str = typer.Option("notice", "--category", help="notice or marketing."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -64,18 +64,17 @@ def new(
 
 @app.command("check")
 def check(
-    text: Optional[str] = TEXT_OPTION,
-    template: Optional[str] = TEMPLATE_OPTION,
+    text: str | None = TEXT_OPTION,
+    template: str | None = TEMPLATE_OPTION,
     category: str = typer.Option("notice", "--category", help="notice or marketing."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Check a text: length with the signature, encoding, SMS parts, warnings."""
     from broadcast.cli._output import emit_json, say
     from broadcast.clock import local, now
+    from broadcast.config import load_settings
     from broadcast.messages.compose import freeze
     from broadcast.messages.store import category_of, check_for, source_text
-
-    from broadcast.config import load_settings
 
     settings = load_settings()  # no database needed
     source, tname = source_text(settings, text, template)
@@ -96,7 +95,7 @@ def check(
 
 @app.command("list")
 def list_(
-    status: Optional[str] = typer.Option(None, "--status", help="Only messages in this status."),
+    status: str | None = typer.Option(None, "--status", help="Only messages in this status."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """List messages."""
@@ -121,9 +120,8 @@ def list_(
 def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool = JSON_OPTION) -> None:
     """Show a message: text, people, status, audience now, parts and a preview."""
     from broadcast.cli._output import emit_json, say
-    from broadcast.messages.store import show_message
-
     from broadcast.dispatch.service import delivery_overview
+    from broadcast.messages.store import show_message
 
     ws = workspace()
     m = show_message(ws, message_id)
@@ -224,7 +222,7 @@ def reject(
 @app.command("cancel")
 def cancel(
     message_id: int = typer.Argument(...),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why (recorded)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (recorded)."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Cancel a message that has not been sent (a daily schedule's day is skipped, not shifted)."""
@@ -241,12 +239,12 @@ def cancel(
 @app.command("edit")
 def edit(
     message_id: int = typer.Argument(...),
-    text: Optional[str] = TEXT_OPTION,
-    template: Optional[str] = TEMPLATE_OPTION,
-    to: Optional[list[str]] = TO_OPTION,
+    text: str | None = TEXT_OPTION,
+    template: str | None = TEMPLATE_OPTION,
+    to: list[str] | None = TO_OPTION,
     all_: bool = ALL_OPTION,
-    at: Optional[str] = AT_OPTION,
-    category: Optional[str] = typer.Option(None, "--category", help="notice or marketing."),
+    at: str | None = AT_OPTION,
+    category: str | None = typer.Option(None, "--category", help="notice or marketing."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Change a message before it is approved; it goes back to approval."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
@@ -14,11 +12,11 @@ app = typer.Typer(rich_markup_mode=None, help="Daily schedules: a series file se
 @app.command("daily")
 def daily(
     series: str = typer.Option(..., "--series", help="A series file (one message per line), or a name in templates/series/."),
-    to: Optional[list[str]] = typer.Option(None, "--to", help="A target group (repeatable); sub-groups included."),
+    to: list[str] | None = typer.Option(None, "--to", help="A target group (repeatable); sub-groups included."),
     all_: bool = typer.Option(False, "--all", help="Send to every member."),
     time: str = typer.Option(..., "--time", help="Local time of day, HH:MM (e.g. 07:30)."),
-    start: Optional[str] = typer.Option(None, "--start", help="First day YYYY-MM-DD; default: the next HH:MM to come."),
-    days: Optional[int] = typer.Option(None, "--days", help="How many days (lines); default: every line."),
+    start: str | None = typer.Option(None, "--start", help="First day YYYY-MM-DD; default: the next HH:MM to come."),
+    days: int | None = typer.Option(None, "--days", help="How many days (lines); default: every line."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create one message per line of the series, on consecutive days at --time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -119,7 +119,7 @@ def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", 
 
 def worker(
     poll: float = typer.Option(5.0, "--poll", help="Seconds between passes."),
-    receipts_port: Optional[int] = typer.Option(None, "--receipts-port", help="Also serve the receipts endpoint on this port (127.0.0.1), so one process does the whole job."),
+    receipts_port: int | None = typer.Option(None, "--receipts-port", help="Also serve the receipts endpoint on this port (127.0.0.1), so one process does the whole job."),
     receipts_host: str = typer.Option("127.0.0.1", "--receipts-host", help="Interface for --receipts-port."),
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -155,7 +155,7 @@ def worker(
 def send(
     message_id: int = typer.Argument(..., help="An approved message."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    test_to: Optional[str] = typer.Option(None, "--test-to", help="Send the rendered text to this number only, as a test."),
+    test_to: str | None = typer.Option(None, "--test-to", help="Send the rendered text to this number only, as a test."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Send one approved message now, after showing its audience, parts, cost and duration."""

@@ -37,8 +37,8 @@ def show(name: str = typer.Argument(..., help="Template or series name."), json_
     """Show a template (or series) and check it as a sample recipient would get it today."""
     from broadcast.cli._output import emit_json, say, warn
     from broadcast.clock import local, now
-    from broadcast.messages.compose import freeze
     from broadcast.config import load_settings
+    from broadcast.messages.compose import freeze
     from broadcast.messages.store import check_for
     from broadcast.messages.templates import show_template
 

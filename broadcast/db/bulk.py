@@ -39,7 +39,7 @@ def marker(conn: Connection) -> str | None:
 def db_value(conn: Connection, column: sa.Column[Any], value: Any) -> Any:
     """``value`` as the driver must receive it for ``column`` (type decorators and dialect
     processing applied): compute it once, then pass it in many rows of ``insert_rows``."""
-    processor = column.type._cached_bind_processor(conn.dialect)  # noqa: SLF001 (SQLAlchemy's own cache)
+    processor = column.type._cached_bind_processor(conn.dialect)
     return processor(value) if processor else value
 
 

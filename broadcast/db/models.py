@@ -158,6 +158,7 @@ class MessageTarget(SQLModel, table=True):
 
 # The send path's tables live in their own module; importing it here registers them with the
 # metadata, so "the models" are always the whole schema.
+from broadcast.db.audit_models import AuditEntry, AuditHead  # noqa: E402,F401
 from broadcast.db.dispatch_models import (  # noqa: E402,F401
     Delivery,
     DeliveryAttempt,
@@ -165,4 +166,3 @@ from broadcast.db.dispatch_models import (  # noqa: E402,F401
     ReceiptLog,
     Run,
 )
-from broadcast.db.audit_models import AuditEntry, AuditHead  # noqa: E402,F401

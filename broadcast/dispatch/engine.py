@@ -18,9 +18,9 @@ import concurrent.futures
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -28,6 +28,7 @@ from broadcast import clock
 from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 from broadcast.dispatch import ledger, runs
 from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes, Policy
 from broadcast.dispatch.shared_rate import SharedLimiter
@@ -39,7 +40,7 @@ from broadcast.messages.states import transition
 from broadcast.workspace import Workspace
 
 T = TypeVar("T")
-deliveries_t = Delivery.__table__
+deliveries_t = table(Delivery)
 MAX_WAIT_IN_PASS_S = 30.0  # a one-shot run waits for retries due this soon; later ones are left to the next run
 FLUSH_EVERY_S = 0.02
 MIN_PAUSE_SAMPLES = 10
@@ -218,7 +219,7 @@ class Engine:
         another run started meanwhile (two runs saw it approved at once) is left as it is: 0."""
         from broadcast.db.models import Message
 
-        m = Message.__table__
+        m = table(Message)
         now = self.now()
         with transaction(self.ws.engine, write=True) as conn:
             status, body, signature = conn.execute(  # FOR UPDATE: PostgreSQL runs do not serialise otherwise
@@ -355,7 +356,7 @@ class Engine:
 
         with engine.connect() as conn:
             totals = {mid: sum(ledger.counts(conn, mid).values()) for mid in ids}
-            m = Message.__table__
+            m = table(Message)
             signatures = dict(conn.execute(sa.select(m.c.id, m.c.signature).where(m.c.id.in_(ids))).all())
         carried: dict[int, str] = {}
         t0 = time.monotonic()
@@ -635,7 +636,7 @@ class Engine:
         """Mark messages sent when nothing is left open; report held in-doubt deliveries."""
         from broadcast.db.models import Message
 
-        m = Message.__table__
+        m = table(Message)
         now = self.now()
         deadlines = self._deadlines(ids)
         for mid in ids:

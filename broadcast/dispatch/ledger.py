@@ -31,18 +31,28 @@ from sqlalchemy import Connection, Engine
 
 from broadcast.db.bulk import db_value, execute_rows, insert_rows, marker
 from broadcast.db.dispatch_models import (
-    ACCEPTED, DELIVERED, EXPIRED, FAILED, IN_DOUBT, QUEUED, RETRY_WAIT, SENDING,
-    Delivery, DeliveryAttempt, ReceiptLog,
+    ACCEPTED,
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    IN_DOUBT,
+    QUEUED,
+    RETRY_WAIT,
+    SENDING,
+    Delivery,
+    DeliveryAttempt,
+    ReceiptLog,
 )
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
+from broadcast.db.types import table
 from broadcast.gateways.base import Outcome, Receipt, SendResult
 from broadcast.messages.segments import count_segments
 
-deliveries_t = Delivery.__table__
-attempts_t = DeliveryAttempt.__table__
-receipts_t = ReceiptLog.__table__
-messages_t = Message.__table__
+deliveries_t = table(Delivery)
+attempts_t = table(DeliveryAttempt)
+receipts_t = table(ReceiptLog)
+messages_t = table(Message)
 
 
 @dataclass(frozen=True)

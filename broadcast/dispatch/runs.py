@@ -20,9 +20,10 @@ from sqlalchemy import Engine
 
 from broadcast.db.dispatch_models import SENDING, Delivery, Run
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 
-runs_t = Run.__table__
-deliveries_t = Delivery.__table__
+runs_t = table(Run)
+deliveries_t = table(Delivery)
 HOST = socket.gethostname()
 
 

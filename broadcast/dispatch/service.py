@@ -16,15 +16,16 @@ from broadcast import clock
 from broadcast.audit.trail import note
 from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, RETRY_WAIT, Delivery, DeliveryAttempt
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 from broadcast.dispatch import ledger
 from broadcast.dispatch.engine import Engine, Progress, RunReport
 from broadcast.errors import InputError, StateError
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
 from broadcast.workspace import Workspace
 
-deliveries_t = Delivery.__table__
+deliveries_t = table(Delivery)
 log = logging.getLogger(__name__)
-attempts_t = DeliveryAttempt.__table__
+attempts_t = table(DeliveryAttempt)
 
 
 def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
@@ -137,9 +138,8 @@ class SendPlan:
 
 def plan(ws: Workspace, message_id: int) -> SendPlan:
     """What `broadcast send` is about to do: audience, parts, billable parts, duration at the rate."""
-    from broadcast.messages.store import show_message
-
     from broadcast.gateways import registry
+    from broadcast.messages.store import show_message
 
     detail = show_message(ws, message_id)
     cls = registry.load(ws.settings.gateway)
@@ -155,7 +155,7 @@ def send_now(ws: Workspace, message_id: int, progress: Callable[[Progress], None
     """Send one approved message now (its schedule is ignored; quiet hours are not)."""
     from broadcast.db.models import Message
 
-    m = Message.__table__
+    m = table(Message)
     with ws.engine.connect() as conn:
         row = conn.execute(sa.select(m.c.status, m.c.send_after).where(m.c.id == message_id)).first()
     if row is None:
@@ -200,7 +200,7 @@ def test_send(ws: Workspace, message_id: int, phone: str) -> TestSend:
     from broadcast.recipients.phones import mask_phone
 
     e164 = parse_phone(phone, ws.settings.default_region)
-    m, mem = Message.__table__, Member.__table__
+    m, mem = table(Message), table(Member)
     now = clock.now(ws.settings)
 
     async def go(gateway: Gateway) -> TestSend:

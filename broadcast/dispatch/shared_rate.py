@@ -38,8 +38,9 @@ from sqlalchemy import Engine
 
 from broadcast.db.dispatch_models import RateBucket
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 
-buckets_t = RateBucket.__table__
+buckets_t = table(RateBucket)
 
 LATE_S = 0.005  # a slot not used this long after its moment is dropped
 MARGIN_S = 0.010  # the bucket refills at rate / (1 + MARGIN_S): LATE_S plus the way to the gateway

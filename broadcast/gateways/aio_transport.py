@@ -121,7 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.raw_headers]
                 status, reason = r.status, r.reason or ""
                 version = f"HTTP/{r.version.major}.{r.version.minor}" if r.version else "HTTP/1.1"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise map_error(exc, request) from exc
         return httpx.Response(
             status, headers=raw_headers, content=content, request=request,

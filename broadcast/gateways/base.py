@@ -88,6 +88,12 @@ class SendResult:
     answer (read timeout, connection reset after the body was written): the engine treats it as
     in-doubt, never as a plain retry. ``pause`` marks an account-level failure (bad credentials, no
     balance): the engine pauses the whole message instead of burning through the audience.
+
+    ``recipient_fault`` marks a failure that concerns this one recipient only (an invalid, empty,
+    unallocated or blacklisted number, a per-number limit): it fails or retries this delivery and
+    never counts toward the message's error storm (the auto-pause). Every other failure — and any
+    result of a gateway that does not say — is taken to say something about the gateway or the
+    account, and counts.
     """
 
     delivery_id: int
@@ -98,6 +104,7 @@ class SendResult:
     retry_after_s: float | None = None
     maybe_sent: bool = False
     pause: bool = False
+    recipient_fault: bool = False
 
 
 @dataclass(frozen=True)

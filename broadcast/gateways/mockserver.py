@@ -78,7 +78,7 @@ class MockGateway:
         self.config = config
         self.count = 0  # messages recorded
         self.requests = 0  # POSTs seen
-        self._file: TextIO | None = open(config.record, "a", encoding="utf-8") if config.record else None  # noqa: SIM115
+        self._file: TextIO | None = open(config.record, "a", encoding="utf-8") if config.record else None
 
     def close(self) -> None:
         if self._file is not None:
@@ -276,7 +276,7 @@ def start_in_thread(
         asyncio.set_event_loop(loop)
         try:
             server, gateway, bound = loop.run_until_complete(serve(config, host, port))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, re-raised there
+        except BaseException as exc:
             state["error"] = exc
             ready.set()
             return

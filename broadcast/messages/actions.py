@@ -8,7 +8,6 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from broadcast.audit.trail import note
-
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
 from broadcast.db.engine import transaction

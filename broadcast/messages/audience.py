@@ -14,17 +14,18 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from broadcast.db.models import Group, Member, Membership, Message, MessageTarget, OptOut
+from broadcast.db.types import table
 from broadcast.errors import NotFoundError
 from broadcast.recipients.groups import audience, subtree_ids
 
 __all__ = ["AudienceMember", "audience_of", "message_audience"]
 
-messages_t = Message.__table__
-targets_t = MessageTarget.__table__
-groups_t = Group.__table__
-members_t = Member.__table__
-memberships_t = Membership.__table__
-optouts_t = OptOut.__table__
+messages_t = table(Message)
+targets_t = table(MessageTarget)
+groups_t = table(Group)
+members_t = table(Member)
+memberships_t = table(Membership)
+optouts_t = table(OptOut)
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-
-from broadcast.audit.trail import note
 from sqlalchemy import Connection
 
+from broadcast.audit.trail import note
 from broadcast.clock import at_local, local, parse_hhmm
 from broadcast.clock import now as clock_now
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Message, Schedule, ScheduleTarget
+from broadcast.db.types import table
 from broadcast.errors import ConflictError, InputError, NotFoundError, StateError
 from broadcast.messages.compose import freeze
 from broadcast.messages.states import transition
@@ -34,10 +34,10 @@ __all__ = [
     "list_schedules", "pause_schedule", "resume_schedule", "show_schedule",
 ]
 
-schedules_t = Schedule.__table__
-stargets_t = ScheduleTarget.__table__
-messages_t = Message.__table__
-groups_t = Group.__table__
+schedules_t = table(Schedule)
+stargets_t = table(ScheduleTarget)
+messages_t = table(Message)
+groups_t = table(Group)
 
 _NOT_STARTED = ("draft", "pending_approval", "rejected", "approved", "paused")
 

@@ -24,11 +24,12 @@ from sqlalchemy import Connection, Engine
 from broadcast.clock import now as clock_now
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
+from broadcast.db.types import table
 from broadcast.errors import ConflictError, NotFoundError, StateError
 
 __all__ = ["ACTIVE", "FINAL", "STATES", "TRANSITIONS", "can_transition", "set_status", "transition"]
 
-messages_t = Message.__table__
+messages_t = table(Message)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "draft": frozenset({"pending_approval", "approved", "cancelled"}),

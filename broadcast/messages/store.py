@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
-
-from broadcast.audit.trail import note
 from sqlalchemy import Connection
 
+from broadcast.audit.trail import note
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
 from broadcast.config import Settings
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Message, MessageTarget
+from broadcast.db.types import table
 from broadcast.errors import InputError, NotFoundError
 from broadcast.messages.audience import AudienceMember, message_audience
 from broadcast.messages.checks import CATEGORIES, CheckReport
@@ -32,9 +32,9 @@ from broadcast.messages.timing import first_send_time
 from broadcast.recipients.groups import clean_group_name, group_id
 from broadcast.workspace import Workspace
 
-messages_t = Message.__table__
-targets_t = MessageTarget.__table__
-groups_t = Group.__table__
+messages_t = table(Message)
+targets_t = table(MessageTarget)
+groups_t = table(Group)
 
 EDITABLE = ("draft", "pending_approval", "rejected")
 

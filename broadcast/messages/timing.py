@@ -19,19 +19,19 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from broadcast.audit.trail import note
-
 from broadcast.clock import format_duration, local
 from broadcast.clock import now as clock_now
 from broadcast.config import Settings
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message, Schedule
+from broadcast.db.types import table
 from broadcast.messages.states import transition
 from broadcast.workspace import Workspace
 
 __all__ = ["DueItem", "DueReport", "WaitItem", "due", "expire_overdue", "first_send_time", "late_by"]
 
-messages_t = Message.__table__
-schedules_t = Schedule.__table__
+messages_t = table(Message)
+schedules_t = table(Schedule)
 
 EXPIRABLE = ("pending_approval", "approved")
 _LOOKED_AT = ("draft", "pending_approval", "rejected", "approved", "paused", "sending")

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, FAILED, IN_DOUBT, Delivery
+from broadcast.db.types import table
 from broadcast.gateways.base import TRANSPORT_ERRORS, Gateway, Receipt
 from broadcast.receipts import store
 from broadcast.receipts.formats import interim
@@ -47,7 +48,7 @@ from broadcast.workspace import Workspace
 
 __all__ = ["Candidate", "GatewayPull", "PullSummary", "pull_once", "pull_once_async"]
 
-deliveries_t = Delivery.__table__
+deliveries_t = table(Delivery)
 
 #: Requests per second a pull makes per provider (documented limits: Aliyun QuerySendDetails 5000/s,
 #: Tencent PullSmsSendStatusByPhoneNumber 20/s, Twilio ~100 concurrent requests).

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.db.dispatch_models import ACCEPTED, Delivery, ReceiptLog
+from broadcast.db.types import table
 from broadcast.workspace import Workspace
 
-deliveries_t = Delivery.__table__
-receipts_t = ReceiptLog.__table__
+deliveries_t = table(Delivery)
+receipts_t = table(ReceiptLog)
 
 
 @dataclass

@@ -49,12 +49,13 @@ from broadcast.db.dispatch_models import (
     ReceiptLog,
 )
 from broadcast.db.engine import transaction
+from broadcast.db.types import table
 from broadcast.gateways.base import Receipt
 
 PENDING, APPLIED, FLAGGED, UNKNOWN = 0, 1, 2, 3
 
-receipts_t = ReceiptLog.__table__
-deliveries_t = Delivery.__table__
+receipts_t = table(ReceiptLog)
+deliveries_t = table(Delivery)
 
 _SETTLE_FROM = (ACCEPTED, IN_DOUBT, RETRY_WAIT)
 

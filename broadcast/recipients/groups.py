@@ -12,14 +12,14 @@ from sqlalchemy import Connection
 from broadcast.audit.trail import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Member, Membership, OptOut
-from broadcast.db.types import utcnow
+from broadcast.db.types import table, utcnow
 from broadcast.errors import ConflictError, InputError, NotFoundError
 from broadcast.workspace import Workspace
 
-groups_t = Group.__table__
-members_t = Member.__table__
-memberships_t = Membership.__table__
-optouts_t = OptOut.__table__
+groups_t = table(Group)
+members_t = table(Member)
+memberships_t = table(Membership)
+optouts_t = table(OptOut)
 
 _SPACES = re.compile(r"\s+")
 
@@ -186,7 +186,7 @@ def _refuse_if_targeted(conn: Connection, gid: int, name: str) -> None:
     from broadcast.db.models import Message, MessageTarget, Schedule, ScheduleTarget
     from broadcast.messages.states import FINAL
 
-    msgs, mt = Message.__table__, MessageTarget.__table__
+    msgs, mt = table(Message), table(MessageTarget)
     ids = list(conn.execute(
         sa.select(msgs.c.id).join(mt, mt.c.message_id == msgs.c.id)
         .where(mt.c.group_id == gid, msgs.c.status.not_in(sorted(FINAL))).order_by(msgs.c.id)
@@ -197,7 +197,7 @@ def _refuse_if_targeted(conn: Connection, gid: int, name: str) -> None:
             f"group {name!r} is targeted by {len(ids)} unsent message(s): {shown}",
             hint=f"cancel them first: broadcast message cancel {ids[0]}",
         )
-    sch, st = Schedule.__table__, ScheduleTarget.__table__
+    sch, st = table(Schedule), table(ScheduleTarget)
     sids = list(conn.execute(
         sa.select(sch.c.id).join(st, st.c.schedule_id == sch.c.id)
         .where(st.c.group_id == gid, sch.c.status != "cancelled").order_by(sch.c.id)

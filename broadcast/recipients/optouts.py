@@ -9,12 +9,12 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from broadcast.audit.trail import note
-from broadcast.recipients.phones import mask_phone
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import NotFoundError
 from broadcast.recipients.groups import members_t, optouts_t
 from broadcast.recipients.members import parse_phone
+from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
 
 

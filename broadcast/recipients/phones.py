@@ -83,7 +83,7 @@ def normalize_phone(value: object, default_region: str = "CN") -> PhoneResult:
                 if m:
                     return PhoneResult("+86" + m[1], None)
         return _normalize(value, str(default_region or "CN").upper())
-    except Exception as exc:  # noqa: BLE001 -- a bad cell must never stop an import
+    except Exception as exc:
         return _bad(f"not a phone number (could not be read: {type(exc).__name__})")
 
 

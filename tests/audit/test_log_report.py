@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -25,12 +25,12 @@ def history(ws):
     m, d = Message.__table__, Delivery.__table__
     rows = []
     with ws.engine.begin() as conn:
-        base = datetime(2026, 11, 25, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai
+        base = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)  # 08:30 in Shanghai
         for mid in range(1, 5):
             conn.execute(m.insert().values(started_at=base + timedelta(days=(mid - 1) % 3),
                 id=mid, body="x", template=None, signature="", category="notice", status="sent", author="a",
-                approver="b", reject_reason=None, status_reason=None, created_at=datetime.now(timezone.utc),
-                updated_at=datetime.now(timezone.utc), scheduled_at=None, send_after=None, schedule_id=None,
+                approver="b", reject_reason=None, status_reason=None, created_at=datetime.now(UTC),
+                updated_at=datetime.now(UTC), scheduled_at=None, send_after=None, schedule_id=None,
                 target_all=True, optout_skipped=mid))
         for i in range(300):
             mid = i % 4 + 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-import pytest
 
 from broadcast.db.engine import make_engine
 from broadcast.db.migrate import LATEST, all_migrations, ensure_schema, migrate, status

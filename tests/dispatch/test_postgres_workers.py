@@ -321,7 +321,7 @@ def _while_another_holds(store: str, sql: str, fn: Any) -> Any:
     def call() -> None:
         try:
             out["value"] = fn()
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:
             out["error"] = exc
 
     try:

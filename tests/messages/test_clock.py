@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
 from broadcast import clock
 from broadcast.errors import ConfigError, InputError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_now_is_real_time_without_override():

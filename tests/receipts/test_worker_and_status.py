@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
@@ -83,9 +84,9 @@ def test_receipts_status_and_unconfirmed(sent, cli, monkeypatch):
                                               "unconfirmed": 0, "receipts_pending": 0}]
     rep = cli("report", "--json").json()["total"]
     assert (rep["accepted"], rep["delivered"], rep["unconfirmed"]) == (3, 0, 0)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    later = (datetime.now(timezone.utc) + timedelta(hours=73)).isoformat()
+    later = (datetime.now(UTC) + timedelta(hours=73)).isoformat()
     monkeypatch.setenv("BROADCAST_NOW", later)
     assert cli("receipts", "status", "--json").json()[0]["unconfirmed"] == 3
     rep = cli("report", "--json").json()["total"]

@@ -34,8 +34,8 @@ def _cpu_seconds(pid: int) -> float:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to see how far the import got")
 @pytest.mark.parametrize("cpu_s", [0.9, 2.0, 3.5])  # start-up takes ~0.5 s of CPU; the import ~8 s more
 def test_sigkill_during_import_changes_nothing(ws, tmp_path, cpu_s):
-    from broadcast.recipients.members import add_member
     from broadcast.recipients.groups import add_group
+    from broadcast.recipients.members import add_member
 
     add_group(ws, "城南社区党支部")
     add_member(ws, "张三", "13805141234", ["城南社区党支部"])

@@ -8,7 +8,8 @@ The ``receipts`` table is the log; its ``applied`` column says what became of ea
                  that failed or expired, a report for a delivery never sent): kept, not applied
     3  UNKNOWN   no such delivery: logged, not an error
 
-Transitions (same as ``dispatch.ledger.apply_receipts`` for final reports, plus the rules of issue 5):
+Every receipt takes this one path, pushed (``receipts serve``: ``record`` now, ``apply_pending``
+after) or pulled (``ingest``: the dispatcher during a send; ``receipts pull``). Transitions:
 
 ==================================  ===========================  ====================================
 delivery is                         report                       result
@@ -30,6 +31,7 @@ A ``retry_wait`` delivery with a report was evidently sent: settling it prevents
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +77,34 @@ def record(engine: Engine, rows: Sequence[tuple[str, Receipt] | tuple[str, Recei
         for i in range(0, len(values), 5000):
             conn.execute(receipts_t.insert(), values[i:i + 5000])
     return len(values)
+
+
+def ingest(engine: Engine, gateway: str, receipts: Sequence[Receipt], now: datetime) -> tuple[int, Applied]:
+    """Pulled receipts (the dispatcher asking its gateway during a send): logged, then applied by
+    the same rules as pushed ones. Returns the first id logged and what applying changed;
+    receipts for deliveries still ``sending`` stay pending for a later ``apply_all``."""
+    if not receipts:
+        return 0, Applied()
+    rows = [(gateway, r, json.dumps({"pulled": True, "delivery_id": r.delivery_id, "provider_id": r.provider_id,
+                                     "status": r.status, "code": r.code, "at": r.at.isoformat()}))
+            for r in receipts]
+    with engine.connect() as conn:
+        floor = conn.execute(sa.select(sa.func.max(receipts_t.c.id))).scalar_one_or_none() or 0
+    record(engine, rows, now)
+    return floor + 1, apply_all(engine, now, after_id=floor)
+
+
+def apply_all(engine: Engine, now: datetime, *, after_id: int = 0, batch: int = 1000) -> Applied:
+    """``apply_pending`` over every pending receipt with id > ``after_id``, a batch at a time."""
+    total = Applied(last_id=after_id)
+    while True:
+        out = apply_pending(engine, now, after_id=total.last_id, limit=batch)
+        for name in ("scanned", "changed", "applied", "flagged", "unknown", "deferred"):
+            setattr(total, name, getattr(total, name) + getattr(out, name))
+        total.flagged_ids += out.flagged_ids
+        total.last_id = out.last_id
+        if out.scanned < batch:
+            return total
 
 
 @dataclass
@@ -174,4 +204,5 @@ def pending_count(engine: Engine) -> int:
                                 .where(receipts_t.c.applied == PENDING)).scalar_one())
 
 
-__all__ = ["APPLIED", "FLAGGED", "PENDING", "UNKNOWN", "Applied", "apply_pending", "pending_count", "record"]
+__all__ = ["APPLIED", "FLAGGED", "PENDING", "UNKNOWN", "Applied", "apply_all", "apply_pending", "ingest", "pending_count",
+           "record"]

@@ -8,7 +8,7 @@
 
     python benchmarks/_dispatch_probes.py engine MESSAGE_ID [trace]
         `broadcast send MESSAGE_ID` in-process (the configuration comes from BROADCAST_* in the
-        environment), with timers around the engine's phases: freeze (Engine.start_message: the
+        environment), with timers around the engine's phases: freeze (Dispatcher.start_message: the
         audience query, rendering and the insert), claim (ledger.claim), record (ledger.record)
         and the gateway calls. With ``trace``: tracemalloc's peak. Prints one JSON line.
 """
@@ -102,7 +102,7 @@ def engine_main(argv: list[str]) -> None:
     message_id = int(argv[0])
     trace = len(argv) > 1 and argv[1] == "trace"
     from broadcast.dispatch import ledger, service
-    from broadcast.dispatch.engine import Engine
+    from broadcast.dispatch.dispatcher import Dispatcher
     from broadcast.workspace import Workspace
 
     spent: dict[str, float] = {"freeze": 0.0, "claim": 0.0, "record": 0.0, "gateway_calls": 0.0}
@@ -120,7 +120,7 @@ def engine_main(argv: list[str]) -> None:
 
     ledger.claim = timed("claim", ledger.claim)
     ledger.record = timed("record", ledger.record)
-    Engine.start_message = timed("freeze", Engine.start_message)
+    Dispatcher.start_message = timed("freeze", Dispatcher.start_message)
     first_send: list[float] = []
     real_open = service.open_gateway
 

@@ -3,7 +3,7 @@
     python benchmarks/_profiled.py OUT.prof worker --poll 0.2
 
 ``python -m cProfile`` sees the main thread only, while the engine claims and records on a
-thread of its own (``Engine._db``): each thread of the thread pools gets a profiler of its own,
+thread of its own (``Dispatcher.db``): each thread of the thread pools gets a profiler of its own,
 and the profiles are merged into OUT.prof when the command exits.
 """
 

@@ -1,4 +1,4 @@
-"""Auditor benchmark (issue: audit). One command:
+"""Auditor benchmark. One command:
 
     python benchmarks/bench_audit.py [--deliveries 1000000] [--entries 100000]
 

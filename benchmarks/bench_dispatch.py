@@ -1,4 +1,4 @@
-"""Dispatch benchmark (issue 4: the sending engine). One command:
+"""Dispatch benchmark. One command:
 
     python benchmarks/bench_dispatch.py [--quick] [--repeat N]
 

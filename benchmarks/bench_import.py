@@ -1,4 +1,4 @@
-"""Contact-list import benchmark (issue: recipients). One command:
+"""Contact-list import benchmark. One command:
 
     python benchmarks/bench_import.py [--rows 100000] [--repeat 3]
 

@@ -1,4 +1,4 @@
-"""Receipts endpoint benchmark (issue: Kannel and receipts). One command:
+"""Receipts endpoint benchmark. One command:
 
     python benchmarks/bench_receipts.py [--callbacks 10000] [--clients 32]
 

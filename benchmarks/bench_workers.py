@@ -1,4 +1,4 @@
-"""Scale-out benchmark (issue 8): 1, 2 and 4 `broadcast worker` processes sharing one send on
+"""Scale-out benchmark: 1, 2 and 4 `broadcast worker` processes sharing one send on
 PostgreSQL, against the same send on SQLite (1 process), printed side by side. One command:
 
     python benchmarks/bench_workers.py [--quick] [--recipients N] [--batch 200] [--no-profile]

@@ -91,8 +91,7 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
                     progress: Callable[[Any], None] | None) -> None:
     """Today's 精神早餐: written by the office, approved by a second person, sent, counted."""
     from broadcast import clock
-    from broadcast.dispatch.engine import summary_counts
-    from broadcast.dispatch.service import send_now
+    from broadcast.dispatch.service import send_now, summary_counts
     from broadcast.messages.actions import approve_message
     from broadcast.messages.store import create_message
     from broadcast.messages.templates import load_series

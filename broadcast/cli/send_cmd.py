@@ -111,7 +111,7 @@ def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", 
     graceful = _Graceful()
     rep = _Reporter(quiet or json_)
     try:
-        report = run_once(workspace(), progress=rep, engine_hook=graceful)
+        report = run_once(workspace(), progress=rep, on_dispatcher=graceful)
     finally:
         rep.close()
     _print_report(report, json_)
@@ -145,7 +145,7 @@ def worker(
     with endpoint as url:
         if url and not json_:
             say(f"Receipts endpoint on {url}")
-        report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, engine_hook=graceful)
+        report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, on_dispatcher=graceful)
     if json_:
         from broadcast.cli._output import emit_json
 

@@ -14,12 +14,11 @@
 
 The only window that cannot be closed is between a request leaving (its rows stamped as
 started) and ``record`` committing the answer: rows in it are SENDING, owned by the run, and
-become IN_DOUBT if the run dies. It is bounded by what one run holds claimed at a time (see ``Engine.hold_limit``).
+become IN_DOUBT if the run dies. It is bounded by what one run holds claimed at a time (see ``Dispatcher.hold_limit``).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from collections.abc import Iterable, Sequence
@@ -46,7 +45,7 @@ from broadcast.db.dispatch_models import (
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
-from broadcast.gateways.base import Outcome, Receipt, SendResult
+from broadcast.gateways.base import Outcome, SendResult
 from broadcast.messages.segments import count_segments
 
 deliveries_t = table(Delivery)
@@ -380,34 +379,6 @@ def settle(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], k
             if done:
                 _insert_attempts(conn, [(c.id, c.attempts, run_id, gateway, outcome, "recovered", detail)], now)
     return out
-
-
-# -- receipts ---------------------------------------------------------------------------------
-
-def apply_receipts(engine: Engine, gateway: str, receipts: Sequence[Receipt], now: datetime) -> int:
-    """Log delivery reports, then apply them: ACCEPTED/IN_DOUBT -> DELIVERED or FAILED. An
-    in-doubt delivery with a receipt was evidently sent. Returns how many deliveries changed."""
-    if not receipts:
-        return 0
-    d = deliveries_t
-    changed = 0
-    with transaction(engine, write=True) as conn:
-        conn.execute(receipts_t.insert(), [
-            dict(delivery_id=r.delivery_id, provider_id=r.provider_id, gateway=gateway, status=r.status,
-                 code=r.code, reported_at=r.at, received_at=now, applied=1,
-                 raw=json.dumps({"pulled": True, "delivery_id": r.delivery_id, "provider_id": r.provider_id,
-                                 "status": r.status, "code": r.code, "at": r.at.isoformat()})) for r in receipts
-        ])
-        for r in receipts:
-            key = d.c.id == r.delivery_id if r.delivery_id is not None else d.c.provider_id == r.provider_id
-            values: dict[str, object] = {"status": DELIVERED if r.status == "delivered" else FAILED,
-                                         "updated_at": now}
-            if r.status == "delivered":
-                values["delivered_at"] = r.at
-            else:
-                values.update(error_code=r.code or "undelivered", error_text="the network reported it undelivered")
-            changed += conn.execute(d.update().where(key, d.c.status.in_((ACCEPTED, IN_DOUBT))).values(**values)).rowcount
-    return changed
 
 
 # -- per-number cap ---------------------------------------------------------------------------

@@ -14,11 +14,21 @@ import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.audit.trail import note
-from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, RETRY_WAIT, Delivery, DeliveryAttempt
+from broadcast.db.dispatch_models import (
+    ACCEPTED,
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    IN_DOUBT,
+    RETRY_WAIT,
+    Delivery,
+    DeliveryAttempt,
+)
 from broadcast.db.engine import transaction
 from broadcast.db.types import table
 from broadcast.dispatch import ledger
-from broadcast.dispatch.engine import Engine, Progress, RunReport
+from broadcast.dispatch.dispatcher import Dispatcher, Progress, RunReport
+from broadcast.dispatch.policies import effective_rate
 from broadcast.errors import InputError, StateError
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
 from broadcast.workspace import Workspace
@@ -66,39 +76,39 @@ async def _with_gateway(ws: Workspace, fn: Callable[[Gateway], object]) -> objec
 
 
 def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable[[Progress], None] | None = None,
-             engine_hook: Callable[[Engine], None] | None = None, receipt_wait_s: float = 0.0) -> RunReport:
+             on_dispatcher: Callable[[Dispatcher], None] | None = None, receipt_wait_s: float = 0.0) -> RunReport:
     """One pass: send everything due, wait for retries due soon, then return."""
     async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
-        engine = Engine(ws, gateway, kind="run" if only is None else "send", progress=progress,
-                        receipt_wait_s=receipt_wait_s, fallbacks=fallbacks)
-        if engine_hook:
-            engine_hook(engine)
+        dispatcher = Dispatcher(ws, gateway, kind="run" if only is None else "send", progress=progress,
+                                receipt_wait_s=receipt_wait_s, fallbacks=fallbacks)
+        if on_dispatcher:
+            on_dispatcher(dispatcher)
         try:
-            return await engine.run_pass(only)
+            return await dispatcher.run_pass(only)
         finally:
-            engine.close()
+            dispatcher.close()
 
     return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
 
 
 def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progress], None] | None = None,
                on_pass: Callable[[RunReport], None] | None = None,
-               engine_hook: Callable[[Engine], None] | None = None) -> RunReport:
-    """Passes in a loop until stopped (SIGTERM/Ctrl-C via ``Engine.stop``). Returns the last pass."""
+               on_dispatcher: Callable[[Dispatcher], None] | None = None) -> RunReport:
+    """Passes in a loop until stopped (SIGTERM/Ctrl-C via ``Dispatcher.stop``). Returns the last pass."""
     async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
-        engine = Engine(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks)
-        if engine_hook:
-            engine_hook(engine)
+        dispatcher = Dispatcher(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks)
+        if on_dispatcher:
+            on_dispatcher(dispatcher)
         try:
-            return await _worker_passes(engine, gateway, fallbacks)
+            return await _worker_passes(dispatcher, gateway, fallbacks)
         finally:
-            engine.close()
+            dispatcher.close()
 
-    async def _worker_passes(engine: Engine, gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
+    async def _worker_passes(dispatcher: Dispatcher, gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
         last = RunReport()
         pulled_at = 0.0
-        while not engine._stopping:
-            last = await engine.run_pass(wait_for_retries=False)
+        while not dispatcher.stopping:
+            last = await dispatcher.run_pass(wait_for_retries=False)
             if on_pass:
                 on_pass(last)
             if time.monotonic() - pulled_at >= ws.settings.receipts_pull_interval_s:
@@ -113,7 +123,7 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
                 except Exception as exc:  # a pull problem must not stop the sending
                     log.warning("receipts pull failed: %s", exc)
             for _ in range(int(poll_s * 10)):
-                if engine._stopping:
+                if dispatcher.stopping:
                     break
                 await asyncio.sleep(0.1)
         return last
@@ -143,8 +153,7 @@ def plan(ws: Workspace, message_id: int) -> SendPlan:
 
     detail = show_message(ws, message_id)
     cls = registry.load(ws.settings.gateway)
-    limits = [r for r in (ws.settings.rate, cls.capabilities.max_per_second) if r]
-    rate = min(limits) if limits else None
+    rate = effective_rate(ws, cls)
     audience = detail.audience
     return SendPlan(message_id, detail.status, audience, detail.parts, detail.billable_parts, rate,
                     audience / rate if rate else None, cls.capabilities.name)
@@ -316,6 +325,14 @@ def resume(ws: Workspace, message_id: int) -> str:
     return to
 
 
+def summary_counts(ws: Workspace, message_id: int) -> dict[str, int]:
+    """Deliveries of a message per state, every state named (0 where none)."""
+    with ws.engine.connect() as conn:
+        c = ledger.counts(conn, message_id)
+    keys = ("queued", "sending", "retry_wait", ACCEPTED, DELIVERED, FAILED, EXPIRED, IN_DOUBT)
+    return {k: c.get(k, 0) for k in keys}
+
+
 def eta_text(seconds: float | None) -> str:
     if seconds is None:
         return "as fast as the gateway answers (no rate limit)"
@@ -326,8 +343,6 @@ def eta_text(seconds: float | None) -> str:
 
 def delivery_overview(ws: Workspace, message_id: int, limit: int = 50) -> dict[str, object]:
     """Delivery counts of a message and the deliveries held in doubt (for `message show`)."""
-    from broadcast.dispatch.engine import summary_counts
-
     d = deliveries_t
     with ws.engine.connect() as conn:
         doubt = conn.execute(

@@ -1,0 +1,296 @@
+"""The dispatcher: due messages → frozen deliveries → a send pass → receipts → messages settled.
+
+One ``Dispatcher`` per process (``broadcast run``, ``send`` or ``worker``), one asyncio loop. A pass
+(``run_pass``) registers the run, settles what dead runs left ``sending`` (``recover``), expires
+overdue messages, freezes the audience of each message that became due (``start_message``), sends
+(``SendPass``: claim → gateway → record), pulls receipts where the gateway offers them, and marks
+messages sent when nothing of them is open. The send loop's claims, records and rate
+reservations run on one database thread of the dispatcher's own, in order: a commit never holds
+up the event loop, so requests leave on their send slots and HTTP overlaps the database (sqlite3
+and psycopg release the GIL while they wait).
+
+At most ``concurrency × batch`` rows are in flight, and ``hold_limit`` (1.5 times that) bounds
+everything claimed and not yet recorded: in flight, claimed and waiting for a worker, answered and
+not yet committed. Only rows stamped as started can end in doubt after a crash. See ``ledger`` for
+the state protocol and README "Delivery guarantee" for what survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import functools
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from broadcast import clock
+from broadcast.audit.trail import note
+from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
+from broadcast.db.engine import transaction
+from broadcast.db.models import Message
+from broadcast.db.types import table
+from broadcast.dispatch import ledger, runs
+from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes
+from broadcast.dispatch.policies import Deadlines, Failover, PerNumberCap, effective_rate, effective_request_rate
+from broadcast.dispatch.run_report import Progress, RunReport
+from broadcast.dispatch.send_pass import SendPass
+from broadcast.dispatch.shared_rate import SharedLimiter
+from broadcast.gateways.base import Gateway, SendItem, SendResult
+from broadcast.messages.audience import message_audience, optout_skips
+from broadcast.messages.checks import wrap_signature
+from broadcast.messages.compose import render_for
+from broadcast.messages.states import transition
+from broadcast.receipts import store
+from broadcast.workspace import Workspace
+
+__all__ = ["Dispatcher", "Progress", "RunReport"]
+
+T = TypeVar("T")
+deliveries_t = table(Delivery)
+messages_t = table(Message)
+
+
+class Dispatcher:
+    def __init__(self, ws: Workspace, gateway: Gateway, *, kind: str = "run",
+                 progress: Callable[[Progress], None] | None = None, receipt_wait_s: float = 0.0,
+                 fallbacks: Sequence[Gateway] = ()) -> None:
+        """``fallbacks``: the next gateways of BROADCAST_GATEWAYS, in order. When the current one
+        keeps failing (the auto-pause condition) or refuses the account, the rest of the send
+        goes through the next instead of pausing."""
+        self.ws, self.kind, self.progress = ws, kind, progress
+        self.receipt_wait_s = receipt_wait_s  # after sending, wait this long for pulled receipts
+        self.concurrency = ws.settings.concurrency
+        self.lease = timedelta(seconds=ws.settings.lease_s)
+        self.failover = Failover(gateway, fallbacks)
+        self.primary_adds_signature = gateway.capabilities.adds_signature
+        # texts are frozen for the first gateway (with or without the signature, as it needs)
+        self.signature = "" if gateway.capabilities.adds_signature else None  # None: each message's own
+        self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broadcast-db")
+        self.use(gateway)
+        self.stopping = False
+        self.run: runs.RunHandle | None = None
+        self._receipts_after: int | None = None  # receipts logged by this dispatcher have higher ids
+
+    def use(self, gateway: Gateway) -> None:
+        """Send through ``gateway`` from now on: its batch size, its rate limits, its cap."""
+        s, caps = self.ws.settings, gateway.capabilities
+        self.gateway, self.name = gateway, caps.name
+        self.max_batch = max(1, caps.max_batch)
+        # claimed and not yet recorded: in flight (concurrency × batch), plus half as much again
+        # of requests waiting for a worker and answers not yet committed: what a crash can leave
+        # stranded (of it, only rows stamped as started end in doubt). Less than 1.5x leaves
+        # workers idle while a record and the next claim commit.
+        self.hold_limit = self.concurrency * self.max_batch * 3 // 2
+        self.rate = effective_rate(self.ws, gateway)
+        self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", self.rate, s.burst,
+                                     run_db=self.db) if self.rate else None
+        rps = effective_request_rate(self.ws, gateway)
+        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self.db) if rps else None
+        self.cap = PerNumberCap.in_force(s, caps)
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the dispatcher's database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        self._db_thread.shutdown(wait=True)
+
+    def stop(self) -> None:
+        """Stop taking new work; requests in flight finish and are recorded."""
+        self.stopping = True
+
+    def now(self) -> datetime:
+        """The configured clock (``BROADCAST_NOW`` for drills) read once per pass, advanced by
+        real elapsed time: a drill that starts at 07:29 still sees retries come due."""
+        anchor: tuple[datetime, float] | None = getattr(self, "_anchor", None)
+        if anchor is None:
+            return clock.now(self.ws.settings)
+        return anchor[0] + timedelta(seconds=time.monotonic() - anchor[1])
+
+    def text_for(self, text: str, signature: str) -> str:
+        """A frozen text as the current gateway needs it: the signature is prepended for a
+        fallback that does not add it itself, and removed for one that does."""
+        adds = self.gateway.capabilities.adds_signature
+        if adds == self.primary_adds_signature:
+            return text
+        sig = wrap_signature(signature)
+        if adds:
+            return text[len(sig):] if sig and text.startswith(sig) else text
+        return sig + text
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def run_pass(self, only: list[int] | None = None, *, wait_for_retries: bool = True) -> RunReport:
+        from broadcast.messages.timing import due, expire_overdue
+
+        t0 = time.monotonic()
+        self._anchor = (clock.now(self.ws.settings), t0)
+        report = RunReport()
+        self.run = runs.start_run(self.ws.engine, self.kind, self.ws.operator, self.now())
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            report.recovered = await self.recover()
+            for e in expire_overdue(self.ws, self.now()):
+                report.expired[e.id] = e.reason
+            plan = due(self.ws, self.now())
+            ids = [d.id for d in plan.due if only is None or d.id in only]
+            report.waiting_quiet = [w.id for w in plan.waiting if w.code == "quiet_hours"
+                                    and (only is None or w.id in only)]
+            for item in plan.due:
+                if item.id in ids and item.status == "approved":
+                    self.start_message(item.id)
+                    report.started.append(item.id)
+            if ids:
+                await SendPass(self, ids, report, wait_for_retries).run()
+            report.receipts += await self.pull_receipts()
+            await self._await_receipts(ids, report)
+            report.receipts += self._apply_deferred_receipts()
+            self._settle_messages(ids, report)
+        finally:
+            beat.cancel()
+            runs.finish_run(self.ws.engine, self.run, self.now())
+        report.elapsed_s = time.monotonic() - t0
+        return report
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.lease.total_seconds() / 3))
+            assert self.run is not None
+            runs.heartbeat(self.ws.engine, self.run, self.now(), self.lease)
+
+    # -- freeze ---------------------------------------------------------------------------
+
+    def start_message(self, message_id: int) -> int:
+        """Freeze the audience and move the message to ``sending``, in one transaction. A message
+        another run started meanwhile (two runs saw it approved at once) is left as it is: 0."""
+        m = messages_t
+        now = self.now()
+        with transaction(self.ws.engine, write=True) as conn:
+            status, body, signature = conn.execute(  # FOR UPDATE: PostgreSQL runs do not serialise otherwise
+                sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id).with_for_update()).one()
+            if status == "sending":  # frozen by the run that moved it there, in one transaction
+                return 0
+            sig = wrap_signature(signature if self.signature is None else self.signature)
+            recipients = (
+                FrozenRecipient(a.member_id, a.phone, a.name, a.group,
+                                sig + render_for(body, name=a.name, group=a.group, phone=a.phone))
+                for a in message_audience(conn, message_id)
+            )
+            n = ledger.freeze(conn, message_id, recipients, now, self.name)
+            skipped = optout_skips(conn, message_id)
+            transition(conn, message_id, "sending", optout_skipped=skipped, started_at=now)
+            note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
+                 run_kind=self.kind, audience=n, optout_skipped=skipped, gateway=self.name, rate=self.rate,
+                 concurrency=self.concurrency, max_batch=self.max_batch, in_doubt=self.ws.settings.in_doubt,
+                 max_attempts=self.ws.settings.max_attempts)
+        return n
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def recover(self) -> Outcomes:
+        """Settle deliveries stranded in ``sending`` by dead runs: those whose request never started
+        are queued again; the rest are asked of the gateway where it can tell, else held in doubt."""
+        now = self.now()
+        dead = runs.dead_owners(self.ws.engine, now, self.lease)
+        rows, unstarted = ledger.stranded(self.ws.engine, dead, now)
+        requeued = ledger.release(self.ws.engine, None, unstarted, now)  # claimed, never sent: no doubt
+        if not rows and not requeued:
+            return Outcomes()
+        assert self.run is not None
+        out = Outcomes()
+        if rows:
+            known: dict[int, SendResult] = {}
+            if self.gateway.capabilities.can_query:
+                answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
+                known = {c.id: a for c, a in zip(rows, answers) if a is not None}
+            out = ledger.settle(self.ws.engine, self.run.id, self.name, rows, known, self.ws.settings.in_doubt, now)
+        with transaction(self.ws.engine, write=True) as conn:
+            note(conn, self.ws.operator, "send.recover", f"run:{self.run.id}", dead_runs=dead,
+                 stranded=len(rows) + requeued, requeued=requeued, confirmed=out.accepted, in_doubt=out.in_doubt,
+                 resent=out.retry, policy=self.ws.settings.in_doubt)
+        return out
+
+    # -- receipts -------------------------------------------------------------------------
+
+    async def pull_receipts(self) -> int:
+        """Delivery reports the gateway offers to pull, logged and applied by the same rules as
+        pushed ones (``receipts.store``). Returns how many deliveries changed."""
+        if not self.gateway.capabilities.pull_receipts:
+            return 0
+        receipts = await self.gateway.fetch_receipts()
+        if not receipts:
+            return 0
+        first, applied = await self.db(store.ingest, self.ws.engine, self.name, receipts, self.now())
+        if self._receipts_after is None:
+            self._receipts_after = first - 1
+        return applied.changed
+
+    def _apply_deferred_receipts(self) -> int:
+        """Receipts pulled for deliveries whose answer was not yet recorded wait as pending: apply
+        them now that every answer of the pass is."""
+        if self._receipts_after is None:
+            return 0
+        return store.apply_all(self.ws.engine, self.now(), after_id=self._receipts_after).changed
+
+    async def _await_receipts(self, ids: list[int], report: RunReport) -> None:
+        if not (ids and self.receipt_wait_s > 0 and self.gateway.capabilities.pull_receipts):
+            return
+        d = deliveries_t
+        give_up = time.monotonic() + self.receipt_wait_s
+        while time.monotonic() < give_up:
+            with self.ws.engine.connect() as conn:
+                waiting = conn.execute(sa.select(sa.func.count()).select_from(d).where(
+                    d.c.message_id.in_(ids), d.c.status == ACCEPTED)).scalar_one()
+            if not waiting:
+                return
+            await asyncio.sleep(0.05)
+            report.receipts += await self.pull_receipts()
+
+    # -- what a send pass asks ------------------------------------------------------------
+
+    def next_retry(self, ids: list[int]) -> datetime | None:
+        d = deliveries_t
+        with self.ws.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(d.c.next_attempt_at)).where(d.c.message_id.in_(ids), d.c.status == RETRY_WAIT)
+            ).scalar_one_or_none()
+
+    def batches(self, rows: list[Claimed]) -> list[list[Claimed]]:
+        """Requests: up to max_batch rows of one message (and one text, unless the gateway mixes)."""
+        groups: dict[tuple[int, str], list[Claimed]] = collections.defaultdict(list)
+        mixed = self.gateway.capabilities.mixed_texts
+        for c in rows:
+            groups[(c.message_id, "" if mixed else c.text)].append(c)
+        return [g[i:i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
+
+    def over_cap(self, run_id: str, rows: list[Claimed], now: datetime) -> tuple[list[Claimed], list[Claimed]]:
+        """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
+        cap = self.cap
+        assert cap is not None
+        return ledger.apply_cap(self.ws.engine, run_id, self.name, rows, cap.limit, cap.day_start(now), now, cap.reason)
+
+    # -- completion -----------------------------------------------------------------------
+
+    def _settle_messages(self, ids: list[int], report: RunReport) -> None:
+        """Mark messages sent when nothing is left open; report held in-doubt deliveries."""
+        m = messages_t
+        now = self.now()
+        deadlines = Deadlines.load(self.ws.engine, ids, self.ws.settings.deadline)
+        for mid in ids:
+            if mid in deadlines.at:
+                report.outcomes.expired += ledger.expire_past_deadline(self.ws.engine, mid, deadlines.at[mid], now)
+            with transaction(self.ws.engine, write=True) as conn:
+                status = conn.execute(sa.select(m.c.status).where(m.c.id == mid).with_for_update()).scalar_one()
+                c = ledger.counts(conn, mid)
+                if c.get(IN_DOUBT):
+                    report.in_doubt[mid] = c[IN_DOUBT]
+                if status == "sending" and not any(c.get(st) for st in (*OPEN_STATES, IN_DOUBT)):
+                    transition(conn, mid, "sent")
+                    note(conn, self.ws.operator, "send.finish", f"message:{mid}", counts=c, gateway=self.name,
+                         run=self.run.id if self.run else None)
+                    report.completed.append(mid)

@@ -1,7 +1,7 @@
 """Shared fixtures. Every test runs with its own data directory and database, no .env file,
 and no BROADCAST_* variables from the developer's environment (like llm's isolated user dir).
 
-The storage, dispatch and audit tests (``BOTH_STORES``) run twice: on SQLite and on PostgreSQL,
+The storage, dispatch and audit tests (marked ``both_stores``) run twice: on SQLite and on PostgreSQL,
 each PostgreSQL test in a schema of its own, dropped afterwards. PostgreSQL is
 ``BROADCAST_TEST_POSTGRES_URL`` or, by default, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``;
 where it cannot be reached those runs are skipped, saying why."""
@@ -16,18 +16,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BROADCAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-# Run on SQLite and on PostgreSQL. The SIGKILL crash test (test_crash) stays on SQLite: the
-# PostgreSQL kill path is test_postgres_workers' 4-worker test (passes on both; 1 min more).
-BOTH_STORES = ("tests/db/", "tests/audit/", "tests/dispatch/test_engine.py", "tests/dispatch/test_engine_rules.py",
-               "tests/dispatch/test_faults.py", "tests/dispatch/test_ratelimit.py",
-               "tests/dispatch/test_concurrent_runs.py", "tests/dispatch/test_postgres",
-               "tests/recipients/test_import.py", "tests/messages/test_due_and_schedules.py")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_stores`` (``pytestmark = pytest.mark.both_stores`` in a module) run on
+    SQLite and on PostgreSQL; the rest on SQLite. The SIGKILL crash test (test_crash) stays on
+    SQLite: the PostgreSQL kill path is test_postgres_workers' 4-worker test."""
     if "store" in metafunc.fixturenames:
-        rel = Path(str(metafunc.definition.path)).resolve().relative_to(REPO).as_posix()
-        both = any(rel.startswith(p) for p in BOTH_STORES)
+        both = metafunc.definition.get_closest_marker("both_stores") is not None
         metafunc.parametrize("store", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
 
 

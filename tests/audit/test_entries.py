@@ -9,6 +9,8 @@ import pytest
 
 from tests.recipients.files import write_csv
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 
 def actions(cli, since_id=0):
     return [(e["action"], e["object"], e["operator"]) for e in cli("audit", "log", "--json").json()][since_id:]

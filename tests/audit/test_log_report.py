@@ -14,6 +14,8 @@ from broadcast.db.dispatch_models import DELIVERY_STATES, Delivery
 from broadcast.db.models import Message
 from tests.recipients.files import read_csv
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 STATES = DELIVERY_STATES
 GROUPS = ["一支部", "二支部", "三支部"]
 

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from broadcast.audit.trail import GENESIS, entries, export, note, verify, verify_file
 from broadcast.db.engine import transaction
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def chain(ws):

@@ -409,8 +409,8 @@ class _FakeClock:
 
 
 def _progress(mid: int, total: int, accepted: int, failed: int = 0, elapsed: float = 1.0) -> Any:
-    from broadcast.dispatch.engine import Progress
     from broadcast.dispatch.ledger import Outcomes
+    from broadcast.dispatch.run_report import Progress
 
     return Progress(mid, total, Outcomes(accepted=accepted, failed=failed), elapsed)
 

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import PG_URL, _pg_exec, postgres_problem
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def history(cli, monkeypatch):

@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from broadcast.db.engine import make_engine
 from broadcast.db.migrate import LATEST, all_migrations
 from tests.db.test_migrations import migrate_only_to
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
 
 def _migrate_to(store: str, version: int) -> None:

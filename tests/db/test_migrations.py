@@ -11,6 +11,8 @@ from broadcast.db.engine import make_engine
 from broadcast.db.migrate import LATEST, all_migrations, ensure_schema, migrate, status
 from broadcast.errors import StateError
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 
 def migrate_only_to(engine: sa.Engine, version: int) -> None:
     """Apply migrations 1..version only, as an older release would have."""

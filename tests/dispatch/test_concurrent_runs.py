@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.dispatch import ledger
-from broadcast.dispatch.engine import Engine
+from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.gateways.base import Capabilities, Gateway, Outcome, SendItem, SendResult
 from tests.dispatch import support as S
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
 N = 2000
 RATE = 200.0
@@ -102,7 +104,7 @@ def test_start_message_twice_freezes_once(tmp_path: Path, monkeypatch: pytest.Mo
     try:
         S.populate(ws, 30, tmp_path)
         mid = S.approved_message(ws)
-        a, b = Engine(ws, Counting()), Engine(ws, Counting())
+        a, b = Dispatcher(ws, Counting()), Dispatcher(ws, Counting())
         assert a.start_message(mid) == 30
         # a second run that saw the message approved a moment ago (two runs started together)
         assert b.start_message(mid) == 0
@@ -118,7 +120,7 @@ def test_claim_and_pass_redelivered_send_nothing_more(tmp_path: Path, monkeypatc
         S.populate(ws, 40, tmp_path)
         mid = S.approved_message(ws)
         gw = Counting()
-        engine = Engine(ws, gw)
+        engine = Dispatcher(ws, gw)
         engine.start_message(mid)
         now = engine.now()
         lease = timedelta(seconds=60)
@@ -137,9 +139,9 @@ def test_claim_and_pass_redelivered_send_nothing_more(tmp_path: Path, monkeypatc
         assert len(gw.sent) == 40 and len({i.delivery_id for i in gw.sent}) == 40
 
         # the pass redelivered, the claim redelivered: nothing more is sent
-        again = asyncio.run(Engine(ws, gw).run_pass())
+        again = asyncio.run(Dispatcher(ws, gw).run_pass())
         assert again.started == [] and again.outcomes.accepted == 0
-        assert asyncio.run(Engine(ws, gw).run_pass(only=[mid])).outcomes.accepted == 0
+        assert asyncio.run(Dispatcher(ws, gw).run_pass(only=[mid])).outcomes.accepted == 0
         assert ledger.claim(ws.engine, "run-d", [mid], 100, engine.now(), lease) == []
         assert ledger.claim(ws.engine, "run-d", [mid], 100, engine.now(), lease) == []
         assert len(gw.sent) == 40

@@ -23,7 +23,7 @@ from tests.dispatch import support as S
 N = 2000
 MIN_KILLS = 20
 CONCURRENCY = 8
-HOLD_WINDOW = CONCURRENCY * 1 * 3 // 2  # Engine.hold_limit: concurrency × max_batch (1 here) × 1.5
+HOLD_WINDOW = CONCURRENCY * 1 * 3 // 2  # Dispatcher.hold_limit: concurrency × max_batch (1 here) × 1.5
 
 
 def _kill_repeatedly(mock: S.Mock, env: dict[str, str], seed: int) -> list[dict[str, Any]]:

@@ -17,13 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
 from broadcast.dispatch import ledger, service
-from broadcast.dispatch.engine import Engine
+from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.gateways.base import Capabilities, Gateway, Outcome, Receipt, SendItem, SendResult
 from broadcast.messages.actions import approve_message
 from broadcast.messages.store import create_message
 from broadcast.recipients.groups import add_group
 from broadcast.recipients.members import add_member
 from broadcast.workspace import Workspace
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
 D = Delivery.__table__
 
@@ -98,7 +100,7 @@ def approved_message(ws, text="明天下午三点开会，{name}同志请准时�
 
 
 def run(ws, gateway, **kw) -> object:
-    return asyncio.run(Engine(as_operator(ws, "cron"), gateway, **kw).run_pass())
+    return asyncio.run(Dispatcher(as_operator(ws, "cron"), gateway, **kw).run_pass())
 
 
 def statuses(ws, mid) -> dict[str, int]:
@@ -117,7 +119,7 @@ def test_freeze_once_send_once_render_per_person(setup):
     again = Scripted()
     run(ws, again)
     assert again.sent == []  # a finished message is never sent again
-    engine = Engine(ws, again)
+    engine = Dispatcher(ws, again)
     with pytest.raises(Exception):
         engine.start_message(mid)  # sent -> sending is not a legal transition: no second freeze
 
@@ -181,7 +183,7 @@ def test_stranded_rows_of_a_dead_process_become_in_doubt(setup):
     but whose request it never started is queued again and sent, not held in doubt."""
     ws = setup
     mid = approved_message(ws)
-    engine = Engine(ws, Scripted())
+    engine = Dispatcher(ws, Scripted())
     engine.start_message(mid)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -206,7 +208,7 @@ def test_resend_policy_resends_stranded_rows(setup, monkeypatch):
     monkeypatch.setenv("BROADCAST_IN_DOUBT", "resend")
     ws = as_operator(setup, "x")
     mid = approved_message(ws)
-    Engine(ws, Scripted()).start_message(mid)
+    Dispatcher(ws, Scripted()).start_message(mid)
     from datetime import timedelta
 
     from broadcast.db.types import utcnow
@@ -252,7 +254,7 @@ def test_per_number_cap_decided_by_two_workers_at_once(setup):
     try:
         for cap in range(1, 6):
             mids = [approved_message(ws, f"第{cap}轮，甲"), approved_message(ws, f"第{cap}轮，乙")]
-            engine = Engine(ws, Scripted())
+            engine = Dispatcher(ws, Scripted())
             for mid in mids:
                 engine.start_message(mid)
             claims = [ledger.claim(ws.engine, f"run-{cap}-{i}", [mid], 100, now, timedelta(minutes=5))
@@ -313,7 +315,7 @@ def test_per_number_cap_on_big_claims_from_four_workers_at_once(setup):
 def test_quiet_hours_stop_a_send_midway(setup, monkeypatch):
     ws = setup
     mid = approved_message(ws)
-    Engine(ws, Scripted()).start_message(mid)  # it started at 10:00 and is still sending at 12:30
+    Dispatcher(ws, Scripted()).start_message(mid)  # it started at 10:00 and is still sending at 12:30
     monkeypatch.setenv("BROADCAST_QUIET_HOURS", "12:00-13:00")
     monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T12:30")
     report = run(ws, Scripted())
@@ -324,7 +326,7 @@ def test_quiet_hours_stop_a_send_midway(setup, monkeypatch):
     assert statuses(ws, mid) == {"accepted": 20}
     # resuming only the next morning is past the 6 h delivery deadline: expired, not a surprise at 07:00
     mid2 = approved_message(ws)
-    Engine(ws, Scripted()).start_message(mid2)
+    Dispatcher(ws, Scripted()).start_message(mid2)
     monkeypatch.setenv("BROADCAST_NOW", "2026-11-28T07:00")
     run(ws, Scripted())
     assert statuses(ws, mid2) == {"expired": 20}
@@ -345,7 +347,7 @@ def test_auto_pause_and_resume(setup):
 def test_delivery_deadline_expires_the_rest(setup, monkeypatch):
     ws = setup
     mid = approved_message(ws)
-    engine = Engine(ws, Scripted())
+    engine = Dispatcher(ws, Scripted())
     engine.start_message(mid)
     monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T17:00")  # 7 h later; the deadline is 6 h
     report = run(ws, Scripted())
@@ -361,7 +363,7 @@ def test_receipts_mark_delivered(setup):
 
     ids = [i.delivery_id for i in gw.sent]
     gw.receipts = [Receipt(ids[0], None, "delivered", None, utcnow()), Receipt(None, f"p{ids[1]}", "failed", "UNDELIV", utcnow())]
-    asyncio.run(Engine(ws, gw).pull_receipts())
+    asyncio.run(Dispatcher(ws, gw).pull_receipts())
     assert statuses(ws, mid) == {"accepted": 18, "delivered": 1, "failed": 1}
 
 
@@ -405,7 +407,7 @@ def test_failover_when_the_account_is_refused(setup, monkeypatch):
     mid = approved_message(ws)
     auth = SendResult(0, Outcome.PERMANENT, code="isv.AMOUNT_NOT_ENOUGH", pause=True)
     first, second = Signing({f"+86138000000{i:02d}": [auth] for i in range(20)}), Backup()
-    report = asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    report = asyncio.run(Dispatcher(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
     assert not report.paused and report.failovers and report.failovers[0]["to"] == "backup"
     assert report.completed == [mid]
     d = D
@@ -427,7 +429,7 @@ def test_failover_after_repeated_retryable_errors_and_never_twice(setup):
     mid = approved_message(ws)
     first = Scripted({f"+86138000000{i:02d}": [RETRY] * 3 for i in range(20)})
     second = Backup()
-    report = asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    report = asyncio.run(Dispatcher(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
     assert report.failovers and report.completed == [mid]
     assert statuses(ws, mid) == {"accepted": 20}
     ids = [i.delivery_id for i in second.sent]
@@ -446,7 +448,7 @@ def test_resolve_asks_the_gateway_that_carried_each_delivery(setup, monkeypatch)
     auth = SendResult(0, Outcome.PERMANENT, code="401", pause=True)
     first = Scripted({f"+86138000000{i:02d}": [auth] for i in range(20)})
     second = Backup({"+8613800000019": [DOUBT]})
-    asyncio.run(Engine(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
+    asyncio.run(Dispatcher(as_operator(ws, "cron"), first, fallbacks=[second]).run_pass())
     with ws.engine.connect() as conn:
         doubt = conn.execute(sa.select(D.c.id, D.c.gateway).where(D.c.status == "in_doubt")).all()
     assert [g for _, g in doubt] == ["backup"]

@@ -22,7 +22,8 @@ from broadcast import clock
 from broadcast.db.dispatch_models import DeliveryAttempt, Run
 from broadcast.db.models import Message
 from broadcast.dispatch import ledger
-from broadcast.dispatch.engine import Engine, effective_rate
+from broadcast.dispatch.dispatcher import Dispatcher
+from broadcast.dispatch.policies import effective_rate
 from broadcast.dispatch.shared_rate import default_burst
 from broadcast.gateways.base import Capabilities, SendItem, SendResult
 from broadcast.recipients.members import add_member
@@ -35,6 +36,8 @@ from tests.dispatch.test_engine import (
     run,
     statuses,
 )
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
 setup = test_engine.setup  # the fixture: 20 members of 一支部, BROADCAST_NOW 2026-11-27T10:00, fast retries
 
@@ -135,7 +138,7 @@ def test_a_run_on_another_host_is_taken_over_after_its_lease(setup, heartbeat_le
     request had started: held in doubt, never sent again."""
     ws = setup
     mid = approved_message(ws)
-    Engine(ws, Scripted()).start_message(mid)
+    Dispatcher(ws, Scripted()).start_message(mid)
     lease = timedelta(seconds=ws.settings.lease_s)
     rows = _other_host_run(ws, mid, heartbeat_age=heartbeat_leases * lease + timedelta(seconds=1),
                            lease_from_now=lease_from_now)
@@ -156,7 +159,7 @@ def test_a_live_run_on_another_host_keeps_its_deliveries(setup):
     other 17 are; and the message is not reported finished while 3 are still out."""
     ws = setup
     mid = approved_message(ws)
-    Engine(ws, Scripted()).start_message(mid)
+    Dispatcher(ws, Scripted()).start_message(mid)
     rows = _other_host_run(ws, mid, heartbeat_age=timedelta(seconds=1), lease_from_now=timedelta(hours=1))
     gw = Scripted()
     report = run(ws, gw)
@@ -191,7 +194,7 @@ def test_requests_per_second_limit_holds_in_every_one_second_window(setup):
         add_member(ws, f"乙{i}", f"139000000{i:02d}", ["一支部"])
     mid = approved_message(ws)
     gw = RequestLimited()
-    engine = Engine(as_operator(ws, "cron"), gw)
+    engine = Dispatcher(as_operator(ws, "cron"), gw)
     assert engine.limiter is None and engine.req_limiter is not None  # only the request limit is on
     burst = engine.req_limiter.burst
     assert burst == default_burst(RPS)
@@ -229,7 +232,7 @@ def test_the_lower_of_configured_and_declared_rate_wins(ws, monkeypatch):
     assert effective_rate(as_operator(ws, "x"), Scripted()) is None  # neither: unlimited
     # and the engine's message limiter runs at it
     for settings_ws, want in ((above, 50.0), (below, 10.0)):
-        engine = Engine(settings_ws, gw)
+        engine = Dispatcher(settings_ws, gw)
         try:
             assert engine.rate == want and engine.limiter is not None and engine.limiter.rate == want
         finally:
@@ -298,7 +301,7 @@ def test_a_retry_that_would_land_past_the_deadline_expires(setup, monkeypatch, d
 def test_the_lower_of_configured_and_declared_request_rate_wins(ws, monkeypatch):
     """BROADCAST_REQUEST_RATE against a gateway's declared requests per second, both ways; with
     neither, no request limiter."""
-    from broadcast.dispatch.engine import effective_request_rate
+    from broadcast.dispatch.policies import effective_request_rate
 
     gw = RequestLimited()  # declares RPS
     assert effective_request_rate(as_operator(ws, "x"), gw) == RPS
@@ -308,7 +311,7 @@ def test_the_lower_of_configured_and_declared_request_rate_wins(ws, monkeypatch)
     monkeypatch.setenv("BROADCAST_REQUEST_RATE", "2")
     below = as_operator(ws, "x")
     assert effective_request_rate(below, gw) == 2.0 and effective_request_rate(below, Scripted()) == 2.0
-    engine = Engine(below, Scripted())
+    engine = Dispatcher(below, Scripted())
     try:
         assert engine.req_limiter is not None and engine.req_limiter.rate == 2.0
     finally:

@@ -20,10 +20,13 @@ import httpx
 import pytest
 
 from broadcast.dispatch import service
-from broadcast.dispatch.engine import MIN_PAUSE_SAMPLES, Engine
+from broadcast.dispatch.dispatcher import Dispatcher
+from broadcast.dispatch.policies import MIN_PAUSE_SAMPLES
 from broadcast.gateways.base import make_client
 from broadcast.gateways.http import HttpGateway, HttpSettings
 from tests.dispatch import support as S
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
 
 def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> int:
@@ -226,7 +229,7 @@ def test_bad_credentials_pause_at_once_then_resume(tmp_path: Path, monkeypatch: 
     async def one_pass(status: int) -> object:
         async with make_client(5, 8, transport=httpx.MockTransport(handler(status))) as client:
             gateway = HttpGateway(HttpSettings(url="https://sms.example.com/send"), client)
-            return await Engine(ws, gateway).run_pass()
+            return await Dispatcher(ws, gateway).run_pass()
 
     try:
         report = asyncio.run(one_pass(401))

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.both_stores]
 
 N = 10_000
 WORKERS = 4
@@ -52,7 +52,7 @@ RATE = 400.0
 BURST = max(1.0, RATE * 0.010)  # the default burst: about 10 ms of tokens
 CONCURRENCY = 8
 BATCH = 1  # BROADCAST_HTTP_BATCH
-HOLD_WINDOW = CONCURRENCY * BATCH * 3 // 2  # Engine.hold_limit
+HOLD_WINDOW = CONCURRENCY * BATCH * 3 // 2  # Dispatcher.hold_limit
 KILLS = 6
 SEED = 8
 GATEWAY_DELAY_MS = 20  # the mock answers 20 ms after recording: requests are in flight when a kill lands
@@ -300,14 +300,14 @@ def _wait(predicate: Any, timeout: float, step: float = 0.1) -> bool:
 
 
 def _engine_and_message(tmp: Path, n: int = 50) -> tuple[Any, int]:
-    from broadcast.dispatch.engine import Engine
+    from broadcast.dispatch.dispatcher import Dispatcher
     from broadcast.gateways import registry
     from broadcast.workspace import Workspace
 
     mid = _populate(tmp, n)
     ws = Workspace.open()
     cls = registry.load("simulator")
-    return Engine(ws, cls(registry.load_settings(cls))), mid
+    return Dispatcher(ws, cls(registry.load_settings(cls))), mid
 
 
 def _while_another_holds(store: str, sql: str, fn: Any) -> Any:
@@ -355,7 +355,7 @@ def test_a_message_another_worker_is_starting_is_left_to_it(store: str, tmp_path
 def test_a_message_another_worker_is_finishing_is_left_to_it(store: str, tmp_path: Path) -> None:
     """Two workers settle the same finished message at once: the second sees it sent (without the
     row lock its status change found the row changed: ConflictError, and the worker died)."""
-    from broadcast.dispatch.engine import RunReport
+    from broadcast.dispatch.run_report import RunReport
 
     _postgres_only(store)
     engine, mid = _engine_and_message(tmp_path)

@@ -19,6 +19,8 @@ import pytest
 
 from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, take
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 
 class VirtualTime:
     """A clock plus a ``sleep`` that parks the caller until virtual time reaches its deadline.

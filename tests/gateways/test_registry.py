@@ -69,7 +69,7 @@ def test_core_does_not_import_the_cli() -> None:
     import sys
 
     code = (
-        "import sys, broadcast.gateways.registry as r, broadcast.dispatch.engine, broadcast.gateways.mockserver;"
+        "import sys, broadcast.gateways.registry as r, broadcast.dispatch.dispatcher, broadcast.gateways.mockserver;"
         "[r.load(n) for n in r.names()];"
         "bad=[m for m in ('typer',) if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 BOB = {"BROADCAST_OPERATOR": "bob"}
 
 

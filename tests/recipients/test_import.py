@@ -13,6 +13,8 @@ from broadcast.recipients.optouts import add_optout
 
 from .files import read_csv, write_csv, write_xlsx
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
+
 ROWS = [
     [1, "张三", "138 0514 1234", "城南社区党支部", "书记", ""],
     [2, "李四", "+86-139-0514-1234", "城南社区党支部", "党员", "流动党员"],

@@ -57,7 +57,7 @@ LATEST = 5  # bump with every new migration; checked against all_migrations() in
 def current_version(conn: Connection) -> int:
     if not sa.inspect(conn).has_table("broadcast_schema"):
         return 0
-    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(_version_table.c.version), 0))).scalar_one()
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(_version_table.c.version), 0))).scalar_one())
 
 
 def status(engine: Engine) -> tuple[int, list[Migration]]:
@@ -119,7 +119,7 @@ def _backup_sqlite(engine: Engine, version: int) -> Path | None:
     if not dest.exists():
         raw = engine.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy opens
         try:
-            raw.driver_connection.execute("VACUUM INTO ?", (str(dest),))
+            raw.driver_connection.execute("VACUUM INTO ?", (str(dest),))  # type: ignore[union-attr]
         finally:
             raw.close()
     return dest

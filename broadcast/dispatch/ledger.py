@@ -189,7 +189,7 @@ class Policy:
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter over the upper half: base·2^(n-1), halved at random."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return ceiling * (0.5 + 0.5 * (rng or random).random())
+    return float(ceiling * (0.5 + 0.5 * (rng or random).random()))
 
 
 @dataclass

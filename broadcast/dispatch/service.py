@@ -291,7 +291,8 @@ def resolve(ws: Workspace, message_id: int, *, resend: bool) -> Resolved:
     with transaction(ws.engine, write=True) as conn:
         for c in rows:
             if c.id in known:
-                values = dict(status=ACCEPTED, provider_id=known[c.id].provider_id, error_code=None, error_text=None)
+                values: dict[str, object] = dict(status=ACCEPTED, provider_id=known[c.id].provider_id, error_code=None,
+                                                 error_text=None)
                 out.confirmed += 1
                 outcome = "accepted"
             elif resend:

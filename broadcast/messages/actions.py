@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -43,13 +44,13 @@ def approve_message(ws: Workspace, message_id: int) -> MessageInfo:
         values: dict[str, object] = {"approver": ws.operator, "updated_at": now}
         if row.scheduled_at is None:  # as soon as possible: from now, past quiet hours
             values["send_after"] = first_send_time(ws.settings, now)
-        transition(conn, message_id, "approved", **values)
+        transition(conn, message_id, "approved", **values)  # type: ignore[arg-type]
         note(conn, ws.operator, "message.approve", f"message:{message_id}", author=row.author,
              send_after=values.get("send_after") or row.send_after)
         return _info(conn, _require(conn, message_id))
 
 
-def _two_person(ws: Workspace, row: sa.Row, verb: str) -> None:
+def _two_person(ws: Workspace, row: sa.Row[Any], verb: str) -> None:
     if row.status != "pending_approval":
         raise StateError(
             f"cannot {verb} message {row.id}: it is {row.status}, not pending_approval",

@@ -40,11 +40,11 @@ def audience_of(conn: Connection, group_ids: Sequence[int], target_all: bool) ->
     """The people a message to these groups (sub-groups included) or to everyone reaches now:
     one per phone, opt-outs excluded, ordered by member id."""
     if target_all:
-        people = conn.execute(
+        people: list[tuple[int, str, str]] = [tuple(r) for r in conn.execute(
             sa.select(members_t.c.id, members_t.c.phone, members_t.c.name)
             .where(~members_t.c.phone.in_(sa.select(optouts_t.c.phone)))
             .order_by(members_t.c.id)
-        ).all()
+        )]
         scope = None
     else:
         if not group_ids:

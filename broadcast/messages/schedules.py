@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -97,7 +98,7 @@ def create_daily(
                 series=lines.name, send_time=f"{hhmm:%H:%M}", start_date=start, days=days, status="active",
                 target_all=all_, created_by=ws.operator, created_at=now, updated_at=now,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         if gids:
             conn.execute(stargets_t.insert(), [{"schedule_id": sid, "group_id": g} for g in gids])
         note(conn, ws.operator, "schedule.create", f"schedule:{sid}", series=lines.name, time=f"{hhmm:%H:%M}",
@@ -134,21 +135,21 @@ class ScheduleInfo:
         return asdict(self)
 
 
-def _require(conn: Connection, schedule_id: int) -> sa.Row:
+def _require(conn: Connection, schedule_id: int) -> sa.Row[Any]:
     row = conn.execute(sa.select(schedules_t).where(schedules_t.c.id == schedule_id)).first()
     if row is None:
         raise NotFoundError(f"no schedule {schedule_id}", hint="see 'broadcast schedule list'")
     return row
 
 
-def _info(conn: Connection, row: sa.Row) -> ScheduleInfo:
+def _info(conn: Connection, row: sa.Row[Any]) -> ScheduleInfo:
     targets = list(
         conn.execute(
             sa.select(groups_t.c.name).join(stargets_t, stargets_t.c.group_id == groups_t.c.id)
             .where(stargets_t.c.schedule_id == row.id).order_by(groups_t.c.name)
         ).scalars()
     )
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             sa.select(messages_t.c.status, sa.func.count()).where(messages_t.c.schedule_id == row.id)
             .group_by(messages_t.c.status)

@@ -84,7 +84,7 @@ def transition(conn: Connection, message_id: int, to: str, *, reason: str | None
     ).rowcount
     if done != 1:
         raise ConflictError(f"message {message_id} changed while being updated; try again")
-    return current
+    return str(current)
 
 
 def set_status(engine: Engine, message_id: int, to: str, *, reason: str | None = None, **values: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -69,7 +70,7 @@ def resolve_targets(conn: Connection, groups: Sequence[str], all_: bool) -> list
     return sorted({group_id(conn, clean_group_name(g)) for g in groups})
 
 
-def _require(conn: Connection, message_id: int) -> sa.Row:
+def _require(conn: Connection, message_id: int) -> sa.Row[Any]:
     row = conn.execute(sa.select(messages_t).where(messages_t.c.id == message_id)).first()
     if row is None:
         raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
@@ -108,7 +109,7 @@ def insert_message(
             created_at=now, updated_at=now, scheduled_at=scheduled_at, send_after=send_after,
             schedule_id=schedule_id, target_all=target_all,
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key[0]  # type: ignore[index]
     if group_ids:
         conn.execute(targets_t.insert(), [{"message_id": mid, "group_id": g} for g in group_ids])
     return mid, status
@@ -192,7 +193,7 @@ class MessageInfo:
         return asdict(self)
 
 
-def _info(conn: Connection, row: sa.Row) -> MessageInfo:
+def _info(conn: Connection, row: sa.Row[Any]) -> MessageInfo:
     names = list(
         conn.execute(
             sa.select(groups_t.c.name).join(targets_t, targets_t.c.group_id == groups_t.c.id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -103,7 +104,7 @@ def _preview(body: str, limit: int = 30) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _rows(conn: sa.Connection, statuses: tuple[str, ...]) -> list[sa.Row]:
+def _rows(conn: sa.Connection, statuses: tuple[str, ...]) -> list[sa.Row[Any]]:
     query = (
         sa.select(
             messages_t.c.id, messages_t.c.status, messages_t.c.body, messages_t.c.author,
@@ -117,7 +118,7 @@ def _rows(conn: sa.Connection, statuses: tuple[str, ...]) -> list[sa.Row]:
     return list(conn.execute(query))
 
 
-def _why_waiting(settings: Settings, row: sa.Row, now: datetime) -> tuple[str, str] | None:
+def _why_waiting(settings: Settings, row: sa.Row[Any], now: datetime) -> tuple[str, str] | None:
     """(code, reason) when the message waits; None when it is due now."""
     mid = row.id
     if row.status == "draft":

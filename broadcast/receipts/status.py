@@ -39,7 +39,7 @@ def status(ws: Workspace) -> list[GatewayWait]:
                       sa.func.sum(sa.case((d.c.sent_at < cutoff, 1), else_=0)))
             .where(d.c.status == ACCEPTED, d.c.kind == "real").group_by(d.c.gateway).order_by(d.c.gateway)
         ).all()
-        pending = dict(conn.execute(
+        pending: dict[str, int] = dict(conn.execute(
             sa.select(r.c.gateway, sa.func.count()).where(r.c.applied == 0).group_by(r.c.gateway)).all())
     out = [GatewayWait(gw, int(n), oldest, int(old or 0), int(pending.pop(gw, 0))) for gw, n, oldest, old in waits]
     out += [GatewayWait(gw, 0, None, 0, int(n)) for gw, n in sorted(pending.items())]

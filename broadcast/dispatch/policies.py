@@ -33,16 +33,18 @@ from broadcast.gateways.base import Capabilities, Gateway, Outcome, SendResult
 from broadcast.workspace import Workspace
 
 __all__ = [
-    "MIN_PAUSE_SAMPLES", "Deadlines", "ErrorStorm", "Failover", "FailureAction", "PerNumberCap",
+    "MIN_PAUSE_REQUESTS", "MIN_PAUSE_SAMPLES", "Deadlines", "ErrorStorm", "Failover", "FailureAction", "PerNumberCap",
     "effective_rate", "effective_request_rate", "lower",
 ]
 
 N = TypeVar("N", int, float)
 deliveries_t = table(Delivery)
 
-#: The auto-pause decides only once a message has this many counted attempts (or a whole window,
-#: when the window is smaller): two failures of the first three are no storm.
+#: The auto-pause judges a message once this many deliveries were observed, in at least
+#: MIN_PAUSE_REQUESTS requests (or once a smaller window is full): two failures of the first three
+#: are no storm, nor is one failed request, however many recipients it carried.
 MIN_PAUSE_SAMPLES = 10
+MIN_PAUSE_REQUESTS = 3
 
 
 def lower(*limits: N | None) -> N | None:
@@ -61,36 +63,48 @@ def effective_request_rate(ws: Workspace, gateway: Gateway | type[Gateway]) -> f
 
 
 class ErrorStorm:
-    """The auto-pause rule of one message.
+    """The auto-pause rule of one message, over its recent requests.
 
-    Every attempt that says something about the gateway or the account is counted: accepted, or
-    failed (authentication, balance, a refused signature or template, 5xx, timeouts, resets,
-    malformed answers, throttling). A failure that concerns one recipient only
-    (``SendResult.recipient_fault``: an invalid or blocked number) fails that delivery and is not
-    counted, so a list whose first numbers are dead keeps sending. When more than
-    ``max_error_rate`` of the last ``window`` counted attempts failed, and at least
-    ``MIN_PAUSE_SAMPLES`` (or the whole window) were counted, ``observe`` returns the reason to pause.
+    A request is one observation of the gateway, however many recipients it carried: it *failed*
+    when every answer in it that says something about the gateway or the account failed
+    (authentication, balance, a refused signature or template, 5xx, timeouts, resets, malformed
+    answers), and *succeeded* otherwise. Answers that do not count: a failure that concerns one
+    recipient only (``SendResult.recipient_fault``: an invalid or blocked number), and throttling
+    (the gateway said when to come back, ``retry_after_s``) while the delivery has attempts left;
+    a request with nothing else in it is no observation. So a list whose first numbers are dead
+    keeps sending, one 500 to a request of 200 recipients is one failed request, and a throttled
+    delivery counts once it runs out of retries.
+
+    When more than ``max_error_rate`` of the last ``window`` observed requests failed, ``observe``
+    returns the reason to pause: once the window is full, or earlier once it holds at least
+    ``MIN_PAUSE_REQUESTS`` requests carrying ``MIN_PAUSE_SAMPLES`` deliveries.
     """
 
     def __init__(self, window: int, max_error_rate: float, min_samples: int = MIN_PAUSE_SAMPLES) -> None:
-        self.attempts: collections.deque[bool] = collections.deque(maxlen=max(1, window))  # True: failed
+        self.requests: collections.deque[tuple[bool, int]] = collections.deque(maxlen=max(1, window))  # (failed, deliveries)
         self.max_error_rate = max_error_rate
-        self.min_samples = min(min_samples, self.attempts.maxlen or 1)
+        self.min_samples = min_samples
+        self.last_failure: SendResult | None = None  # the last counted failed answer, named in the reason
 
-    def observe(self, results: Sequence[SendResult]) -> str | None:
-        """Count one request's answers; the reason to pause the message, or None."""
-        last_failure: SendResult | None = None
-        for r in results:
-            if r.recipient_fault:
-                continue
-            failed = r.outcome is not Outcome.ACCEPTED
-            self.attempts.append(failed)
+    def observe(self, results: Sequence[SendResult], last_attempt: Sequence[bool] | None = None) -> str | None:
+        """Count one request's answers (``last_attempt[i]``: result i's delivery has no retry
+        left); the reason to pause the message, or None."""
+        counted = [r for i, r in enumerate(results) if not r.recipient_fault
+                   and not (r.retry_after_s is not None and r.outcome is Outcome.RETRYABLE
+                            and not (last_attempt[i] if last_attempt is not None else False))]
+        if counted:
+            failed = all(r.outcome is not Outcome.ACCEPTED for r in counted)
+            self.requests.append((failed, len(counted)))
             if failed:
-                last_failure = r
-        failed_n, seen = sum(self.attempts), len(self.attempts)
-        if seen < self.min_samples or failed_n / seen <= self.max_error_rate:
+                self.last_failure = counted[-1]
+        seen = len(self.requests)
+        full = seen == self.requests.maxlen
+        if not full and (seen < MIN_PAUSE_REQUESTS or sum(n for _, n in self.requests) < self.min_samples):
             return None
-        last = last_failure or results[-1]
+        failed_n = sum(f for f, _ in self.requests)
+        if failed_n / seen <= self.max_error_rate:
+            return None
+        last = self.last_failure or results[-1]
         return f"{failed_n} of the last {seen} attempts failed (last: {last.code or ''} {last.detail or ''})".strip()
 
 

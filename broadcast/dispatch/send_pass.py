@@ -272,7 +272,7 @@ class SendPass:
         self.carried.update({c.id: name for c in rows})
         self.pending.extend(zip(rows, results))
         self.worker_done()
-        self.apply_policies(rows[0].message_id, results, name)
+        self.apply_policies(rows, results, name)
         if len(self.pending) >= self.chunk():
             self.flush_now.set()
 
@@ -301,9 +301,10 @@ class SendPass:
 
     # -- policies -------------------------------------------------------------------------
 
-    def apply_policies(self, mid: int, results: list[SendResult], gateway: str) -> None:
+    def apply_policies(self, rows: list[Claimed], results: list[SendResult], gateway: str) -> None:
         """An account refusal, or an error storm, of the gateway in use: pause or fail over. The
         late answers of a gateway already failed over from count for nothing."""
+        mid = rows[0].message_id
         if gateway != self.d.name or mid in self.paused:
             return
         refusal = account_refusal(results)
@@ -313,7 +314,7 @@ class SendPass:
         storm = self.storms.get(mid)
         if storm is None:
             storm = self.storms[mid] = ErrorStorm(self.settings.error_window, self.settings.max_error_rate)
-        reason = storm.observe(results)
+        reason = storm.observe(results, [c.attempts >= self.settings.max_attempts for c in rows])
         if reason and mid not in self.paused:
             self.on_failure(mid, reason, gateway)
 

@@ -130,3 +130,25 @@ def test_deadlines_from_the_first_queued_delivery() -> None:
     at = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
     d = Deadlines({7: at})
     assert not d.passed(7, at - timedelta(seconds=1)) and d.passed(7, at) and not d.passed(8, at)
+
+
+def test_one_failed_batch_request_is_one_failure() -> None:
+    """A 500 to a request of 50 recipients is one failed request, not 50 failed attempts."""
+    storm = ErrorStorm(window=50, max_error_rate=0.5)
+    assert storm.observe([DOWN] * 50) is None
+    for _ in range(5):
+        assert storm.observe([OK] * 50) is None
+    assert storm.observe([DOWN] * 50) is None  # 2 of 7 requests
+    assert storm.observe([OK] * 49 + [DOWN]) is None  # one answer of many: a per-item matter
+    storm = ErrorStorm(window=50, max_error_rate=0.5)
+    assert storm.observe([DOWN] * 200) is None and storm.observe([DOWN] * 200) is None
+    assert storm.observe([DOWN] * 200) == "3 of the last 3 attempts failed (last: 503 Service Unavailable)"
+
+
+def test_throttling_counts_only_once_the_retries_are_spent() -> None:
+    throttled = SendResult(1, Outcome.RETRYABLE, code="429", detail="slow down", retry_after_s=1.0)
+    storm = ErrorStorm(window=20, max_error_rate=0.5)
+    for _ in range(30):
+        assert storm.observe([throttled], [False]) is None  # retries left: no observation
+    reasons = [storm.observe([throttled], [True]) for _ in range(MIN_PAUSE_SAMPLES)]
+    assert reasons[-1] == f"{MIN_PAUSE_SAMPLES} of the last {MIN_PAUSE_SAMPLES} attempts failed (last: 429 slow down)"

@@ -16,7 +16,8 @@
 Counts: ``added``/``updated``/``unchanged`` count people; ``rejected``/``conflicts``/``duplicates``
 count rows; ``warnings`` counts rows accepted with a warning (a number in a range that only
 ``BROADCAST_EXTRA_MOBILE_PREFIXES`` allows), listed in ``errors`` with kind ``warning`` but not
-written to the rejected-rows file.
+written to the rejected-rows file. A text cell our own exports quoted (``'=…``, see
+``files.spreadsheet_safe``) is read without the quote.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from broadcast.audit.trail import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
-from broadcast.recipients.files import write_rows
+from broadcast.recipients.files import unescape_cell, write_rows
 from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
 from broadcast.recipients.members import clean_name
 from broadcast.recipients.phones import normalize_phone
@@ -134,7 +135,7 @@ class ImportOptions:
 def _cell(cells: Sequence[Any], index: int | None) -> Any:
     if index is None or index >= len(cells):
         return None
-    return cells[index]
+    return unescape_cell(cells[index])
 
 
 def _text(value: Any) -> str:

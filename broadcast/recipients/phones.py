@@ -122,8 +122,8 @@ def _allocated(e164: str, extra_prefixes: Sequence[str]) -> PhoneResult:
 
     hit = next((p for p in extra_prefixes if n.startswith(p)), None)
     if hit is not None:
-        return PhoneResult(e164, None, f"{n} is outside the mobile ranges phonenumbers {version} knows; accepted "
-                                       f"because BROADCAST_EXTRA_MOBILE_PREFIXES lists {hit}")
+        return PhoneResult(e164, None, f"accepted, but {n} is outside the mobile ranges phonenumbers {version} "
+                                       f"knows (BROADCAST_EXTRA_MOBILE_PREFIXES lists {hit})")
     return _bad(f"not in an allocated mainland mobile range ({n}): a typo? A range allocated after "
                 f"phonenumbers {version} can be allowed with BROADCAST_EXTRA_MOBILE_PREFIXES")
 

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     operator: str | None = Field(default=None, description="Who is acting, for approvals and the audit trail; default: the OS user.")
     default_region: str = Field(default="CN", description="Country of numbers written without a country code (ISO 3166 code).")
+    extra_mobile_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated mainland mobile prefixes allocated after the installed phonenumbers release "
+        "(e.g. 1940,1941): their numbers are imported with a warning instead of rejected.",
+    )
     debug: bool = Field(default=False, description="Show tracebacks for errors.")
     templates_dir: Path = Field(
         default=Path("templates"),
@@ -99,6 +104,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [w.strip() for w in re.split(r"[,，、]", value) if w.strip()]
         return value
+
+    @field_validator("extra_mobile_prefixes", mode="before")
+    @classmethod
+    def _extra_mobile_prefixes(cls, value: Any) -> Any:
+        items = re.split(r"[,，、\s]+", value) if isinstance(value, str) else value
+        out = []
+        for item in items or []:
+            prefix = str(item).strip()
+            if prefix and not re.fullmatch(r"1[3-9][0-9]{1,9}", prefix):
+                raise ValueError(f"{prefix!r} is not the start of a mainland mobile number, like 1940")
+            if prefix:
+                out.append(prefix)
+        return out
 
     @field_validator("timezone")
     @classmethod

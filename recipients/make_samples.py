@@ -8,8 +8,9 @@ Deterministic: every function draws from the ``random.Random`` it is given, and
 (except the .xlsx files, whose zip entries carry a timestamp).
 
 All people, organisations and mobile numbers are invented.  Mobile numbers have
-the form ``1x0000xxxxx`` (second digit 3-9, then four zeros, then five digits):
-they pass the mainland format check ``1[3-9]\\d{9}`` but are not in use.
+the form ``PPP000xxxxx``: one of the prefixes in ``PHONE_PREFIXES``, three zeros,
+five digits.  The prefixes are allocated mobile ranges (so the numbers pass the
+import's check against phonenumbers' metadata, which rejects e.g. 140 or 160).
 
     python recipients/make_samples.py                  # the sample files, in this folder
     python recipients/make_samples.py --out /tmp/s     # ... somewhere else
@@ -31,7 +32,8 @@ from pathlib import Path
 SEED = 20240701
 PARENT = "城南新区党工委"
 FIELDS = ["序号", "姓名", "手机号码", "所属支部", "职务", "备注"]
-PHONE_SPACE = 7 * 100_000  # 1[3-9]0000ddddd
+PHONE_PREFIXES = ("130", "139", "150", "166", "170", "180", "190")  # allocated mobile ranges
+PHONE_SPACE = len(PHONE_PREFIXES) * 100_000  # PPP000ddddd
 
 # --------------------------------------------------------------------------- organisations
 
@@ -147,8 +149,8 @@ def _name(rng: random.Random) -> str:
 
 
 def _phone(index: int) -> str:
-    """The ``index``-th fake number: ``1`` + [3-9] + ``0000`` + 5 digits."""
-    return f"1{3 + index // 100_000}0000{index % 100_000:05d}"
+    """The ``index``-th fake number: a ``PHONE_PREFIXES`` entry + ``000`` + 5 digits."""
+    return f"{PHONE_PREFIXES[index // 100_000]}000{index % 100_000:05d}"
 
 
 def _phone_permutation(rng: random.Random):

@@ -70,21 +70,25 @@ h1{{font-size:1.3em}}</style></head><body>
 
 
 def write_xlsx(report: Report, path: Path) -> None:
+    """Group names, gateway names and failure reasons come from outside (files, gateways):
+    every cell goes through ``xlsx_cells``, which neutralises formulas."""
     from openpyxl import Workbook
+
+    from broadcast.recipients.files import xlsx_cells
 
     wb = Workbook(write_only=True)
     summary = wb.create_sheet("summary")
-    summary.append([report.headline])
+    summary.append(xlsx_cells(summary, [report.headline]))
     for k, v in asdict(report.total).items():
-        summary.append([k, v])
+        summary.append(xlsx_cells(summary, [k, v]))
     by = wb.create_sheet(f"by {report.by}")
-    by.append([label or report.by for _, label in COLUMNS])
+    by.append(xlsx_cells(by, [label or report.by for _, label in COLUMNS]))
     for r in report.rows:
-        by.append(_cells(r))
+        by.append(xlsx_cells(by, _cells(r)))
     fails = wb.create_sheet("failures")
-    fails.append(["reason", "deliveries"])
+    fails.append(xlsx_cells(fails, ["reason", "deliveries"]))
     for k, v in report.failures.items():
-        fails.append([k, v])
+        fails.append(xlsx_cells(fails, [k, v]))
     tmp = path.with_name(f".{path.name}.tmp")
     wb.save(tmp)
     tmp.replace(path)

@@ -1,9 +1,20 @@
-"""Writing row files (exports, rejected rows) as .csv/.tsv/.txt or .xlsx, atomically."""
+"""Writing row files (exports, rejected rows) as .csv/.tsv/.txt or .xlsx, atomically.
+
+Every cell a spreadsheet could take for a formula is neutralised as OWASP describes for CSV
+injection: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+gets a leading ``'`` (``=HYPERLINK(…)`` is written ``'=HYPERLINK(…)``; the rest of the value is
+kept), in .csv and .xlsx alike, and .xlsx text cells are typed as text, never as formulas.
+One exception, chosen deliberately: a value that is only a sign and digits (an E.164 number
+``+8613805141234``, an error code ``-1``) is written as it is, since it can call no function
+and reference no cell or program; quoting it would put a ``'`` in front of every phone number.
+``unescape_cell`` undoes the quote, so the import reads its own exports back unchanged.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +24,38 @@ from typing import Any
 from broadcast.errors import InputError
 
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+FORMULA_START = "=+-@\t\r"
+_SIGNED_DIGITS = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as it may go into a spreadsheet cell: text that a spreadsheet would run as a
+    formula gets a leading ``'`` (see the module doc); anything else is returned unchanged."""
+    if isinstance(value, str) and value and value[0] in FORMULA_START and not _SIGNED_DIGITS.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: Any) -> Any:
+    """Undo ``spreadsheet_safe``: ``"'=SUM(1)"`` -> ``"=SUM(1)"``; anything else unchanged."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == "'" and value[1] in FORMULA_START:
+        return value[1:]
+    return value
+
+
+def xlsx_cells(sheet: Any, values: Iterable[Any]) -> list[Any]:
+    """One row of write-only .xlsx cells: text neutralised, typed as text and formatted as text
+    (so Excel keeps ``13805141234`` as typed, not as 1.38E+10); other values as they are."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cells = []
+    for value in values:
+        cell = WriteOnlyCell(sheet, value=spreadsheet_safe(value))
+        if isinstance(value, str):
+            cell.data_type = "s"
+            cell.number_format = "@"
+        cells.append(cell)
+    return cells
 
 
 @contextmanager
@@ -47,26 +90,19 @@ def write_rows(
     count = 0
     if suffix.lower() == ".xlsx":
         from openpyxl import Workbook
-        from openpyxl.cell import WriteOnlyCell
 
         wb = Workbook(write_only=True)
         ws = wb.create_sheet(sheet)
-        ws.append(list(headers))
+        ws.append(xlsx_cells(ws, headers))
         for row in rows:
-            cells = []
-            for value in row:
-                cell = WriteOnlyCell(ws, value=value)
-                if isinstance(value, str):
-                    cell.number_format = "@"  # text: Excel must not turn numbers into 1.38E+10
-                cells.append(cell)
-            ws.append(cells)
+            ws.append(xlsx_cells(ws, row))
             count += 1
         wb.save(path)
         return count
     with path.open("w", encoding=encoding, newline="") as fh:
         writer = csv.writer(fh, delimiter=delimiter or TEXT_SUFFIXES.get(suffix.lower(), ","))
-        writer.writerow(headers)
+        writer.writerow([spreadsheet_safe(v) for v in headers])
         for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
+            writer.writerow(["" if v is None else spreadsheet_safe(v) for v in row])
             count += 1
     return count

@@ -14,7 +14,10 @@
    changes nothing and reports every person ``unchanged``.
 
 Counts: ``added``/``updated``/``unchanged`` count people; ``rejected``/``conflicts``/``duplicates``
-count rows.
+count rows; ``warnings`` counts rows accepted with a warning (a number in a range that only
+``BROADCAST_EXTRA_MOBILE_PREFIXES`` allows), listed in ``errors`` with kind ``warning`` but not
+written to the rejected-rows file. A text cell our own exports quoted (``'=…``, see
+``files.spreadsheet_safe``) is read without the quote.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from broadcast.audit.trail import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
-from broadcast.recipients.files import write_rows
+from broadcast.recipients.files import unescape_cell, write_rows
 from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
 from broadcast.recipients.members import clean_name
 from broadcast.recipients.phones import normalize_phone
@@ -102,6 +105,7 @@ class ImportSummary:
     rejected: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    warnings: int = 0
     groups_created: list[str] = field(default_factory=list)
     errors: list[ImportError_] = field(default_factory=list)
     dry_run: bool = False
@@ -111,7 +115,7 @@ class ImportSummary:
         return {
             "file": self.file, "rows": self.rows, "added": self.added, "updated": self.updated,
             "unchanged": self.unchanged, "rejected": self.rejected, "duplicates": self.duplicates,
-            "conflicts": self.conflicts, "groups_created": self.groups_created,
+            "conflicts": self.conflicts, "warnings": self.warnings, "groups_created": self.groups_created,
             "errors": [e.to_dict() for e in self.errors], "dry_run": self.dry_run, "errors_file": self.errors_file,
         }
 
@@ -131,7 +135,7 @@ class ImportOptions:
 def _cell(cells: Sequence[Any], index: int | None) -> Any:
     if index is None or index >= len(cells):
         return None
-    return cells[index]
+    return unescape_cell(cells[index])
 
 
 def _text(value: Any) -> str:
@@ -161,7 +165,7 @@ def import_members(
         if opts.errors_out.resolve() == path.resolve():
             raise InputError("--errors-out must not overwrite the file being imported")
     summary = ImportSummary(file=str(path), dry_run=opts.dry_run)
-    region = ws.settings.default_region
+    phones = ws.settings.default_region, tuple(ws.settings.extra_mobile_prefixes)  # region, extra prefixes
 
     with open_table(path, encoding=opts.encoding, sheet=opts.sheet, phone_column=overrides.get("phone")) as table:
         cols = map_columns(table.headers, overrides)
@@ -181,7 +185,7 @@ def import_members(
             _meta.create_all(conn)
             if fixed_group is not None:
                 _require_or_create_group(conn, fixed_group, opts.create_groups, summary)
-            _stage(conn, table, cols, fixed_group, region, summary, progress)
+            _stage(conn, table, cols, fixed_group, phones, summary, progress)
             _check_groups(conn, opts.create_groups, summary)
             _merge(conn, summary)
             _collect_errors(conn, summary)
@@ -191,7 +195,8 @@ def import_members(
                 note(conn, ws.operator, "member.import", f"file:{path.name}", sha256=file_sha256(path),
                      rows=summary.rows, added=summary.added, updated=summary.updated, unchanged=summary.unchanged,
                      rejected=summary.rejected, duplicates=summary.duplicates, conflicts=summary.conflicts,
-                     groups_created=summary.groups_created, group=opts.group, group_column=opts.group_column)
+                     warnings=summary.warnings, groups_created=summary.groups_created, group=opts.group,
+                     group_column=opts.group_column)
             if opts.dry_run:
                 trans.rollback()
             else:
@@ -235,7 +240,7 @@ _group_name = functools.lru_cache(maxsize=4096)(clean_group_name)
 
 
 def _stage(
-    conn: Connection, table: Any, cols: dict[str, int], fixed_group: str | None, region: str,
+    conn: Connection, table: Any, cols: dict[str, int], fixed_group: str | None, phones: tuple[str, tuple[str, ...]],
     summary: ImportSummary, progress: Callable[[int], None] | None,
 ) -> None:
     good: list[tuple[Any, ...]] = []
@@ -256,7 +261,9 @@ def _stage(
         if raw_phone in (None, "") and not name and not grp:
             continue  # a blank line (or only a 序号): not a row of data
         summary.rows += 1
-        result = normalize_phone(raw_phone, region)
+        result = normalize_phone(raw_phone, *phones)
+        if result.warning:
+            summary.errors.append(ImportError_(row_no, "phone", _text(raw_phone), result.warning, "warning"))
         if result.e164 is None:
             bad.append((row_no, "rejected", "phone", _text(raw_phone), result.reason))
         elif not grp:
@@ -423,10 +430,12 @@ def _collect_errors(conn: Connection, summary: ImportSummary) -> None:
     summary.rejected = conn.execute(
         sa.select(sa.func.count()).select_from(errors_t).where(errors_t.c.kind == "rejected")
     ).scalar_one()
-    summary.errors = [
-        ImportError_(r.row_no, r.field, r.value, r.reason, r.kind)
-        for r in conn.execute(sa.select(errors_t).order_by(errors_t.c.row_no))
-    ]
+    warned = [e for e in summary.errors if e.kind == "warning"]
+    summary.warnings = len(warned)
+    summary.errors = sorted([
+        *(ImportError_(r.row_no, r.field, r.value, r.reason, r.kind)
+          for r in conn.execute(sa.select(errors_t).order_by(errors_t.c.row_no))), *warned,
+    ], key=lambda e: e.row)
 
 
 def _fit(cells: list[Any], width: int) -> list[Any]:

@@ -24,7 +24,7 @@ from broadcast.recipients.groups import (
     optouts_t,
     subtree_ids,
 )
-from broadcast.recipients.phones import mask_phone, normalize_phone
+from broadcast.recipients.phones import PhoneResult, mask_phone, normalize_phone
 from broadcast.workspace import Workspace
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
@@ -46,12 +46,20 @@ def clean_name(name: object) -> str:
     return text[:100]
 
 
-def parse_phone(value: str, region: str = "CN") -> str:
-    """A phone number typed on the command line, as E.164; a clear error otherwise."""
-    result = normalize_phone(value, region)
+def parse_phone(value: str, region: str = "CN", extra_prefixes: Sequence[str] | None = None) -> str:
+    """A phone number typed on the command line, as E.164; a clear error otherwise.
+
+    Without ``extra_prefixes`` it names a number that may already be stored (to show, edit,
+    remove or opt out), so the allocated-range check is skipped; a number about to be stored
+    passes ``settings.extra_mobile_prefixes`` and is checked (see ``normalize_phone``)."""
+    return _checked_phone(value, region, extra_prefixes).e164 or ""
+
+
+def _checked_phone(value: str, region: str, extra_prefixes: Sequence[str] | None) -> PhoneResult:
+    result = normalize_phone(value, region, extra_prefixes or (), ranges=extra_prefixes is not None)
     if result.e164 is None:
         raise InputError(f"invalid phone number {value!r}: {result.reason}")
-    return result.e164
+    return result
 
 
 @dataclass
@@ -121,6 +129,7 @@ class AddResult:
     member: MemberInfo
     created: bool
     joined: list[str] = field(default_factory=list)
+    warning: str | None = None  # the number is accepted only thanks to BROADCAST_EXTRA_MOBILE_PREFIXES
 
 
 def add_member(
@@ -128,7 +137,8 @@ def add_member(
 ) -> AddResult:
     """Add a person to groups. An existing phone with the same name joins the groups; a
     different name is a conflict, never overwritten."""
-    e164 = parse_phone(phone, ws.settings.default_region)
+    checked = _checked_phone(phone, ws.settings.default_region, ws.settings.extra_mobile_prefixes)
+    e164 = checked.e164 or ""
     name = clean_name(name)
     if not groups:
         raise InputError("name at least one group with --group")
@@ -155,7 +165,7 @@ def add_member(
         if created or joined:
             note(conn, ws.operator, "member.add" if created else "member.join", f"member:{mask_phone(e164)}",
                  name=info.name, joined=joined, title=info.title)
-    return AddResult(info, created, joined)
+    return AddResult(info, created, joined, checked.warning)
 
 
 def list_members(ws: Workspace, *, group: str | None = None, search: str | None = None) -> list[MemberInfo]:
@@ -214,7 +224,7 @@ def edit_member(
         if notes is not None:
             values["notes"] = notes.strip()
         if new_phone is not None:
-            target = parse_phone(new_phone, ws.settings.default_region)
+            target = parse_phone(new_phone, ws.settings.default_region, ws.settings.extra_mobile_prefixes)
             if target != e164 and _member_row(conn, target) is not None:
                 raise ConflictError(f"{target} already belongs to another member")
             values["phone"] = target

@@ -24,14 +24,22 @@ Rules, in order:
   short / too long.
 * ``default_region`` other than CN: numbers without a country code go through
   ``phonenumbers`` with that region.  ``mask_phone`` hides the middle digits.
+* Allocation: a mainland mobile must also lie in a range the installed ``phonenumbers``
+  knows as allocated (its metadata follows the ministry's allocations), else it is rejected:
+  ``15412345678`` is a typo, not a number any operator issued.  ``extra_prefixes`` (the
+  setting ``BROADCAST_EXTRA_MOBILE_PREFIXES``) names ranges allocated after that release:
+  their numbers are accepted with a ``warning``.  ``ranges=False`` skips the check, for
+  looking up a number that may already be stored.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -46,6 +54,7 @@ __all__ = ["PhoneResult", "mask_phone", "normalize_phone"]
 class PhoneResult:
     e164: str | None  # '+8613805141234' when valid, else None
     reason: str | None  # None when valid; else a one-line English reason
+    warning: str | None = None  # accepted, but only thanks to an extra prefix (one line)
 
 
 _A = re.ASCII
@@ -72,7 +81,9 @@ def _q(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:39] + "…")
 
 
-def normalize_phone(value: object, default_region: str = "CN") -> PhoneResult:
+def normalize_phone(
+    value: object, default_region: str = "CN", extra_prefixes: Sequence[str] = (), *, ranges: bool = True
+) -> PhoneResult:
     """Normalise one spreadsheet cell to E.164; never raises (see module doc)."""
     try:
         if default_region == "CN":  # fast path: a clean mainland mobile
@@ -80,11 +91,41 @@ def normalize_phone(value: object, default_region: str = "CN") -> PhoneResult:
                 value = int(value)
             if type(value) is str or type(value) is int:
                 m = _FAST.fullmatch(value if type(value) is str else str(value))
-                if m:
+                if m and (not ranges or _mobile_ranges().fullmatch(m[1])):
                     return PhoneResult("+86" + m[1], None)
-        return _normalize(value, str(default_region or "CN").upper())
+        result = _normalize(value, str(default_region or "CN").upper())
     except Exception as exc:
         return _bad(f"not a phone number (could not be read: {type(exc).__name__})")
+    if ranges and result.e164 is not None and result.e164.startswith("+86"):
+        return _allocated(result.e164, extra_prefixes)
+    return result
+
+
+@functools.cache
+def _mobile_ranges() -> re.Pattern[str]:
+    """The allocated mainland mobile ranges: ``phonenumbers``' pattern for CN mobiles."""
+    from phonenumbers import PhoneMetadata
+
+    desc = getattr(PhoneMetadata.metadata_for_region("CN"), "mobile", None)
+    pattern = getattr(desc, "national_number_pattern", None)
+    if not pattern:
+        raise RuntimeError("phonenumbers has no mobile metadata for CN")
+    return re.compile(pattern, _A)
+
+
+def _allocated(e164: str, extra_prefixes: Sequence[str]) -> PhoneResult:
+    """``e164`` is a well-formed +86 mobile; keep it only if its range is allocated."""
+    n = e164[3:]
+    if _mobile_ranges().fullmatch(n):
+        return PhoneResult(e164, None)
+    from phonenumbers import __version__ as version
+
+    hit = next((p for p in extra_prefixes if n.startswith(p)), None)
+    if hit is not None:
+        return PhoneResult(e164, None, f"accepted, but {n} is outside the mobile ranges phonenumbers {version} "
+                                       f"knows (BROADCAST_EXTRA_MOBILE_PREFIXES lists {hit})")
+    return _bad(f"not in an allocated mainland mobile range ({n}): a typo? A range allocated after "
+                f"phonenumbers {version} can be allowed with BROADCAST_EXTRA_MOBILE_PREFIXES")
 
 
 def _normalize(value: object, region: str) -> PhoneResult:

@@ -105,12 +105,20 @@ class Dispatcher:
         self.stopping = True
 
     def now(self) -> datetime:
-        """The configured clock (``BROADCAST_NOW`` for drills) read once per pass, advanced by
-        real elapsed time: a drill that starts at 07:29 still sees retries come due."""
+        """The configured clock (``BROADCAST_NOW`` for drills) advanced by real elapsed time since
+        the dispatcher first read it: a drill that starts at 07:29 still sees retries come due,
+        in this pass and in a worker's later passes (the frozen setting is read again each pass,
+        and only a changed setting moves the anchor)."""
         anchor: tuple[datetime, float] | None = getattr(self, "_anchor", None)
         if anchor is None:
             return clock.now(self.ws.settings)
         return anchor[0] + timedelta(seconds=time.monotonic() - anchor[1])
+
+    def _set_anchor(self) -> None:
+        configured = clock.now(self.ws.settings)
+        if getattr(self, "_configured", None) != configured:  # the real clock always moves
+            self._configured = configured
+            self._anchor = (configured, time.monotonic())
 
     def text_for(self, text: str, signature: str) -> str:
         """A frozen text as the current gateway needs it: the signature is prepended for a
@@ -129,7 +137,7 @@ class Dispatcher:
         from broadcast.messages.timing import due, expire_overdue
 
         t0 = time.monotonic()
-        self._anchor = (clock.now(self.ws.settings), t0)
+        self._set_anchor()
         report = RunReport()
         self.run = runs.start_run(self.ws.engine, self.kind, self.ws.operator, self.now())
         beat = asyncio.create_task(self._heartbeat())

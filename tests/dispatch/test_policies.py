@@ -152,3 +152,26 @@ def test_throttling_counts_only_once_the_retries_are_spent() -> None:
         assert storm.observe([throttled], [False]) is None  # retries left: no observation
     reasons = [storm.observe([throttled], [True]) for _ in range(MIN_PAUSE_SAMPLES)]
     assert reasons[-1] == f"{MIN_PAUSE_SAMPLES} of the last {MIN_PAUSE_SAMPLES} attempts failed (last: 429 slow down)"
+
+
+def test_the_drill_clock_keeps_running_across_a_workers_passes(ws, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With BROADCAST_NOW frozen, a worker's later pass must see the time a retry was scheduled
+    for come due: the clock runs on from the first pass instead of restarting at the setting."""
+    import asyncio
+    import time
+
+    from broadcast.dispatch.dispatcher import Dispatcher
+
+    monkeypatch.setenv("BROADCAST_NOW", "2026-12-01T07:30:00+08:00")
+    start = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    dispatcher = Dispatcher(ws, _gateway("mock"), kind="worker")
+    try:
+        asyncio.run(dispatcher.run_pass(wait_for_retries=False))
+        time.sleep(0.3)
+        asyncio.run(dispatcher.run_pass(wait_for_retries=False))
+        assert dispatcher.now() >= start + timedelta(seconds=0.3)
+        monkeypatch.setenv("BROADCAST_NOW", "2026-12-01T09:00:00+08:00")  # a new setting moves the clock
+        asyncio.run(dispatcher.run_pass(wait_for_retries=False))
+        assert start + timedelta(minutes=90) <= dispatcher.now() < start + timedelta(minutes=91)
+    finally:
+        dispatcher.close()

@@ -21,6 +21,7 @@ one it replaces.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -64,8 +65,9 @@ class RestoreResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(data.pop("contents") or {})
-        data["migrated_to"] = LATEST
+        found = data.pop("contents") or {}
+        data["migrated_to"] = found.pop("schema_version", LATEST)  # the version it has now
+        data.update(found)
         return data
 
 
@@ -76,6 +78,7 @@ def restore(settings: Any, source: Path, *, force: bool = False) -> RestoreResul
     source = source.expanduser()
     version = check_backup_file(source)
     live = sqlite_file(url)
+    made_dir: Path | None = None  # the database's directory, when this restore created it
     if live is not None:
         if live.exists() and same_file(source, live):
             raise ConflictError(f"{source} is the database in use: restore another file")
@@ -84,7 +87,9 @@ def restore(settings: Any, source: Path, *, force: bool = False) -> RestoreResul
                                 f"{live.name}.before-restore-<time> beside it and puts {source.name} in its place")
         if live.exists():
             _refuse_if_in_use(live, settings.lease_s)
-        live.parent.mkdir(parents=True, exist_ok=True)
+        if not live.parent.exists():
+            made_dir = live.parent
+            made_dir.mkdir(parents=True)
         staging_dir = live.parent
     else:
         _refuse_unless_empty(url)
@@ -119,6 +124,9 @@ def restore(settings: Any, source: Path, *, force: bool = False) -> RestoreResul
             remove_with_sidecars(aside)
         if live is None:
             shutil.rmtree(staging_dir, ignore_errors=True)
+        elif made_dir is not None and not installed:
+            with contextlib.suppress(OSError):  # only if empty again: nothing of anyone else's goes
+                made_dir.rmdir()
     return result
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from broadcast.db.engine import make_engine, transaction
 from broadcast.db.migrate import LATEST, ensure_schema
-from broadcast.errors import ConflictError, InputError, NotFoundError
+from broadcast.errors import ConflictError, InputError, NotFoundError, StateError
 
 MAGIC = b"SQLite format 3\x00"
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -233,6 +233,13 @@ def _check_destination(dest: Path, force: bool) -> None:
 
 def backup(settings: Any, dest: Path, *, force: bool = False) -> BackupResult:
     """Copy the configured database into the SQLite file ``dest`` (see the module docstring)."""
+    try:
+        return _backup(settings, dest, force)
+    except (sqlite3.Error, OSError) as exc:  # disk full, no permission, I/O error: FILE was not written
+        raise StateError(f"the backup failed, {dest} was not written: {exc}") from None
+
+
+def _backup(settings: Any, dest: Path, force: bool) -> BackupResult:
     from broadcast.audit.trail import note
     from broadcast.config import mask_url
     from broadcast.db.copy import copy_database

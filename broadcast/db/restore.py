@@ -72,6 +72,14 @@ class RestoreResult:
 
 
 def restore(settings: Any, source: Path, *, force: bool = False) -> RestoreResult:
+    """Make the backup ``source`` the configured database (see the module docstring)."""
+    try:
+        return _restore(settings, source, force)
+    except (sqlite3.Error, OSError) as exc:  # disk full, no permission, I/O error, a page size refused
+        raise StateError(f"the restore of {source} failed, the database is as it was: {exc}") from None
+
+
+def _restore(settings: Any, source: Path, force: bool) -> RestoreResult:
     from broadcast.config import mask_url
 
     url = settings.effective_database_url

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from broadcast.cli import (
     audit_cmd,
+    backup_cmd,
     config_cmd,
     db_cmd,
     demo_cmd,
@@ -81,6 +82,8 @@ app.add_typer(group_cmd.app, name="group")
 app.add_typer(member_cmd.app, name="member")
 app.add_typer(optout_cmd.app, name="optout")
 app.add_typer(db_cmd.app, name="db")
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 app.command("config")(config_cmd.config)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(message_cmd.app, name="message")

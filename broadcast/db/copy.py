@@ -5,6 +5,10 @@ The target is migrated to the latest schema first and must hold no data. Tables 
 foreign-key order, streamed in primary-key order in chunks, in one transaction on the target;
 PostgreSQL sequences are then moved past the copied ids. Row counts are compared and the audit
 chain is verified on the target before the command reports success.
+
+The source is read in one transaction, so the copy is the database as it stood at one moment even
+while workers keep sending: on SQLite one read transaction (a WAL snapshot), on PostgreSQL one
+``REPEATABLE READ`` read-only transaction.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class CopyResult:
         return {"target": self.target, "rows": self.rows, "audit_entries": self.audit_entries}
 
 
-def _tables() -> dict[str, sa.Table]:
+def tables() -> dict[str, sa.Table]:
+    """Every table of the history, in foreign-key order."""
     from sqlmodel import SQLModel
 
     import broadcast.db.models  # noqa: F401  (registers every table)
@@ -51,14 +56,17 @@ def copy_database(source: Engine, target_url: str, progress: Callable[[str, int]
     if target.url == source.url:
         raise ConflictError("the target is the database in use", hint="give another URL with --to")
     ensure_schema(target)
-    tables = _tables()
+    tables_ = tables()
     with target.connect() as conn:
-        busy = [n for n, t in tables.items() if conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()]
+        busy = [n for n, t in tables_.items() if conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()]
     if busy:
         raise ConflictError(f"the target already holds data (table {busy[0]})", hint="copy into an empty database")
     result = CopyResult(mask_url(target_url))
-    with transaction(target, write=True) as tconn, source.connect() as sconn:
-        for name, table in tables.items():
+    sconn = source.connect()
+    if source.dialect.name == "postgresql":  # every chunk from one snapshot, not one each
+        sconn = sconn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with transaction(target, write=True) as tconn, sconn:
+        for name, table in tables_.items():
             pk = list(table.primary_key.columns)
             parent = table.c.get("parent_id") if name == "groups" else None
             last: tuple[object, ...] | None = None
@@ -87,7 +95,7 @@ def copy_database(source: Engine, target_url: str, progress: Callable[[str, int]
                                   .values(parent_id=sa.bindparam("b_parent")), links)
             result.rows[name] = copied
         if target.dialect.name == "postgresql":
-            for name, table in tables.items():
+            for name, table in tables_.items():
                 pk = list(table.primary_key.columns)
                 if len(pk) != 1 or not isinstance(pk[0].type, sa.Integer):
                     continue
@@ -96,7 +104,7 @@ def copy_database(source: Engine, target_url: str, progress: Callable[[str, int]
                 if seq:  # move the sequence past the copied ids, so new rows do not collide
                     tconn.exec_driver_sql(f"SELECT setval('{seq}', GREATEST((SELECT max({col}) FROM {name}), 1))")
     with target.connect() as conn:
-        for name, table in tables.items():
+        for name, table in tables_.items():
             n = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
             if n != result.rows[name]:
                 raise StateError(f"copy check failed: {name} has {n} rows on the target, {result.rows[name]} copied")

@@ -81,13 +81,15 @@ def ensure_schema(engine: Engine) -> int:
     return migrate(engine)
 
 
-def migrate(engine: Engine) -> int:
+def migrate(engine: Engine, *, keep_copy: bool = True) -> int:
+    """Apply every pending migration; returns the version reached. ``keep_copy=False``: no
+    ``.vN.bak`` beside the file (for a copy being restored, whose original is kept anyway)."""
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
 
     with engine.connect() as conn:
         before = current_version(conn)
-    if before > 0:
+    if before > 0 and keep_copy:
         _backup_sqlite(engine, before)
     version = before
     for migration in all_migrations():

@@ -17,19 +17,21 @@ the endpoint's host is not part of a V1 signature, so any ``BROADCAST_ALIYUN_END
 The provider id of an accepted recipient is ``"<BizId>:<phone>"`` (``phone_key``: 11 digits for
 mainland numbers): one ``BizId`` covers a whole request, and receipts carry ``biz_id`` + ``phone_number``.
 
-**Answer mapping** (``Code`` in the JSON answer; see ``classify``):
+**Answer mapping** (``Code`` in the JSON answer; see ``classify``). Only codes naming one number are
+recipient faults (never counted toward the message's auto-pause); every other failure counts:
 
 =========================================  ============================================================
 ``OK``                                     accepted
 flow control: ``isv.BUSINESS_LIMIT_CONTROL``  retryable, ``retry_after_s`` 60 (3,600 for a day-level
-``Throttling*``                            limit); ``Throttling*`` retryable
+``Throttling*``                            limit), a recipient fault (per number); ``Throttling*`` retryable
 account caps: ``isv.DAY_LIMIT_CONTROL``,   retryable **and** ``pause`` (every number would hit it)
 ``isv.MONTH_LIMIT_CONTROL``
-bad number: ``isv.MOBILE_NUMBER_ILLEGAL``, permanent for that number; in a multi-number request the
-``isv.DOMESTIC_NUMBER_NOT_SUPPORTED``,     batch is bisected and resent so the good numbers still go
-blacklist codes (``*BLACK*`` other than    (the rejected request sent nothing)
-the keyword one)
-``isv.MOBILE_COUNT_OVER_LIMIT``            bisected; permanent for a single number
+bad number: ``isv.MOBILE_NUMBER_ILLEGAL``, permanent for that number, a recipient fault; in a
+blacklist codes (``*BLACK*`` other than    multi-number request the batch is bisected and resent so
+the keyword one)                           the good numbers still go (the rejected request sent nothing)
+``isv.MOBILE_COUNT_OVER_LIMIT``,           bisected; permanent for a single number, and counted: the
+``isv.PHONENUMBERS_OVER_LIMIT``,           count of numbers, or an international template sent to
+``isv.DOMESTIC_NUMBER_NOT_SUPPORTED``      mainland numbers, is the request's fault, not the number's
 balance/account: ``isv.AMOUNT_NOT_ENOUGH``, permanent + ``pause``
 ``isv.OUT_OF_SERVICE``, auth/signature
 (``SignatureDoesNotMatch``,
@@ -85,6 +87,7 @@ from broadcast.gateways.cloud_common import (
     PER_NUMBER,
     PERMANENT,
     RETRY,
+    SPLIT,
     Split,
     Verdict,
     correlation_tag,
@@ -163,12 +166,9 @@ _RETRY_CODES = {
     "isv.DAY_LIMIT_CONTROL": Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0),
     "isv.MONTH_LIMIT_CONTROL": Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0),
 }
-_PER_NUMBER_CODES = {
-    "isv.MOBILE_NUMBER_ILLEGAL",
-    "isv.DOMESTIC_NUMBER_NOT_SUPPORTED",
-    "isv.MOBILE_COUNT_OVER_LIMIT",
-    "isv.PHONENUMBERS_OVER_LIMIT",
-}
+_PER_NUMBER_CODES = {"isv.MOBILE_NUMBER_ILLEGAL"}
+#: Bisected, but not the number's fault: too many numbers, or a template for another region.
+_SPLIT_CODES = {"isv.MOBILE_COUNT_OVER_LIMIT", "isv.PHONENUMBERS_OVER_LIMIT", "isv.DOMESTIC_NUMBER_NOT_SUPPORTED"}
 _PAUSE_CODES = {
     "isv.AMOUNT_NOT_ENOUGH",
     "isv.OUT_OF_SERVICE",
@@ -198,15 +198,17 @@ _PAUSE_CODES = {
 
 def classify(code: str, message: str = "", http_status: int = 200) -> Verdict:
     """The verdict for an Aliyun ``Code`` (any code but ``OK``)."""
-    if code == "isv.BUSINESS_LIMIT_CONTROL":
+    if code == "isv.BUSINESS_LIMIT_CONTROL":  # per (signature, template, number) frequency limit
         day = "天级" in message or "day" in message.lower()
-        return Verdict(Outcome.RETRYABLE, retry_after_s=3600.0 if day else 60.0)
+        return Verdict(Outcome.RETRYABLE, retry_after_s=3600.0 if day else 60.0, recipient=True)
     if code.startswith("Throttling"):
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
     if code in _RETRY_CODES:
         return _RETRY_CODES[code]
     if code in _PER_NUMBER_CODES or ("BLACK" in code.upper() and code != "isv.BLACK_KEY_CONTROL_LIMIT"):
         return PER_NUMBER
+    if code in _SPLIT_CODES:
+        return SPLIT
     if code in _PAUSE_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden", "InvalidAccessKey")):
         return PAUSE
     if http_status >= 500:

@@ -14,16 +14,19 @@ recipient) or ``"<lowest>-<highest>"``; each recipient's provider id is its ``Se
 
 **Answer mapping**: the request-level ``Response.Error.Code`` applies to every item; otherwise each
 ``SendStatusSet`` element (matched by phone number) gives that recipient's fate (``Code == "Ok"`` →
-accepted), so one request can partly fail. Codes (``classify``):
+accepted), so one request can partly fail. Codes (``classify``), wherever they appear; only those
+naming one number are recipient faults (never counted toward the message's auto-pause):
 
 ===============================================  =====================================================
 ``Ok``                                           accepted (provider id ``SerialNo``)
-``RequestLimitExceeded*``, ``LimitExceeded.``    retryable with ``retry_after_s`` (1 s, 30 s, 1 h)
-``DeliveryFrequencyLimit``/``PhoneNumber*Limit``
+``RequestLimitExceeded*``                        retryable with ``retry_after_s`` 1 s
+``LimitExceeded.DeliveryFrequencyLimit``,        retryable with ``retry_after_s`` (30 s, 1 h), a
+``LimitExceeded.PhoneNumber*Limit``              recipient fault (that number's frequency limit)
 ``LimitExceeded.App*DailyLimit``                 retryable **and** ``pause`` (account-wide cap)
-``InvalidParameterValue.IncorrectPhoneNumber``,  permanent for that number (request-level: the batch
-``FailedOperation.PhoneNumberInBlacklist``       is bisected so the good numbers still go)
-``LimitExceeded.PhoneNumberCountLimit``,         bisected
+``InvalidParameterValue.IncorrectPhoneNumber``,  permanent for that number, a recipient fault
+``FailedOperation.PhoneNumberInBlacklist``       (request-level: the batch is bisected so the good
+                                                 numbers still go)
+``LimitExceeded.PhoneNumberCountLimit``,         bisected; for a single number permanent, and counted
 ``UnsupportedOperation.ContainDomesticAnd…``
 balance (``FailedOperation.InsufficientBalance…``, permanent + ``pause``
 ``UnauthorizedOperation.*``), ``AuthFailure.*``,
@@ -69,6 +72,7 @@ from broadcast.gateways.cloud_common import (
     PAUSE,
     PER_NUMBER,
     PERMANENT,
+    SPLIT,
     Split,
     Verdict,
     correlation_tag,
@@ -155,12 +159,9 @@ class TencentSettings(BaseSettings):
 
 # -- error codes --------------------------------------------------------------------------------
 
-_PER_NUMBER_CODES = {
-    "InvalidParameterValue.IncorrectPhoneNumber",
-    "FailedOperation.PhoneNumberInBlacklist",
-    "LimitExceeded.PhoneNumberCountLimit",
-    "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
-}
+_PER_NUMBER_CODES = {"InvalidParameterValue.IncorrectPhoneNumber", "FailedOperation.PhoneNumberInBlacklist"}
+#: Bisected, but not a number's fault: too many numbers, or domestic and international ones mixed.
+_SPLIT_CODES = {"LimitExceeded.PhoneNumberCountLimit", "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber"}
 _PAUSE_CODES = {
     "FailedOperation.InsufficientBalanceInSmsPackage",
     "FailedOperation.SignatureIncorrectOrUnapproved",
@@ -170,7 +171,7 @@ _PAUSE_CODES = {
     "InvalidParameterValue.SdkAppIdNotExist",
     "InvalidParameterValue.TemplateParameterFormatError",
 }
-_RETRY_AFTER = {
+_RETRY_AFTER = {  # the frequency limits of one number
     "LimitExceeded.PhoneNumberThirtySecondLimit": 30.0,
     "LimitExceeded.DeliveryFrequencyLimit": 30.0,
     "LimitExceeded.PhoneNumberOneHourLimit": 3600.0,
@@ -184,9 +185,11 @@ def classify(code: str) -> Verdict:
     if code.startswith("RequestLimitExceeded"):
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
     if code in _RETRY_AFTER:
-        return Verdict(Outcome.RETRYABLE, retry_after_s=_RETRY_AFTER[code])
+        return Verdict(Outcome.RETRYABLE, retry_after_s=_RETRY_AFTER[code], recipient=True)
     if code.startswith("LimitExceeded.App") or code.startswith("LimitExceeded.Global"):
         return Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0)
+    if code in _SPLIT_CODES:
+        return SPLIT
     if code in _PER_NUMBER_CODES or "Blacklist" in code:
         return PER_NUMBER
     if code in _PAUSE_CODES or code.startswith(("AuthFailure", "UnauthorizedOperation", "MissingParameter")):

@@ -13,9 +13,11 @@ message's own (``adds_signature=False``).
 201/200 with a ``sid``                       accepted
 HTTP 429 or code ``20429``, ``30001``,       retryable (Retry-After honoured)
 ``21611``, ``63017``
-``21211`` (invalid To), ``21614`` (not       permanent
-SMS-capable), ``21610`` (unsubscribed), other
-4xx
+``21211`` (invalid To), ``21265`` (To is a  permanent, a recipient fault (never counted toward
+short code), ``21610`` (unsubscribed),       the message's auto-pause)
+``21612`` (To not reachable from this
+sender), ``21614`` (not a mobile number)
+other 4xx                                    permanent
 HTTP 401/403, ``20003`` (authentication),    permanent + ``pause``
 ``10001`` (account not active), ``20005``
 5xx                                          retryable (504: maybe_sent)
@@ -70,7 +72,7 @@ CALLBACK_PARAM = "bc_delivery"  # our delivery id in the StatusCallback URL
 
 _RETRY_CODES = {20429, 30001, 21611, 63017}
 _PAUSE_CODES = {20003, 20005, 10001}
-_PERMANENT_CODES = {21211, 21614, 21610}
+_RECIPIENT_CODES = {21211, 21265, 21610, 21612, 21614}  # refusals of the To number alone
 
 
 class TwilioSettings(BaseSettings):
@@ -266,8 +268,8 @@ def error_result(delivery_id: int, response: httpx.Response, data: Any = None) -
         return SendResult(delivery_id, Outcome.RETRYABLE, code=code, detail=detail, retry_after_s=retry_after)
     if response.status_code in (401, 403) or code_num in _PAUSE_CODES:
         return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, pause=True)
-    if code_num in _PERMANENT_CODES or 400 <= response.status_code < 500:
-        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail)
+    if code_num in _RECIPIENT_CODES or 400 <= response.status_code < 500:
+        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=code_num in _RECIPIENT_CODES)
     result = status_result(delivery_id, response)
     return SendResult(delivery_id, result.outcome, code=code, detail=detail, retry_after_s=result.retry_after_s,
                       maybe_sent=result.maybe_sent, pause=result.pause)

@@ -17,7 +17,7 @@ the endpoint's host is not part of a V1 signature, so any ``BROADCAST_ALIYUN_END
 The provider id of an accepted recipient is ``"<BizId>:<phone>"`` (``phone_key``: 11 digits for
 mainland numbers): one ``BizId`` covers a whole request, and receipts carry ``biz_id`` + ``phone_number``.
 
-**Answer mapping** (``Code`` in the JSON answer; see ``classify``). Only codes naming one number are
+**Answer mapping** (``Code`` in the JSON answer; see ``classify_answer``). Only codes naming one number are
 recipient faults (never counted toward the message's auto-pause); every other failure counts:
 
 =========================================  ============================================================
@@ -71,6 +71,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcast.gateways import http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -102,7 +103,6 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.http import status_result
 from broadcast.gateways.signing import aliyun_percent_encode, aliyun_rpc_signature
 
 API_VERSION = "2017-05-25"
@@ -196,7 +196,7 @@ _PAUSE_CODES = {
 }
 
 
-def classify(code: str, message: str = "", http_status: int = 200) -> Verdict:
+def classify_answer(code: str, message: str = "", http_status: int = 200) -> Verdict:
     """The verdict for an Aliyun ``Code`` (any code but ``OK``)."""
     if code == "isv.BUSINESS_LIMIT_CONTROL":  # per (signature, template, number) frequency limit
         day = "天级" in message or "day" in message.lower()
@@ -292,7 +292,7 @@ class AliyunGateway(Gateway):
         if not isinstance(code, str) or not code:
             if response.is_success:
                 return malformed(items, response, "answer without a Code")
-            return [status_result(i.delivery_id, response) for i in items]
+            return [http.classify_answer(i.delivery_id, response) for i in items]
         assert isinstance(data, dict)
         if code == "OK":
             biz_id = data.get("BizId")
@@ -306,7 +306,7 @@ class AliyunGateway(Gateway):
                 for i in items
             ]
         message = str(data.get("Message") or "")
-        verdict = classify(code, message, response.status_code)
+        verdict = classify_answer(code, message, response.status_code)
         detail = message or snippet(response)
         if verdict.split and len(items) > 1:
             return Split(code, detail, verdict)

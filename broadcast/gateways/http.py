@@ -183,7 +183,7 @@ class HttpGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
         if not response.is_success:
-            return _recipient_refusal(item.delivery_id, response) or status_result(item.delivery_id, response)
+            return _recipient_refusal(item.delivery_id, response) or classify_answer(item.delivery_id, response)
         data = _json(response)
         provider_id = data.get("id") if isinstance(data, dict) else None
         return SendResult(
@@ -200,7 +200,7 @@ class HttpGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return [transport_error_result(i, exc) for i in items]
         if not response.is_success:
-            return [status_result(i.delivery_id, response) for i in items]
+            return [classify_answer(i.delivery_id, response) for i in items]
         data = _json(response)
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list):
@@ -227,7 +227,7 @@ class HttpGateway(Gateway):
         return problems
 
 
-def status_result(delivery_id: int, response: httpx.Response) -> SendResult:
+def classify_answer(delivery_id: int, response: httpx.Response) -> SendResult:
     """Classify a non-2xx answer (see the table in the module docstring)."""
     status = response.status_code
     code, detail = _error_fields(response)

@@ -182,7 +182,7 @@ class KannelGateway(Gateway):
             response = await client.get(url, timeout=self._timeout)
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
-        return answer_result(item.delivery_id, response)
+        return classify_answer(item.delivery_id, response)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class KannelGateway(Gateway):
         return problems
 
 
-def answer_result(delivery_id: int, response: httpx.Response) -> SendResult:
+def classify_answer(delivery_id: int, response: httpx.Response) -> SendResult:
     """Classify smsbox's answer (see the table in the module docstring)."""
     status = response.status_code
     body = response.content[:400].decode("utf-8", "replace").strip()

@@ -14,7 +14,7 @@ recipient) or ``"<lowest>-<highest>"``; each recipient's provider id is its ``Se
 
 **Answer mapping**: the request-level ``Response.Error.Code`` applies to every item; otherwise each
 ``SendStatusSet`` element (matched by phone number) gives that recipient's fate (``Code == "Ok"`` →
-accepted), so one request can partly fail. Codes (``classify``), wherever they appear; only those
+accepted), so one request can partly fail. Codes (``classify_answer``), wherever they appear; only those
 naming one number are recipient faults (never counted toward the message's auto-pause):
 
 ===============================================  =====================================================
@@ -58,6 +58,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcast.gateways import http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -87,7 +88,6 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.http import status_result
 from broadcast.gateways.signing import tc3_authorization
 
 API_VERSION = "2021-01-11"
@@ -180,7 +180,7 @@ _RETRY_AFTER = {  # the frequency limits of one number
 }
 
 
-def classify(code: str) -> Verdict:
+def classify_answer(code: str) -> Verdict:
     """The verdict for a Tencent error code (request-level or per number; anything but ``Ok``)."""
     if code.startswith("RequestLimitExceeded"):
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
@@ -255,7 +255,7 @@ class TencentGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return [transport_error_result(i, exc) for i in items]
         if response.status_code != 200:
-            return [status_result(i.delivery_id, response) for i in items]
+            return [http.classify_answer(i.delivery_id, response) for i in items]
         data = json_body(response)
         envelope = data.get("Response") if isinstance(data, dict) else None
         if not isinstance(envelope, dict):
@@ -264,7 +264,7 @@ class TencentGateway(Gateway):
         if isinstance(error, dict):
             code = str(error.get("Code") or "error")
             detail = str(error.get("Message") or "") or None
-            verdict = classify(code)
+            verdict = classify_answer(code)
             if verdict.split and len(items) > 1:
                 return Split(code, detail, verdict)
             return [verdict_result(i.delivery_id, verdict, code, detail) for i in items]
@@ -425,7 +425,7 @@ def _status_result(item: SendItem, row: dict[str, Any] | None) -> SendResult:
     code = str(row.get("Code") or "")
     if code.lower() == "ok":
         return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=_str(row.get("SerialNo")), code="Ok")
-    verdict = classify(code or "unknown")
+    verdict = classify_answer(code or "unknown")
     return verdict_result(item.delivery_id, replace(verdict, split=False), code or "unknown", _str(row.get("Message")))
 
 

@@ -21,7 +21,7 @@ from broadcast.gateways.aliyun import (
     SMS_REPORT_ACK,
     AliyunGateway,
     AliyunSettings,
-    classify,
+    classify_answer,
     parse_send_details,
     parse_sms_report,
 )
@@ -317,11 +317,11 @@ def test_non_json_error_statuses_follow_the_http_mapping() -> None:
 
 
 def test_classify_table() -> None:
-    assert classify("isv.MOBILE_NUMBER_ILLEGAL").split
-    assert classify("isv.MOBILE_COUNT_OVER_LIMIT").split
-    assert classify("isv.BLACK_KEY_CONTROL_LIMIT").outcome is Outcome.PERMANENT and not classify("isv.BLACK_KEY_CONTROL_LIMIT").split
-    assert classify("isv.SOMETHING", http_status=500).outcome is Outcome.RETRYABLE
-    assert classify("isv.SOMETHING").outcome is Outcome.PERMANENT
+    assert classify_answer("isv.MOBILE_NUMBER_ILLEGAL").split
+    assert classify_answer("isv.MOBILE_COUNT_OVER_LIMIT").split
+    assert classify_answer("isv.BLACK_KEY_CONTROL_LIMIT").outcome is Outcome.PERMANENT and not classify_answer("isv.BLACK_KEY_CONTROL_LIMIT").split
+    assert classify_answer("isv.SOMETHING", http_status=500).outcome is Outcome.RETRYABLE
+    assert classify_answer("isv.SOMETHING").outcome is Outcome.PERMANENT
 
 
 # -- query (in-doubt sends) ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make
 from broadcast.gateways.kannel import (
     KannelGateway,
     KannelSettings,
-    answer_result,
+    classify_answer,
     dlr_url,
 )
 
@@ -183,7 +183,7 @@ def test_answer_mapping(response: httpx.Response, outcome: Outcome, code: str, m
 
 
 def test_503_retry_after_is_honoured() -> None:
-    r = answer_result(1, resp(503, "Temporal failure, try again later.", {"Retry-After": "7"}))
+    r = classify_answer(1, resp(503, "Temporal failure, try again later.", {"Retry-After": "7"}))
     assert r.retry_after_s == 7.0 and r.outcome is Outcome.RETRYABLE
 
 

@@ -22,7 +22,7 @@ from broadcast.gateways.tencent import (
     CALLBACK_ACK,
     TencentGateway,
     TencentSettings,
-    classify,
+    classify_answer,
     parse_callback,
     parse_pull_status,
 )
@@ -264,10 +264,10 @@ def test_request_level_bad_number_splits_the_batch() -> None:
 
 
 def test_classify_table() -> None:
-    assert classify("LimitExceeded.PhoneNumberCountLimit").split
-    assert classify("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber").split
-    assert classify("FailedOperation.MarketingSendTimeConstraint").outcome is Outcome.RETRYABLE
-    assert classify("InvalidParameterValue.ContentLengthLimit").outcome is Outcome.PERMANENT
+    assert classify_answer("LimitExceeded.PhoneNumberCountLimit").split
+    assert classify_answer("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber").split
+    assert classify_answer("FailedOperation.MarketingSendTimeConstraint").outcome is Outcome.RETRYABLE
+    assert classify_answer("InvalidParameterValue.ContentLengthLimit").outcome is Outcome.PERMANENT
 
 
 # -- transport and malformed answers ------------------------------------------------------------------

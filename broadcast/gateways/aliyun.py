@@ -17,19 +17,21 @@ the endpoint's host is not part of a V1 signature, so any ``BROADCAST_ALIYUN_END
 The provider id of an accepted recipient is ``"<BizId>:<phone>"`` (``phone_key``: 11 digits for
 mainland numbers): one ``BizId`` covers a whole request, and receipts carry ``biz_id`` + ``phone_number``.
 
-**Answer mapping** (``Code`` in the JSON answer; see ``classify``):
+**Answer mapping** (``Code`` in the JSON answer; see ``classify_answer``). Only codes naming one number are
+recipient faults (never counted toward the message's auto-pause); every other failure counts:
 
 =========================================  ============================================================
 ``OK``                                     accepted
 flow control: ``isv.BUSINESS_LIMIT_CONTROL``  retryable, ``retry_after_s`` 60 (3,600 for a day-level
-``Throttling*``                            limit); ``Throttling*`` retryable
+``Throttling*``                            limit), a recipient fault (per number); ``Throttling*`` retryable
 account caps: ``isv.DAY_LIMIT_CONTROL``,   retryable **and** ``pause`` (every number would hit it)
 ``isv.MONTH_LIMIT_CONTROL``
-bad number: ``isv.MOBILE_NUMBER_ILLEGAL``, permanent for that number; in a multi-number request the
-``isv.DOMESTIC_NUMBER_NOT_SUPPORTED``,     batch is bisected and resent so the good numbers still go
-blacklist codes (``*BLACK*`` other than    (the rejected request sent nothing)
-the keyword one)
-``isv.MOBILE_COUNT_OVER_LIMIT``            bisected; permanent for a single number
+bad number: ``isv.MOBILE_NUMBER_ILLEGAL``, permanent for that number, a recipient fault; in a
+blacklist codes (``*BLACK*`` other than    multi-number request the batch is bisected and resent so
+the keyword one)                           the good numbers still go (the rejected request sent nothing)
+``isv.MOBILE_COUNT_OVER_LIMIT``,           bisected; permanent for a single number, and counted: the
+``isv.PHONENUMBERS_OVER_LIMIT``,           count of numbers, or an international template sent to
+``isv.DOMESTIC_NUMBER_NOT_SUPPORTED``      mainland numbers, is the request's fault, not the number's
 balance/account: ``isv.AMOUNT_NOT_ENOUGH``, permanent + ``pause``
 ``isv.OUT_OF_SERVICE``, auth/signature
 (``SignatureDoesNotMatch``,
@@ -69,6 +71,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcast.gateways import http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -85,6 +88,7 @@ from broadcast.gateways.cloud_common import (
     PER_NUMBER,
     PERMANENT,
     RETRY,
+    SPLIT,
     Split,
     Verdict,
     correlation_tag,
@@ -99,7 +103,6 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.http import status_result
 from broadcast.gateways.signing import aliyun_percent_encode, aliyun_rpc_signature
 
 API_VERSION = "2017-05-25"
@@ -163,12 +166,9 @@ _RETRY_CODES = {
     "isv.DAY_LIMIT_CONTROL": Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0),
     "isv.MONTH_LIMIT_CONTROL": Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0),
 }
-_PER_NUMBER_CODES = {
-    "isv.MOBILE_NUMBER_ILLEGAL",
-    "isv.DOMESTIC_NUMBER_NOT_SUPPORTED",
-    "isv.MOBILE_COUNT_OVER_LIMIT",
-    "isv.PHONENUMBERS_OVER_LIMIT",
-}
+_PER_NUMBER_CODES = {"isv.MOBILE_NUMBER_ILLEGAL"}
+#: Bisected, but not the number's fault: too many numbers, or a template for another region.
+_SPLIT_CODES = {"isv.MOBILE_COUNT_OVER_LIMIT", "isv.PHONENUMBERS_OVER_LIMIT", "isv.DOMESTIC_NUMBER_NOT_SUPPORTED"}
 _PAUSE_CODES = {
     "isv.AMOUNT_NOT_ENOUGH",
     "isv.OUT_OF_SERVICE",
@@ -196,17 +196,19 @@ _PAUSE_CODES = {
 }
 
 
-def classify(code: str, message: str = "", http_status: int = 200) -> Verdict:
+def classify_answer(code: str, message: str = "", http_status: int = 200) -> Verdict:
     """The verdict for an Aliyun ``Code`` (any code but ``OK``)."""
-    if code == "isv.BUSINESS_LIMIT_CONTROL":
+    if code == "isv.BUSINESS_LIMIT_CONTROL":  # per (signature, template, number) frequency limit
         day = "天级" in message or "day" in message.lower()
-        return Verdict(Outcome.RETRYABLE, retry_after_s=3600.0 if day else 60.0)
+        return Verdict(Outcome.RETRYABLE, retry_after_s=3600.0 if day else 60.0, recipient=True)
     if code.startswith("Throttling"):
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
     if code in _RETRY_CODES:
         return _RETRY_CODES[code]
     if code in _PER_NUMBER_CODES or ("BLACK" in code.upper() and code != "isv.BLACK_KEY_CONTROL_LIMIT"):
         return PER_NUMBER
+    if code in _SPLIT_CODES:
+        return SPLIT
     if code in _PAUSE_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden", "InvalidAccessKey")):
         return PAUSE
     if http_status >= 500:
@@ -290,7 +292,7 @@ class AliyunGateway(Gateway):
         if not isinstance(code, str) or not code:
             if response.is_success:
                 return malformed(items, response, "answer without a Code")
-            return [status_result(i.delivery_id, response) for i in items]
+            return [http.classify_answer(i.delivery_id, response) for i in items]
         assert isinstance(data, dict)
         if code == "OK":
             biz_id = data.get("BizId")
@@ -304,7 +306,7 @@ class AliyunGateway(Gateway):
                 for i in items
             ]
         message = str(data.get("Message") or "")
-        verdict = classify(code, message, response.status_code)
+        verdict = classify_answer(code, message, response.status_code)
         detail = message or snippet(response)
         if verdict.split and len(items) > 1:
             return Split(code, detail, verdict)

@@ -17,6 +17,8 @@ instance; the class attribute is the default that ``broadcast gateway list`` sho
 
 The helpers at the bottom (``make_client``, ``transport_error_result``, ``parse_retry_after``) are the
 shared vocabulary of HTTP-based gateways, so that every one of them classifies a timeout the same way.
+Each HTTP gateway module names the function that says what a provider's answer means
+``classify_answer`` (``http.classify_answer`` maps plain HTTP statuses and is reused by the others).
 """
 
 from __future__ import annotations

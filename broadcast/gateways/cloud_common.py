@@ -30,6 +30,10 @@ class Verdict:
 
     ``split``: the code names one bad number (or too many numbers) inside a multi-number request:
     the batch is bisected and resent; for a single number it is ``outcome``.
+
+    ``recipient``: the code concerns one number only (invalid, blacklisted, over its own frequency
+    limit): ``SendResult.recipient_fault``, never counted toward the message's auto-pause. Every
+    other code says something about the account, the request or the provider, and counts.
     """
 
     outcome: Outcome
@@ -37,12 +41,17 @@ class Verdict:
     retry_after_s: float | None = None
     split: bool = False
     maybe_sent: bool = False
+    recipient: bool = False
 
 
 RETRY = Verdict(Outcome.RETRYABLE)
 PERMANENT = Verdict(Outcome.PERMANENT)
 PAUSE = Verdict(Outcome.PERMANENT, pause=True)
-PER_NUMBER = Verdict(Outcome.PERMANENT, split=True)
+#: One bad number: bisect a multi-number request; that number fails alone, as a recipient fault.
+PER_NUMBER = Verdict(Outcome.PERMANENT, split=True, recipient=True)
+#: Too many numbers, or kinds that cannot share a request: bisect; a single number still refused
+#: so says something about the request or the account (it counts).
+SPLIT = Verdict(Outcome.PERMANENT, split=True)
 
 
 def verdict_result(delivery_id: int, verdict: Verdict, code: str, detail: str | None) -> SendResult:
@@ -54,6 +63,7 @@ def verdict_result(delivery_id: int, verdict: Verdict, code: str, detail: str | 
         retry_after_s=verdict.retry_after_s,
         maybe_sent=verdict.maybe_sent and verdict.outcome is Outcome.RETRYABLE,
         pause=verdict.pause,
+        recipient_fault=verdict.recipient,
     )
 
 
@@ -80,7 +90,8 @@ async def send_splitting(items: Sequence[SendItem], request: RequestFn) -> list[
         return answer
     if len(items) == 1:
         v = answer.verdict
-        return [verdict_result(items[0].delivery_id, Verdict(v.outcome, v.pause, v.retry_after_s), answer.code, answer.detail)]
+        single = Verdict(v.outcome, v.pause, v.retry_after_s, recipient=v.recipient)
+        return [verdict_result(items[0].delivery_id, single, answer.code, answer.detail)]
     mid = len(items) // 2
     return await send_splitting(items[:mid], request) + await send_splitting(items[mid:], request)
 

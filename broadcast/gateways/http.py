@@ -7,14 +7,28 @@ Requests (POST ``BROADCAST_HTTP_URL``, ``Content-Type: application/json; charset
 * ``BROADCAST_HTTP_BATCH=N`` (N > 1): ``{"messages": [{"id", "to", "text"}, …]}`` (up to N), answered by
   ``{"results": [{"id", "status": "accepted"|"failed", "provider_id"?, "error"?}]}``
 
+**Refusing one number.** A webhook says that it refuses a recipient alone (an invalid, unallocated
+or blacklisted number), not the request, with ``"fault": "recipient"``:
+
+* single: a 4xx answer (not 401, 408 or 429) ``{"error": "invalid number", "code": "INVALID_NUMBER",
+  "fault": "recipient"}``;
+* batch: that recipient's result ``{"id": "7", "status": "failed", "error": "INVALID_NUMBER", "fault": "recipient"}``.
+
+Such a refusal fails that delivery alone, reported by its code, and never counts toward the
+message's auto-pause: a list whose first numbers are dead keeps sending. Every other failure —
+any answer without ``"fault": "recipient"``, and any non-2xx answer to a batch, which is about the
+whole request — says something about the gateway or the account, and counts.
+
 Answer mapping (per item, or for every item of a batch when the request itself fails):
 
 =====================================  =====================================================
 2xx, single                            accepted; provider id = JSON ``id`` if any (a 2xx with a
                                        malformed body is still accepted, without provider id)
 2xx, batch                             per result: ``accepted`` → accepted, ``failed`` → permanent
-                                       (code/detail from ``error``); an id with no result, an
+                                       (code/detail from ``error``; a recipient fault with
+                                       ``"fault": "recipient"``); an id with no result, an
                                        unknown status, or a malformed body → retryable, maybe_sent
+4xx, single, ``"fault": "recipient"``  permanent, a recipient fault (not for 401, 408, 429)
 429                                    retryable, ``retry_after_s`` from Retry-After (seconds or date)
 408                                    retryable (the server gave up reading the request)
 401, 403                               permanent, ``pause`` (credentials: pause the message)
@@ -169,7 +183,7 @@ class HttpGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
         if not response.is_success:
-            return status_result(item.delivery_id, response)
+            return _recipient_refusal(item.delivery_id, response) or classify_answer(item.delivery_id, response)
         data = _json(response)
         provider_id = data.get("id") if isinstance(data, dict) else None
         return SendResult(
@@ -186,7 +200,7 @@ class HttpGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return [transport_error_result(i, exc) for i in items]
         if not response.is_success:
-            return [status_result(i.delivery_id, response) for i in items]
+            return [classify_answer(i.delivery_id, response) for i in items]
         data = _json(response)
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list):
@@ -213,7 +227,7 @@ class HttpGateway(Gateway):
         return problems
 
 
-def status_result(delivery_id: int, response: httpx.Response) -> SendResult:
+def classify_answer(delivery_id: int, response: httpx.Response) -> SendResult:
     """Classify a non-2xx answer (see the table in the module docstring)."""
     status = response.status_code
     code, detail = _error_fields(response)
@@ -234,6 +248,17 @@ def status_result(delivery_id: int, response: httpx.Response) -> SendResult:
     return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail)
 
 
+def _recipient_refusal(delivery_id: int, response: httpx.Response) -> SendResult | None:
+    """A single request's 4xx answer refusing the number alone (``"fault": "recipient"``), else None."""
+    if not 400 <= response.status_code < 500 or response.status_code in (401, 408, 429):
+        return None
+    data = _json(response)
+    if not isinstance(data, dict) or data.get("fault") != "recipient":
+        return None
+    code, detail = _error_fields(response)
+    return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=True)
+
+
 def _batch_row_result(delivery_id: int, row: dict[str, Any] | None) -> SendResult:
     if row is None:
         return SendResult(
@@ -248,7 +273,8 @@ def _batch_row_result(delivery_id: int, row: dict[str, Any] | None) -> SendResul
         return SendResult(delivery_id, Outcome.ACCEPTED, provider_id=None if pid is None else str(pid), code="accepted")
     if status == "failed":
         return SendResult(
-            delivery_id, Outcome.PERMANENT, code=(error_text or "failed")[:64], detail=error_text
+            delivery_id, Outcome.PERMANENT, code=(error_text or "failed")[:64], detail=error_text,
+            recipient_fault=row.get("fault") == "recipient",
         )
     return SendResult(
         delivery_id, Outcome.RETRYABLE, code="unknown_status", detail=f"status {status!r}", maybe_sent=True

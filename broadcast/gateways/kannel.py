@@ -25,7 +25,12 @@ Answer mapping (smsbox answers with a status and a one-line text, ``gw/smsbox.c`
 other 2xx                              retryable, maybe_sent (not an smsbox answer we know)
 401, 403 ``Authorization failed…``     permanent, ``pause`` (credentials / allowed IPs)
 400 ``Sender missing…``                permanent, ``pause`` (set BROADCAST_KANNEL_SENDER)
-403 ``Not routable…``, other 4xx       permanent (bad number, denied, malformed field)
+400 ``Number(s) has/have been denied   permanent, a recipient fault (the number is refused by a
+by white- and/or black-lists.``        white/black list or has characters ``to`` may not hold):
+                                       never counted toward the message's auto-pause
+403 ``Not routable…``, other 4xx       permanent, counted (bearerbox found no SMSC to take it:
+                                       said of a number outside every SMSC's prefixes, but also of
+                                       a Kannel with no SMSC at all; a malformed field)
 408, 429                               retryable (Retry-After honoured)
 503 ``Temporal failure…``, other 5xx   retryable; 504 (a proxy gave up waiting) also maybe_sent
 3xx                                    permanent, ``pause`` (redirects are not followed)
@@ -177,7 +182,7 @@ class KannelGateway(Gateway):
             response = await client.get(url, timeout=self._timeout)
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
-        return answer_result(item.delivery_id, response)
+        return classify_answer(item.delivery_id, response)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class KannelGateway(Gateway):
         return problems
 
 
-def answer_result(delivery_id: int, response: httpx.Response) -> SendResult:
+def classify_answer(delivery_id: int, response: httpx.Response) -> SendResult:
     """Classify smsbox's answer (see the table in the module docstring)."""
     status = response.status_code
     body = response.content[:400].decode("utf-8", "replace").strip()
@@ -226,7 +231,8 @@ def answer_result(delivery_id: int, response: httpx.Response) -> SendResult:
         return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=f"redirected to {where}", pause=True)
     if status == 401 or "authorization failed" in lowered or "sender missing" in lowered:
         return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, pause=True)
-    return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail)
+    denied = status == 400 and "denied by white- and/or black-lists" in lowered
+    return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=denied)
 
 
 def _configured_max_parts() -> int:

@@ -27,9 +27,11 @@ Faults, counted over POST requests (the N-th, 2N-th, … request; first match wi
 * ``--fail-every N``: ``500``, not recorded;
 * ``--malformed-every N``: record, then answer ``200`` with a truncated JSON body.
 
-``--reject-suffix 4`` refuses numbers ending in 4: a single request gets ``400 {"code":
-"INVALID_NUMBER"}``, a batch gets that item as ``failed``. ``--delay-ms`` waits after recording,
-before answering (a simulated gateway latency).
+``--reject-suffix 4`` refuses numbers ending in 4, the way the ``http`` gateway's contract says a
+number alone is refused: a single request gets ``400 {"error": "invalid number", "code":
+"INVALID_NUMBER", "fault": "recipient"}``, a batch gets that item as ``failed`` with ``"fault":
+"recipient"``. (A refused number never pauses a message: for a storm, use ``--fail-every 1``.)
+``--delay-ms`` waits after recording, before answering (a simulated gateway latency).
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ class MockGateway:
             return 500, {"error": "simulated failure"}, None
         rejected = {i for i, m in enumerate(messages) if cfg.reject_suffix and str(m["to"]).endswith(cfg.reject_suffix)}
         if not is_batch and rejected:
-            return 400, {"error": "invalid number", "code": "INVALID_NUMBER"}, None
+            return 400, {"error": "invalid number", "code": "INVALID_NUMBER", "fault": "recipient"}, None
         first_pid = self._record([m for i, m in enumerate(messages) if i not in rejected])
         if cfg.delay_ms:
             await asyncio.sleep(cfg.delay_ms / 1000)
@@ -216,7 +218,7 @@ class MockGateway:
         pid = first_pid
         for i, m in enumerate(messages):
             if i in rejected:
-                results.append({"id": m["id"], "status": "failed", "error": "INVALID_NUMBER"})
+                results.append({"id": m["id"], "status": "failed", "error": "INVALID_NUMBER", "fault": "recipient"})
             else:
                 results.append({"id": m["id"], "status": "accepted", "provider_id": f"m{pid}"})
                 pid += 1

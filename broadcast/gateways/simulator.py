@@ -4,10 +4,15 @@ Each request waits ``BROADCAST_SIMULATOR_LATENCY_MS``. Each item's fate is drawn
 generator seeded by ``(seed, delivery_id, attempt)``, where ``attempt`` counts this instance's sends
 of that delivery (1, 2, …): the same seed gives the same outcomes in every run.
 
-* ``THROTTLE_RATE`` of items → retryable ``throttled`` with ``retry_after_s``;
-* ``FAILURE_RATE`` of items → permanent ``EMPTY_NUMBER`` (空号); a phone that is not E.164
-  (``+`` and 6–15 digits) is always permanent ``INVALID_NUMBER``;
+* a phone of ``DEAD_NUMBERS`` (comma-separated E.164) → always permanent ``EMPTY_NUMBER`` (空号), and a
+  phone that is not E.164 (``+`` and 6–15 digits) → always permanent ``INVALID_NUMBER``;
+* ``THROTTLE_RATE`` of items → retryable ``throttled`` with ``retry_after_s`` (the whole gateway
+  slowing down: it counts toward the message's auto-pause once a delivery's retries are spent);
+* ``FAILURE_RATE`` of items → permanent ``EMPTY_NUMBER`` (空号);
 * the rest → accepted, provider id ``sim-<delivery_id>-<attempt>``.
+
+Its refused numbers (``EMPTY_NUMBER``, ``INVALID_NUMBER``) are recipient faults: they fail that
+delivery alone and never count toward the auto-pause.
 
 An accepted item gets a delivery receipt ``RECEIPT_DELAY_MS`` later: ``failed`` (``UNDELIV``) for
 ``UNDELIVERED_RATE`` of them, else ``delivered``. ``fetch_receipts()`` returns those now due, once.
@@ -64,6 +69,10 @@ class SimulatorSettings(BaseSettings):
     undelivered_rate: float = Field(default=0.01, ge=0, le=1, description="Share of accepted items whose receipt is 'failed'.")
     receipt_delay_ms: float = Field(default=200.0, ge=0, description="Time from acceptance to its receipt.")
     seed: int | None = Field(default=None, description="Seed for reproducible outcomes; unset = random.")
+    dead_numbers: str = Field(default="", description="Comma-separated E.164 numbers that are always 空号 (EMPTY_NUMBER).")
+
+    def dead(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.dead_numbers.split(",") if p.strip())
 
 
 class SimulatorGateway(Gateway):
@@ -85,6 +94,7 @@ class SimulatorGateway(Gateway):
         self._clock = clock
         self._sleep = sleep
         self._seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(8), "big")
+        self._dead = settings.dead()
         self._attempts: dict[int, int] = {}
         self._accepted: dict[int, str] = {}  # delivery id -> provider id
         self._pending: list[tuple[float, int, Receipt]] = []  # (due, seq, receipt) heap
@@ -110,7 +120,11 @@ class SimulatorGateway(Gateway):
         attempt = self._attempts.get(item.delivery_id, 0) + 1
         self._attempts[item.delivery_id] = attempt
         if not _E164.fullmatch(item.phone):
-            return SendResult(item.delivery_id, Outcome.PERMANENT, code="INVALID_NUMBER", detail="not an E.164 number")
+            return SendResult(item.delivery_id, Outcome.PERMANENT, code="INVALID_NUMBER", detail="not an E.164 number",
+                              recipient_fault=True)
+        if item.phone in self._dead:
+            return SendResult(item.delivery_id, Outcome.PERMANENT, code="EMPTY_NUMBER", detail="空号 (simulated)",
+                              recipient_fault=True)
         rng = self._rng(item.delivery_id, attempt)
         draw = rng.random()
         if draw < s.throttle_rate:
@@ -119,7 +133,8 @@ class SimulatorGateway(Gateway):
                 retry_after_s=s.throttle_retry_after_s,
             )
         if draw < s.throttle_rate + s.failure_rate:
-            return SendResult(item.delivery_id, Outcome.PERMANENT, code="EMPTY_NUMBER", detail="空号 (simulated)")
+            return SendResult(item.delivery_id, Outcome.PERMANENT, code="EMPTY_NUMBER", detail="空号 (simulated)",
+                              recipient_fault=True)
         provider_id = f"sim-{item.delivery_id}-{attempt}"
         self._accepted[item.delivery_id] = provider_id
         failed = rng.random() < s.undelivered_rate

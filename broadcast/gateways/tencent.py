@@ -14,16 +14,19 @@ recipient) or ``"<lowest>-<highest>"``; each recipient's provider id is its ``Se
 
 **Answer mapping**: the request-level ``Response.Error.Code`` applies to every item; otherwise each
 ``SendStatusSet`` element (matched by phone number) gives that recipient's fate (``Code == "Ok"`` →
-accepted), so one request can partly fail. Codes (``classify``):
+accepted), so one request can partly fail. Codes (``classify_answer``), wherever they appear; only those
+naming one number are recipient faults (never counted toward the message's auto-pause):
 
 ===============================================  =====================================================
 ``Ok``                                           accepted (provider id ``SerialNo``)
-``RequestLimitExceeded*``, ``LimitExceeded.``    retryable with ``retry_after_s`` (1 s, 30 s, 1 h)
-``DeliveryFrequencyLimit``/``PhoneNumber*Limit``
+``RequestLimitExceeded*``                        retryable with ``retry_after_s`` 1 s
+``LimitExceeded.DeliveryFrequencyLimit``,        retryable with ``retry_after_s`` (30 s, 1 h), a
+``LimitExceeded.PhoneNumber*Limit``              recipient fault (that number's frequency limit)
 ``LimitExceeded.App*DailyLimit``                 retryable **and** ``pause`` (account-wide cap)
-``InvalidParameterValue.IncorrectPhoneNumber``,  permanent for that number (request-level: the batch
-``FailedOperation.PhoneNumberInBlacklist``       is bisected so the good numbers still go)
-``LimitExceeded.PhoneNumberCountLimit``,         bisected
+``InvalidParameterValue.IncorrectPhoneNumber``,  permanent for that number, a recipient fault
+``FailedOperation.PhoneNumberInBlacklist``       (request-level: the batch is bisected so the good
+                                                 numbers still go)
+``LimitExceeded.PhoneNumberCountLimit``,         bisected; for a single number permanent, and counted
 ``UnsupportedOperation.ContainDomesticAnd…``
 balance (``FailedOperation.InsufficientBalance…``, permanent + ``pause``
 ``UnauthorizedOperation.*``), ``AuthFailure.*``,
@@ -55,6 +58,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcast.gateways import http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -69,6 +73,7 @@ from broadcast.gateways.cloud_common import (
     PAUSE,
     PER_NUMBER,
     PERMANENT,
+    SPLIT,
     Split,
     Verdict,
     correlation_tag,
@@ -83,7 +88,6 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.http import status_result
 from broadcast.gateways.signing import tc3_authorization
 
 API_VERSION = "2021-01-11"
@@ -155,12 +159,9 @@ class TencentSettings(BaseSettings):
 
 # -- error codes --------------------------------------------------------------------------------
 
-_PER_NUMBER_CODES = {
-    "InvalidParameterValue.IncorrectPhoneNumber",
-    "FailedOperation.PhoneNumberInBlacklist",
-    "LimitExceeded.PhoneNumberCountLimit",
-    "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
-}
+_PER_NUMBER_CODES = {"InvalidParameterValue.IncorrectPhoneNumber", "FailedOperation.PhoneNumberInBlacklist"}
+#: Bisected, but not a number's fault: too many numbers, or domestic and international ones mixed.
+_SPLIT_CODES = {"LimitExceeded.PhoneNumberCountLimit", "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber"}
 _PAUSE_CODES = {
     "FailedOperation.InsufficientBalanceInSmsPackage",
     "FailedOperation.SignatureIncorrectOrUnapproved",
@@ -170,7 +171,7 @@ _PAUSE_CODES = {
     "InvalidParameterValue.SdkAppIdNotExist",
     "InvalidParameterValue.TemplateParameterFormatError",
 }
-_RETRY_AFTER = {
+_RETRY_AFTER = {  # the frequency limits of one number
     "LimitExceeded.PhoneNumberThirtySecondLimit": 30.0,
     "LimitExceeded.DeliveryFrequencyLimit": 30.0,
     "LimitExceeded.PhoneNumberOneHourLimit": 3600.0,
@@ -179,14 +180,16 @@ _RETRY_AFTER = {
 }
 
 
-def classify(code: str) -> Verdict:
+def classify_answer(code: str) -> Verdict:
     """The verdict for a Tencent error code (request-level or per number; anything but ``Ok``)."""
     if code.startswith("RequestLimitExceeded"):
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
     if code in _RETRY_AFTER:
-        return Verdict(Outcome.RETRYABLE, retry_after_s=_RETRY_AFTER[code])
+        return Verdict(Outcome.RETRYABLE, retry_after_s=_RETRY_AFTER[code], recipient=True)
     if code.startswith("LimitExceeded.App") or code.startswith("LimitExceeded.Global"):
         return Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0)
+    if code in _SPLIT_CODES:
+        return SPLIT
     if code in _PER_NUMBER_CODES or "Blacklist" in code:
         return PER_NUMBER
     if code in _PAUSE_CODES or code.startswith(("AuthFailure", "UnauthorizedOperation", "MissingParameter")):
@@ -252,7 +255,7 @@ class TencentGateway(Gateway):
         except TRANSPORT_ERRORS as exc:
             return [transport_error_result(i, exc) for i in items]
         if response.status_code != 200:
-            return [status_result(i.delivery_id, response) for i in items]
+            return [http.classify_answer(i.delivery_id, response) for i in items]
         data = json_body(response)
         envelope = data.get("Response") if isinstance(data, dict) else None
         if not isinstance(envelope, dict):
@@ -261,7 +264,7 @@ class TencentGateway(Gateway):
         if isinstance(error, dict):
             code = str(error.get("Code") or "error")
             detail = str(error.get("Message") or "") or None
-            verdict = classify(code)
+            verdict = classify_answer(code)
             if verdict.split and len(items) > 1:
                 return Split(code, detail, verdict)
             return [verdict_result(i.delivery_id, verdict, code, detail) for i in items]
@@ -422,7 +425,7 @@ def _status_result(item: SendItem, row: dict[str, Any] | None) -> SendResult:
     code = str(row.get("Code") or "")
     if code.lower() == "ok":
         return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=_str(row.get("SerialNo")), code="Ok")
-    verdict = classify(code or "unknown")
+    verdict = classify_answer(code or "unknown")
     return verdict_result(item.delivery_id, replace(verdict, split=False), code or "unknown", _str(row.get("Message")))
 
 

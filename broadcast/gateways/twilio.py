@@ -13,9 +13,11 @@ message's own (``adds_signature=False``).
 201/200 with a ``sid``                       accepted
 HTTP 429 or code ``20429``, ``30001``,       retryable (Retry-After honoured)
 ``21611``, ``63017``
-``21211`` (invalid To), ``21614`` (not       permanent
-SMS-capable), ``21610`` (unsubscribed), other
-4xx
+``21211`` (invalid To), ``21265`` (To is a  permanent, a recipient fault (never counted toward
+short code), ``21610`` (unsubscribed),       the message's auto-pause)
+``21612`` (To not reachable from this
+sender), ``21614`` (not a mobile number)
+other 4xx                                    permanent
 HTTP 401/403, ``20003`` (authentication),    permanent + ``pause``
 ``10001`` (account not active), ``20005``
 5xx                                          retryable (504: maybe_sent)
@@ -39,6 +41,7 @@ import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcast.gateways import http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -51,7 +54,6 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import json_body, malformed, snippet
-from broadcast.gateways.http import status_result
 from broadcast.gateways.signing import validate_twilio_signature
 
 __all__ = ["TwilioGateway", "TwilioSettings", "parse_status_callback", "validate_signature"]
@@ -70,7 +72,7 @@ CALLBACK_PARAM = "bc_delivery"  # our delivery id in the StatusCallback URL
 
 _RETRY_CODES = {20429, 30001, 21611, 63017}
 _PAUSE_CODES = {20003, 20005, 10001}
-_PERMANENT_CODES = {21211, 21614, 21610}
+_RECIPIENT_CODES = {21211, 21265, 21610, 21612, 21614}  # refusals of the To number alone
 
 
 class TwilioSettings(BaseSettings):
@@ -166,7 +168,7 @@ class TwilioGateway(Gateway):
             if not isinstance(sid, str) or not sid:
                 return malformed([item], response, "answer without a sid")[0]
             return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=sid, code=str(data.get("status") or "queued"))
-        return error_result(item.delivery_id, response, data)
+        return classify_answer(item.delivery_id, response, data)
 
     def _client_for(self) -> httpx.AsyncClient:
         return self._http(self.settings.timeout_s)
@@ -250,7 +252,7 @@ class TwilioGateway(Gateway):
         return problems
 
 
-def error_result(delivery_id: int, response: httpx.Response, data: Any = None) -> SendResult:
+def classify_answer(delivery_id: int, response: httpx.Response, data: Any = None) -> SendResult:
     """Classify a non-2xx Messages API answer (``{"code", "message", "more_info", "status"}``)."""
     body_code = data.get("code") if isinstance(data, dict) else None
     try:
@@ -258,7 +260,7 @@ def error_result(delivery_id: int, response: httpx.Response, data: Any = None) -
     except (TypeError, ValueError):
         code_num = None
     if code_num is None:
-        return status_result(delivery_id, response)
+        return http.classify_answer(delivery_id, response)
     code = f"{response.status_code}:{code_num}"
     detail = str(data.get("message") or "") or snippet(response) if isinstance(data, dict) else snippet(response)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -266,9 +268,9 @@ def error_result(delivery_id: int, response: httpx.Response, data: Any = None) -
         return SendResult(delivery_id, Outcome.RETRYABLE, code=code, detail=detail, retry_after_s=retry_after)
     if response.status_code in (401, 403) or code_num in _PAUSE_CODES:
         return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, pause=True)
-    if code_num in _PERMANENT_CODES or 400 <= response.status_code < 500:
-        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail)
-    result = status_result(delivery_id, response)
+    if code_num in _RECIPIENT_CODES or 400 <= response.status_code < 500:
+        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=code_num in _RECIPIENT_CODES)
+    result = http.classify_answer(delivery_id, response)
     return SendResult(delivery_id, result.outcome, code=code, detail=detail, retry_after_s=result.retry_after_s,
                       maybe_sent=result.maybe_sent, pause=result.pause)
 

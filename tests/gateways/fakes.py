@@ -1,13 +1,16 @@
-"""Local fakes of Aliyun dysmsapi, Tencent Cloud SMS and the Twilio Messages API: real HTTP servers on
-127.0.0.1 (``http.server``, one thread per request) speaking each provider's documented wire format
-and verifying each request the way the provider does (Aliyun's RPC signature V1, Tencent's TC3
-signature over the ``Host`` header as sent, Twilio's basic auth) — the same checks as the
-``httpx.MockTransport`` fakes of ``test_aliyun.py``/``test_tencent.py``/``test_twilio.py``.
+"""Local fakes of Aliyun dysmsapi, Tencent Cloud SMS, the Twilio Messages API and Kannel's smsbox
+sendsms: real HTTP servers on 127.0.0.1 (``http.server``, one thread per request) speaking each
+provider's documented wire format and verifying each request the way the provider does (Aliyun's RPC
+signature V1, Tencent's TC3 signature over the ``Host`` header as sent, Twilio's basic auth, the
+sendsms-user's password) — the same checks as the ``httpx.MockTransport`` fakes of
+``test_aliyun.py``/``test_tencent.py``/``test_twilio.py``/``test_kannel.py``.
 
 Each fake keeps what it was sent (``sent``), can be told how each message ends (``settle``), can
 hang before answering a given number (``hang``: the client times out although the provider has the
 message — an in-doubt send), answers its pull APIs from that state, and can push delivery reports
-to a receipts endpoint in its own push format (``push``).
+to a receipts endpoint in its own push format (``push``). It refuses the numbers of ``dead`` the
+way the provider refuses an invalid number (nothing sent), and with ``fail_status`` set answers
+every send with that HTTP status (a provider that is down).
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class FakeProvider:
         self.requests: list[str] = []  # action per request, in order
         self.rejected = 0  # requests whose signature/auth failed
         self.hang: dict[str, float] = {}  # phone_key -> seconds to sleep before answering
+        self.dead: set[str] = set()  # phone_keys refused as invalid numbers
+        self.fail_status: int | None = None  # answer every send with this status (e.g. 500)
+        self.refused = 0  # sends refused for a dead number
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -79,6 +85,13 @@ class FakeProvider:
         with self._lock:
             self.sent.append(s)
         return s
+
+    def _dead(self, phones: list[str]) -> list[str]:
+        dead = [p for p in phones if phone_key(p) in self.dead]
+        if dead:
+            with self._lock:
+                self.refused += 1
+        return dead
 
     def _maybe_hang(self, phones: list[str]) -> None:
         delay = max((self.hang.get(phone_key(p), 0.0) for p in phones), default=0.0)
@@ -173,6 +186,10 @@ class FakeAliyun(FakeProvider):
             return self._details(params)
         else:
             return _json(404, {"Code": "InvalidAction.NotFound", "Message": action})
+        if self.fail_status:
+            return _json(self.fail_status, {"Code": "isp.SYSTEM_ERROR", "Message": "系统错误"})
+        if self._dead(phones):  # the whole request is refused, nothing is sent
+            return _json(200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号", "RequestId": "r"})
         biz_id = f"{next(self._ids):06d}^0"
         sign = params.get("SignName") or json.loads(params.get("SignNameJson", '[""]'))[0]
         for phone, text in zip(phones, texts):
@@ -225,6 +242,7 @@ class FakeTencent(FakeProvider):
     def __init__(self, secret_id: str, secret_key: str, template_id: str = "449739") -> None:
         super().__init__()
         self.secret_id, self.secret_key, self.template_id = secret_id, secret_key, template_id
+        self.dead_request_level = False  # a dead number: Response.Error for the request, not a SendStatusSet row
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         def error(code: str, message: str) -> tuple[int, dict[str, str], bytes]:
@@ -246,8 +264,17 @@ class FakeTencent(FakeProvider):
         data = json.loads(body)
         self.requests.append(action)
         if action == "SendSms":
+            if self.fail_status:
+                return self.fail_status, {"Content-Type": "text/html"}, f"<html>{self.fail_status} Server Error</html>".encode()
+            dead = self._dead(data["PhoneNumberSet"])
+            if dead and self.dead_request_level:
+                return error("InvalidParameterValue.IncorrectPhoneNumber", f"手机号码格式错误: {dead[0]}")
             rows = []
             for phone in data["PhoneNumberSet"]:
+                if phone in dead:  # a per-number status, the others of the request still go
+                    rows.append({"SerialNo": "", "PhoneNumber": phone, "Fee": 0, "SessionContext": data.get("SessionContext", ""),
+                                 "Code": "InvalidParameterValue.IncorrectPhoneNumber", "Message": "incorrect number", "IsoCode": "CN"})
+                    continue
                 serial = f"2433:{next(self._ids):08d}"
                 self._record(serial, phone, data["TemplateParamSet"][0], data.get("SessionContext", ""))
                 rows.append({"SerialNo": serial, "PhoneNumber": phone, "Fee": 1, "SessionContext": data.get("SessionContext", ""),
@@ -323,6 +350,11 @@ class FakeTwilio(FakeProvider):
             form = dict(parse_qsl(body.decode(), keep_blank_values=True))
             if not form.get("From") and not form.get("MessagingServiceSid"):
                 return _json(400, {"code": 21603, "message": "A 'From' phone number is required.", "status": 400})
+            if self.fail_status:
+                return _json(self.fail_status, {"code": 20500, "message": "Internal Server Error", "status": self.fail_status})
+            if self._dead([form["To"]]):
+                return _json(400, {"code": 21211, "message": f"The 'To' number {form['To']} is not a valid phone number.",
+                                   "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400})
             sid = f"SM{next(self._ids):032x}"
             self._record(sid, form["To"], form["Body"], form.get("StatusCallback", ""))
             self.sender[sid] = form.get("From", "")
@@ -378,3 +410,39 @@ class FakeTwilio(FakeProvider):
                 out.append(httpx.post(local_base + url[len(public_base):], data=params, timeout=10,
                                       headers={"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": s.provider_id}))
         return out
+
+
+# -- Kannel --------------------------------------------------------------------------------------
+
+
+class FakeKannel(FakeProvider):
+    """smsbox's ``GET /cgi-bin/sendsms`` for one ``sendsms-user``, answering as ``gw/smsbox.c`` does;
+    ``dead`` numbers are on its black-list."""
+
+    name = "kannel"
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__()
+        self.username, self.password = username, password
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        def text(status: int, answer: str) -> tuple[int, dict[str, str], bytes]:
+            return status, {"Content-Type": "text/html"}, answer.encode()
+
+        parts = urlsplit(path)
+        if parts.path != "/cgi-bin/sendsms":
+            return text(404, "Unknown request.")
+        q = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if q.get("username") != self.username or q.get("password") != self.password:
+            self.rejected += 1
+            return text(403, "Authorization failed for sendsms")
+        self.requests.append("sendsms")
+        if self.fail_status:
+            return text(self.fail_status, "Temporal failure, try again later.")
+        if not q.get("to"):
+            return text(400, "Missing receiver number, rejected")
+        if self._dead([q["to"]]):
+            return text(400, "Number(s) has/have been denied by white- and/or black-lists.")
+        self._record(f"kannel-{next(self._ids)}", q["to"], q.get("text", ""), q.get("dlr-url", ""))
+        self._maybe_hang([q["to"]])
+        return text(202, "0: Accepted for delivery")

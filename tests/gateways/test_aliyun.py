@@ -21,7 +21,7 @@ from broadcast.gateways.aliyun import (
     SMS_REPORT_ACK,
     AliyunGateway,
     AliyunSettings,
-    classify,
+    classify_answer,
     parse_send_details,
     parse_sms_report,
 )
@@ -317,11 +317,11 @@ def test_non_json_error_statuses_follow_the_http_mapping() -> None:
 
 
 def test_classify_table() -> None:
-    assert classify("isv.MOBILE_NUMBER_ILLEGAL").split
-    assert classify("isv.MOBILE_COUNT_OVER_LIMIT").split
-    assert classify("isv.BLACK_KEY_CONTROL_LIMIT").outcome is Outcome.PERMANENT and not classify("isv.BLACK_KEY_CONTROL_LIMIT").split
-    assert classify("isv.SOMETHING", http_status=500).outcome is Outcome.RETRYABLE
-    assert classify("isv.SOMETHING").outcome is Outcome.PERMANENT
+    assert classify_answer("isv.MOBILE_NUMBER_ILLEGAL").split
+    assert classify_answer("isv.MOBILE_COUNT_OVER_LIMIT").split
+    assert classify_answer("isv.BLACK_KEY_CONTROL_LIMIT").outcome is Outcome.PERMANENT and not classify_answer("isv.BLACK_KEY_CONTROL_LIMIT").split
+    assert classify_answer("isv.SOMETHING", http_status=500).outcome is Outcome.RETRYABLE
+    assert classify_answer("isv.SOMETHING").outcome is Outcome.PERMANENT
 
 
 # -- query (in-doubt sends) ----------------------------------------------------------------------------
@@ -467,3 +467,55 @@ def test_check_flags_suspicious_settings() -> None:
     problems = gw.check()
     assert any("TEMPLATE_CODE" in p for p in problems) and any("SIGN_NAME" in p for p in problems)
     assert any("ENDPOINT" in p for p in problems)
+
+
+# -- recipient faults: a refused number never counts toward the auto-pause ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status", "recipient"),
+    [
+        ("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号", 200, True),
+        ("isv.BUSINESS_LIMIT_CONTROL", "触发天级流控Permits:10", 200, True),  # that number's frequency limit
+        ("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制", 200, False),  # the request's count, not the number
+        ("isv.DOMESTIC_NUMBER_NOT_SUPPORTED", "国际/港澳台消息模板不支持发送境内号码", 200, False),  # the template
+        ("isv.AMOUNT_NOT_ENOUGH", "账户余额不足", 200, False),
+        ("SignatureDoesNotMatch", "Specified signature is not matched", 400, False),
+        ("isv.SMS_SIGNATURE_ILLEGAL", "签名不合法", 200, False),
+        ("isv.SMS_TEMPLATE_ILLEGAL", "模板不合法", 200, False),
+        ("isv.SMS_CONTENT_ILLEGAL", "内容违规", 200, False),
+        ("isv.BLACK_KEY_CONTROL_LIMIT", "黑名单关键字", 200, False),  # the text's keywords
+        ("isv.DAY_LIMIT_CONTROL", "日发送限额", 200, False),
+        ("Throttling.User", "flow control", 200, False),
+        ("isp.SYSTEM_ERROR", "系统错误", 500, False),
+    ],
+)
+def test_only_codes_naming_one_number_are_recipient_faults(code: str, message: str, status: int, recipient: bool) -> None:
+    (r,) = run_send(gateway(answer(code, message, status)), same_text(1))
+    assert r.code == code and r.recipient_fault is recipient, r
+
+
+def test_the_bad_number_of_a_bisected_batch_is_the_only_recipient_fault() -> None:
+    bad = {"+8613900000002", "+8613900000013"}
+
+    def handler(params: dict[str, str]) -> httpx.Response:
+        numbers = json.loads(params["PhoneNumberJson"]) if "PhoneNumberJson" in params else params["PhoneNumbers"].split(",")
+        if bad & set(numbers):
+            return httpx.Response(200, json={"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"})
+        return ok(params)
+
+    results = run_send(gateway(handler), own_texts(16))
+    assert {r.delivery_id for r in results if r.recipient_fault} == {202, 213}
+    assert all(r.outcome is Outcome.ACCEPTED for r in results if not r.recipient_fault)
+
+
+def test_too_many_numbers_bisects_but_a_single_number_so_refused_counts() -> None:
+    def handler(params: dict[str, str]) -> httpx.Response:
+        if len(params["PhoneNumbers"].split(",")) > 4:
+            return httpx.Response(200, json={"Code": "isv.MOBILE_COUNT_OVER_LIMIT", "Message": "手机号码数量超过限制"})
+        return ok(params)
+
+    results = run_send(gateway(handler), same_text(10))
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    (r,) = run_send(gateway(answer("isv.MOBILE_COUNT_OVER_LIMIT")), same_text(1))
+    assert r.outcome is Outcome.PERMANENT and not r.recipient_fault and not r.pause

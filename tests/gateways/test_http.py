@@ -297,3 +297,52 @@ def test_make_client_has_explicit_limits() -> None:
         make_client(0, 1)
     with pytest.raises(ValueError):
         make_client(1, 1, backend="curl")
+
+
+# -- recipient faults: "fault": "recipient" says the number alone is refused ------------------------
+
+
+REFUSED = {"error": "invalid number", "code": "INVALID_NUMBER", "fault": "recipient"}
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_a_single_refusal_marked_recipient_is_a_recipient_fault(status: int) -> None:
+    result = one(lambda r: httpx.Response(status, json=REFUSED))
+    assert result.outcome is Outcome.PERMANENT and result.recipient_fault and not result.pause
+    assert result.code == f"{status}:INVALID_NUMBER" and result.detail == "invalid number"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(400, json={"error": "invalid number", "code": "INVALID_NUMBER"}),  # not marked: counts
+        httpx.Response(400, json={**REFUSED, "fault": "gateway"}),
+        httpx.Response(400, text="fault: recipient"),  # not JSON
+        httpx.Response(401, json=REFUSED),  # credentials, whatever the body says
+        httpx.Response(408, json=REFUSED),
+        httpx.Response(429, json=REFUSED),
+        httpx.Response(500, json=REFUSED),
+        httpx.Response(503, json=REFUSED),
+    ],
+    ids=["unmarked", "gateway", "not-json", "401", "408", "429", "500", "503"],
+)
+def test_other_failures_are_no_recipient_faults(response: httpx.Response) -> None:
+    result = one(lambda r: response)
+    assert not result.recipient_fault and result.outcome is not Outcome.ACCEPTED
+    assert result.pause is (response.status_code == 401)
+
+
+def test_batch_rows_marked_recipient_are_recipient_faults_and_a_failed_request_is_not() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"results": [
+            {"id": "1", "status": "failed", "error": "INVALID_NUMBER", "fault": "recipient"},
+            {"id": "2", "status": "failed", "error": "NO_BALANCE"},  # not said to be the number's: counts
+            {"id": "3", "status": "accepted", "provider_id": "p3"},
+        ]})
+
+    r1, r2, r3 = send(handler, items(3), batch=3)[0]
+    assert (r1.outcome, r1.code, r1.recipient_fault) == (Outcome.PERMANENT, "INVALID_NUMBER", True)
+    assert (r2.outcome, r2.recipient_fault) == (Outcome.PERMANENT, False)
+    assert r3.outcome is Outcome.ACCEPTED and not r3.recipient_fault
+    results, _ = send(lambda r: httpx.Response(400, json=REFUSED), items(3), batch=3)  # about the whole request
+    assert all(r.outcome is Outcome.PERMANENT and not r.recipient_fault for r in results)

@@ -16,7 +16,7 @@ from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make
 from broadcast.gateways.kannel import (
     KannelGateway,
     KannelSettings,
-    answer_result,
+    classify_answer,
     dlr_url,
 )
 
@@ -183,7 +183,7 @@ def test_answer_mapping(response: httpx.Response, outcome: Outcome, code: str, m
 
 
 def test_503_retry_after_is_honoured() -> None:
-    r = answer_result(1, resp(503, "Temporal failure, try again later.", {"Retry-After": "7"}))
+    r = classify_answer(1, resp(503, "Temporal failure, try again later.", {"Retry-After": "7"}))
     assert r.retry_after_s == 7.0 and r.outcome is Outcome.RETRYABLE
 
 
@@ -256,3 +256,28 @@ def test_contract_kit(check: Callable[[kit.Case], None]) -> None:
 def test_registry_loads_kannel(kannel_registered: None) -> None:
     assert registry.load("kannel") is KannelGateway
     assert urlsplit(URL).path == "/cgi-bin/sendsms"
+
+
+# -- recipient faults: a refused number never counts toward the auto-pause ---------------------
+
+DENIED = "Number(s) has/have been denied by white- and/or black-lists."
+
+
+@pytest.mark.parametrize(
+    ("response", "recipient"),
+    [
+        (resp(400, DENIED), True),  # smsbox's white/black-list (or characters 'to' may not hold)
+        (resp(403, "Not routable. Do not try again."), False),  # also what a Kannel with no SMSC says
+        (resp(400, "Missing receiver number, rejected"), False),
+        (resp(400, "Coding field misformed, rejected"), False),
+        (resp(403, "Authorization failed for sendsms"), False),
+        (resp(400, "Sender missing and no global set, rejected"), False),
+        (resp(503, "Temporal failure, try again later."), False),
+        (resp(500, DENIED), False),
+    ],
+)
+def test_only_a_denied_number_is_a_recipient_fault(response: httpx.Response, recipient: bool) -> None:
+    (r,) = send(gateway(lambda req: response), SendItem(5, "+8613800000001", "你好"))
+    assert r.recipient_fault is recipient and r.outcome is not Outcome.ACCEPTED, r
+    if recipient:
+        assert (r.outcome, r.code, r.detail, r.pause) == (Outcome.PERMANENT, "400", DENIED, False)

@@ -188,3 +188,16 @@ def test_mock_is_stdlib_only() -> None:
     code = "import sys, broadcast.gateways.mockserver; bad=[m for m in ('httpx','pydantic') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mock", [{"reject_suffix": ("3", "7")}], indirect=True)
+def test_rejected_numbers_are_refused_as_recipient_faults(mock: int, record: Path) -> None:
+    """The http contract's way of refusing one number: single answers and batch rows alike."""
+    single = send_all(mock, items(8))
+    assert {r.delivery_id for r in single if r.recipient_fault} == {3, 7}
+    assert all(r.outcome is Outcome.PERMANENT and r.code == "400:INVALID_NUMBER" for r in single if r.recipient_fault)
+    answer = httpx.post(f"http://127.0.0.1:{mock}/sms", json={"id": "9", "to": "+8613900000003", "text": "x"})
+    assert answer.status_code == 400 and answer.json()["fault"] == "recipient"
+    batch = send_all(mock, items(10), chunk=10)
+    assert {r.delivery_id for r in batch if r.recipient_fault} == {3, 7}
+    assert sorted(int(g["id"]) for g in lines(record)) == sorted([1, 2, 4, 5, 6, 8] + [1, 2, 4, 5, 6, 8, 9, 10])

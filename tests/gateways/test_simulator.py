@@ -141,3 +141,26 @@ def test_default_settings_from_environment(monkeypatch: Any) -> None:
     assert s.latency_ms == 5 and s.seed == 9 and s.failure_rate == 0.02 and s.throttle_rate == 0.0
     assert s.receipt_delay_ms == 200 and s.undelivered_rate == 0.01
     assert gateway(failure_rate=0.7, throttle_rate=0.5).check()
+
+
+def test_refused_numbers_are_recipient_faults_and_throttling_is_not() -> None:
+    results = run_batches(gateway(seed=1, failure_rate=0.1, throttle_rate=0.1), batch(2_000))
+    assert all(r.recipient_fault is (r.outcome is Outcome.PERMANENT) for r in results)
+    assert any(r.outcome is Outcome.RETRYABLE for r in results)  # throttled: about the gateway
+    (invalid,) = asyncio.run(gateway(seed=1).send([SendItem(1, "13800000000", "x")]))
+    assert invalid.code == "INVALID_NUMBER" and invalid.recipient_fault
+
+
+def test_dead_numbers_are_always_empty_numbers() -> None:
+    dead = ["+8613800000002", "+8613800000005"]
+    gw = gateway(seed=1, failure_rate=0, dead_numbers=" , ".join(dead) + ",")
+    for _ in range(3):  # every attempt
+        results = run_batches(gw, batch(6))
+        assert {r.delivery_id for r in results if r.outcome is Outcome.PERMANENT} == {2, 5}
+        assert all(r.code == "EMPTY_NUMBER" and r.recipient_fault for r in results if r.delivery_id in (2, 5))
+    assert SimulatorSettings(dead_numbers="").dead() == frozenset()
+
+
+def test_dead_numbers_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("BROADCAST_SIMULATOR_DEAD_NUMBERS", "+8613800000001,+8613800000009")
+    assert SimulatorSettings().dead() == {"+8613800000001", "+8613800000009"}

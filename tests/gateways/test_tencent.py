@@ -22,7 +22,7 @@ from broadcast.gateways.tencent import (
     CALLBACK_ACK,
     TencentGateway,
     TencentSettings,
-    classify,
+    classify_answer,
     parse_callback,
     parse_pull_status,
 )
@@ -264,10 +264,10 @@ def test_request_level_bad_number_splits_the_batch() -> None:
 
 
 def test_classify_table() -> None:
-    assert classify("LimitExceeded.PhoneNumberCountLimit").split
-    assert classify("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber").split
-    assert classify("FailedOperation.MarketingSendTimeConstraint").outcome is Outcome.RETRYABLE
-    assert classify("InvalidParameterValue.ContentLengthLimit").outcome is Outcome.PERMANENT
+    assert classify_answer("LimitExceeded.PhoneNumberCountLimit").split
+    assert classify_answer("UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber").split
+    assert classify_answer("FailedOperation.MarketingSendTimeConstraint").outcome is Outcome.RETRYABLE
+    assert classify_answer("InvalidParameterValue.ContentLengthLimit").outcome is Outcome.PERMANENT
 
 
 # -- transport and malformed answers ------------------------------------------------------------------
@@ -386,3 +386,57 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         registry.create("tencent")
     monkeypatch.setenv("BROADCAST_TENCENT_TEMPLATE_PARAMS", '["fixed"]')
     assert any("TEMPLATE_PARAMS" in p for p in registry.create("tencent").check())
+
+
+# -- recipient faults: a refused number never counts toward the auto-pause ------------------------------
+
+ROW_CODES = {
+    "+8613800000001": "InvalidParameterValue.IncorrectPhoneNumber",
+    "+8613800000002": "FailedOperation.PhoneNumberInBlacklist",
+    "+8613800000003": "LimitExceeded.PhoneNumberDailyLimit",
+    "+8613800000004": "LimitExceeded.DeliveryFrequencyLimit",
+    "+8613800000005": "FailedOperation.ContainSensitiveWord",  # the text, not the number
+    "+8613800000006": "FailedOperation.InsufficientBalanceInSmsPackage",  # the account
+}
+
+
+def test_per_number_rows_are_recipient_faults_only_when_they_name_the_number() -> None:
+    def handler(action: str, body: dict[str, Any]) -> httpx.Response:
+        rows = [{"SerialNo": "s" + p[-1], "PhoneNumber": p, "Code": ROW_CODES.get(p, "Ok"), "Message": "m", "Fee": 1}
+                for p in body["PhoneNumberSet"]]
+        return httpx.Response(200, json={"Response": {"SendStatusSet": rows, "RequestId": "r"}})
+
+    results = run_send(gateway(handler), same_text(7))
+    assert [r.recipient_fault for r in results] == [False, True, True, True, True, False, False]
+    assert results[6].pause and results[0].outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("code", "recipient"),
+    [("InvalidParameterValue.IncorrectPhoneNumber", True), ("FailedOperation.PhoneNumberInBlacklist", True),
+     ("LimitExceeded.PhoneNumberThirtySecondLimit", True), ("LimitExceeded.PhoneNumberCountLimit", False),
+     ("RequestLimitExceeded", False), ("LimitExceeded.AppDailyLimit", False), ("AuthFailure.SignatureFailure", False),
+     ("FailedOperation.SignatureIncorrectOrUnapproved", False), ("FailedOperation.TemplateIncorrectOrUnapproved", False),
+     ("InternalError.Timeout", False), ("FailedOperation.ContainSensitiveWord", False)],
+)
+def test_request_level_codes_for_one_number(code: str, recipient: bool) -> None:
+    (r,) = run_send(gateway(error(code)), same_text(1))
+    assert r.code == code and r.recipient_fault is recipient, r
+
+
+def test_request_level_bad_number_of_a_batch_is_the_only_recipient_fault() -> None:
+    bad = "+8613800000003"
+
+    def handler(action: str, body: dict[str, Any]) -> httpx.Response:
+        if bad in body["PhoneNumberSet"]:
+            return error("InvalidParameterValue.IncorrectPhoneNumber")(action, body)
+        return ok(action, body)
+
+    results = run_send(gateway(handler), same_text(8))
+    assert [r.delivery_id for r in results if r.recipient_fault] == [103]
+    assert sum(r.outcome is Outcome.ACCEPTED for r in results) == 7
+
+
+def test_a_server_error_for_the_whole_request_is_no_recipient_fault() -> None:
+    results = run_send(gateway(lambda a, b: httpx.Response(500, text="<html>500</html>")), same_text(3))
+    assert all(r.outcome is Outcome.RETRYABLE and not r.recipient_fault for r in results)

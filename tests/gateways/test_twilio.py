@@ -278,3 +278,23 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("STATUS_CALLBACK" in p for p in gw.check())
     monkeypatch.setenv("BROADCAST_TWILIO_STATUS_CALLBACK", "https://hooks.example.org/t")
     assert registry.create("twilio").check() == []
+
+
+# -- recipient faults: a refused number never counts toward the auto-pause ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "recipient"),
+    [(400, 21211, True), (400, 21265, True), (400, 21610, True), (400, 21612, True), (400, 21614, True),
+     (400, 21408, False),  # the account may not send to that region: every number of it
+     (400, 21606, False), (400, 21603, False),  # the sender: every number
+     (401, 20003, False), (400, 10001, False), (429, 20429, False), (400, 30001, False), (500, 20500, False)],
+)
+def test_only_refusals_of_the_to_number_are_recipient_faults(status: int, code: int, recipient: bool) -> None:
+    r = one(fail(status, code))
+    assert r.code == f"{status}:{code}" and r.recipient_fault is recipient, r
+    assert not (recipient and r.pause)
+
+
+def test_an_error_without_a_twilio_code_is_no_recipient_fault() -> None:
+    assert not one(lambda r, f: httpx.Response(400, text="bad request")).recipient_fault

@@ -110,9 +110,16 @@ def load_settings(cls: type[Gateway], **overrides: Any) -> BaseSettings:
     try:
         return settings_class(_env_file=env_file, **overrides)
     except ValidationError as exc:
+        prefix = str(settings_class.model_config.get("env_prefix", ""))
+        missing = [(prefix + str(e["loc"][0])).upper() for e in exc.errors() if e["type"] == "missing" and e["loc"]]
+        if missing:
+            raise ConfigError(
+                f"gateway {cls.capabilities.name!r} is missing required setting{'s' if len(missing) > 1 else ''} "
+                + ", ".join(missing),
+                hint="set them in the environment or in .env ('broadcast config' shows every gateway's settings)",
+            ) from None
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        prefix = str(settings_class.model_config.get("env_prefix", ""))
         raise ConfigError(
             f"invalid setting {(prefix + field).upper()} for gateway {cls.capabilities.name!r}: {err['msg']}",
             hint="fix it in the environment or in .env (see 'broadcast gateway check')",

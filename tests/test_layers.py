@@ -103,3 +103,23 @@ def test_no_import_cycle_between_packages() -> None:
     if cycle:
         steps = [f"{a} -> {b} ({', '.join(graph[a][b][:3])})" for a, b in zip(cycle, cycle[1:], strict=False)]
         raise AssertionError("import cycle between packages:\n  " + "\n  ".join(steps))
+
+
+LAYERS = ["errors", "clock", "config", "db", "workspace", "recipients", "messages", "gateways", "receipts",
+          "dispatch", "audit", "maintenance", "demo", "cli", "__main__"]
+"""Bottom to top, as the README states it: a package imports only packages before it."""
+
+
+def test_packages_import_only_lower_layers() -> None:
+    graph = package_graph()
+    assert set(graph) | {t for deps in graph.values() for t in deps} <= set(LAYERS), "a package missing from LAYERS"
+    upward = [f"{a} -> {b} ({', '.join(places[:3])})" for a, deps in sorted(graph.items())
+              for b, places in sorted(deps.items()) if LAYERS.index(b) > LAYERS.index(a)]
+    assert upward == []
+
+
+def test_final_message_states_named_below_messages_agree() -> None:
+    from broadcast.db.models import FINAL_MESSAGE_STATES
+    from broadcast.messages.states import FINAL
+
+    assert FINAL == set(FINAL_MESSAGE_STATES)

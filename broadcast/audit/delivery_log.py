@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from broadcast.audit.timeutil import range_utc
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import DELIVERY_STATES, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.types import table

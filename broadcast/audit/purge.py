@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from broadcast.audit.timeutil import day_start
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import OPEN_STATES, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.types import table, utcnow

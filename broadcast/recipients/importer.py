@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError

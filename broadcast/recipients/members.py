@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import ConflictError, InputError, NotFoundError

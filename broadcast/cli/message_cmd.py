@@ -71,16 +71,10 @@ def check(
 ) -> None:
     """Check a text: length with the signature, encoding, SMS parts, warnings."""
     from broadcast.cli._output import emit_json, say
-    from broadcast.clock import local, now
     from broadcast.config import load_settings
-    from broadcast.messages.compose import freeze
-    from broadcast.messages.store import category_of, check_for, source_text
+    from broadcast.messages.checks import check_message
 
-    settings = load_settings()  # no database needed
-    source, tname = source_text(settings, text, template)
-    body = freeze(source, local(now(settings), settings.timezone).date(),
-                  source=f"template {tname!r}" if tname else "--text")
-    report = check_for(settings, body, category_of(category))
+    report = check_message(load_settings(), text=text, template=template, category=category)  # no database needed
     if json_:
         emit_json(report.to_dict())
         return

@@ -8,7 +8,7 @@ Audit entries never hold full numbers, so the chain is not touched. The purge it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -45,7 +45,7 @@ def cutoff(ws: Workspace, before: date | None = None) -> date:
     return clock.local(clock.now(ws.settings), ws.settings.timezone).date() - timedelta(days=days)
 
 
-def _scope(before_utc: object) -> list[object]:
+def _scope(before_utc: datetime) -> list[sa.ColumnElement[bool]]:
     d = deliveries_t
     return [d.c.queued_at < before_utc, ~d.c.phone.like("purged-%"), d.c.status.not_in(OPEN_STATES)]
 

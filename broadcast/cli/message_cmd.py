@@ -139,7 +139,7 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)
-    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[union-attr]
+    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[attr-defined]
     if counts:
         say("Deliveries: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if deliveries["in_doubt"]:
@@ -147,7 +147,7 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
 
         table("In doubt: the run sending these died mid-request; they may or may not have arrived",
               ["Delivery", "Phone", "Name", "Since"],
-              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[union-attr]
+              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[attr-defined]
         say(f"Resolve with: broadcast message resolve {m.id} --resend   (or --mark-sent if they arrived)")
 
 

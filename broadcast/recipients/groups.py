@@ -58,7 +58,7 @@ class GroupDetail(GroupInfo):
 
 
 def group_id(conn: Connection, name: str) -> int:
-    gid = conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).scalar_one_or_none()
+    gid: int | None = conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).scalar_one_or_none()
     if gid is None:
         raise NotFoundError(f"no group named {name!r}", hint="see 'broadcast group list'")
     return gid

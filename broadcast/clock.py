@@ -15,18 +15,16 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcast.errors import ConfigError, InputError
-
-if TYPE_CHECKING:
-    from broadcast.config import Settings
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 __all__ = [
     "DEFAULT_TIMEZONE",
+    "ClockSettings",
     "QuietHours",
     "format_duration",
     "local",
@@ -67,7 +65,18 @@ def parse_instant(text: str, tz: str | ZoneInfo | None = None) -> datetime:
     return value.astimezone(UTC)
 
 
-def now(settings: Settings | None = None) -> datetime:
+class ClockSettings(Protocol):
+    """What the clock reads from the settings (``broadcast.config.Settings`` has both): the clock
+    sits below the configuration and never imports it."""
+
+    @property
+    def now(self) -> str | None: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+
+def now(settings: ClockSettings | None = None) -> datetime:
     """The current time (UTC-aware): ``BROADCAST_NOW`` if set (environment first, then the
     settings' ``now`` from .env), else the real time."""
     raw = os.environ.get("BROADCAST_NOW", "").strip()

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from broadcast.audit.timeutil import range_utc
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import DELIVERY_STATES, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.types import table
@@ -43,7 +43,15 @@ def _mask(phone: str) -> str:
 
 
 def rows(ws: Workspace, f: LogFilter, *, unmasked: bool = False, page: int = 2000) -> Iterator[dict[str, Any]]:
-    """Deliveries in order, streamed page by page (keyset on id): never all in memory."""
+    """Deliveries in order, streamed page by page (keyset on id): never all in memory. A bad filter
+    fails here, before any row. An unmasked view is recorded in the audit trail
+    (``log.view_unmasked``, with the filters and the rows read) once it is read to its end or
+    the reader stops."""
+    stream = _stream(ws, _conditions(ws, f), f.limit, unmasked=unmasked, page=page)
+    return _audited(ws, f, stream) if unmasked else stream
+
+
+def _conditions(ws: Workspace, f: LogFilter) -> list[Any]:
     d = deliveries_t
     conds: list[Any] = [d.c.kind == "real"]
     since, until = range_utc(f.since, f.until, ws.settings.timezone)
@@ -63,7 +71,13 @@ def rows(ws: Workspace, f: LogFilter, *, unmasked: bool = False, page: int = 200
         conds.append(d.c.phone == parse_phone(f.phone, ws.settings.default_region))
     if f.group:
         conds.append(d.c.group_name.in_(_group_and_subgroups(ws, f.group)))
-    last, left = 0, f.limit
+    return conds
+
+
+def _stream(ws: Workspace, conds: list[Any], limit: int | None, *, unmasked: bool,
+            page: int) -> Iterator[dict[str, Any]]:
+    d = deliveries_t
+    last, left = 0, limit
     while left is None or left > 0:
         n = page if left is None else min(page, left)
         with ws.engine.connect() as conn:
@@ -83,6 +97,18 @@ def rows(ws: Workspace, f: LogFilter, *, unmasked: bool = False, page: int = 200
             left -= len(batch)
 
 
+def _audited(ws: Workspace, f: LogFilter, stream: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    n = 0
+    try:
+        for r in stream:
+            n += 1
+            yield r
+    except GeneratorExit:
+        audit_view(ws, f, unmasked=True, export=None, count=n)
+        raise
+    audit_view(ws, f, unmasked=True, export=None, count=n)
+
+
 def _group_and_subgroups(ws: Workspace, name: str) -> list[str]:
     from broadcast.recipients.groups import clean_group_name, group_id, groups_t, subtree_ids
 
@@ -92,7 +118,7 @@ def _group_and_subgroups(ws: Workspace, name: str) -> list[str]:
 
 
 def audit_view(ws: Workspace, f: LogFilter, *, unmasked: bool, export: Path | None, count: int | None) -> None:
-    """Record an unmasked view, or any export, in the audit trail."""
+    """Record an unmasked view, or any export, in the audit trail (``rows`` and ``export`` do)."""
     if not unmasked and export is None:
         return
     action = "log.export" if export is not None else "log.view_unmasked"
@@ -105,8 +131,10 @@ def export(ws: Workspace, f: LogFilter, path: Path, *, unmasked: bool = False) -
     """Write the log to .csv (UTF-8 with BOM) or .xlsx, atomically; audited."""
     from broadcast.recipients.files import atomic_writer, write_rows
 
+    conds = _conditions(ws, f)
+
     def values() -> Iterator[list[Any]]:
-        for r in rows(ws, f, unmasked=unmasked):
+        for r in _stream(ws, conds, f.limit, unmasked=unmasked, page=2000):
             yield [r[c].isoformat() if hasattr(r[c], "isoformat") else r[c] for c in COLUMNS]
 
     with atomic_writer(path) as tmp:

@@ -8,15 +8,17 @@ Audit entries never hold full numbers, so the chain is not touched. The purge it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from broadcast import clock
 from broadcast.audit.timeutil import day_start
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import OPEN_STATES, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.types import table, utcnow
+from broadcast.errors import InputError
 from broadcast.workspace import Workspace
 
 deliveries_t = table(Delivery)
@@ -31,7 +33,19 @@ class Purged:
         return dict(vars(self))
 
 
-def _scope(before_utc: object) -> list[object]:
+def cutoff(ws: Workspace, before: date | None = None) -> date:
+    """The local date a purge erases before: ``before`` if given, else today (local) minus
+    ``BROADCAST_RETENTION_DAYS``; neither is bad input."""
+    if before is not None:
+        return before
+    days = ws.settings.retention_days
+    if not days:
+        raise InputError("say which deliveries to purge",
+                         hint="broadcast purge --before YYYY-MM-DD, or set BROADCAST_RETENTION_DAYS")
+    return clock.local(clock.now(ws.settings), ws.settings.timezone).date() - timedelta(days=days)
+
+
+def _scope(before_utc: datetime) -> list[sa.ColumnElement[bool]]:
     d = deliveries_t
     return [d.c.queued_at < before_utc, ~d.c.phone.like("purged-%"), d.c.status.not_in(OPEN_STATES)]
 

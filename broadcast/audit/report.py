@@ -128,7 +128,7 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
         ).all() if started else []
         people = _people(conn, conds, filtered=lo is not None or hi is not None)
         reason = sa.func.coalesce(d.c.error_code, sa.literal_column("'unknown'"))
-        failures = dict(conn.execute(
+        failures: dict[str, int] = dict(conn.execute(
             sa.select(reason, sa.func.count()).where(*conds, d.c.status.in_((FAILED, EXPIRED)))
             .group_by(reason).order_by(sa.func.count().desc())).all())
     rows: dict[str, Row] = {}
@@ -156,8 +156,8 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 row.unconfirmed += n
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)
-    for grouped, members in ((rows, msgs), (days, day_msgs)):
-        for key, row in grouped.items():
+    for buckets, members in ((rows, msgs), (days, day_msgs)):
+        for key, row in buckets.items():
             row.messages = len(members[key])
             row.people = None  # distinct people are counted for the total only
     total.messages, total.people = len(seen), people

@@ -63,10 +63,8 @@ def log(
             out.write(("," if n else "") + "\n  " + json.dumps(r, ensure_ascii=False, default=str))
             n += 1
         out.write("\n]\n" if n else "]\n")
-        dl.audit_view(ws, f, unmasked=unmasked, export=None, count=n)
         return
     rows = list(dl.rows(ws, f, unmasked=unmasked))
-    dl.audit_view(ws, f, unmasked=unmasked, export=None, count=len(rows))
     if not rows:
         say("No deliveries match.")
         return
@@ -136,20 +134,13 @@ def purge(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Erase phone numbers and texts of old deliveries, keeping counts (audited)."""
-    from datetime import timedelta
-
-    from broadcast import clock
     from broadcast.audit.purge import count
+    from broadcast.audit.purge import cutoff as purge_cutoff
     from broadcast.audit.purge import purge as do_purge
     from broadcast.cli._output import emit_json, say
-    from broadcast.errors import InputError
 
     ws = workspace()
-    cutoff = _date(before, "--before")
-    if cutoff is None:
-        if not ws.settings.retention_days:
-            raise InputError("say which deliveries to purge", hint="broadcast purge --before YYYY-MM-DD, or set BROADCAST_RETENTION_DAYS")
-        cutoff = clock.local(clock.now(ws.settings), ws.settings.timezone).date() - timedelta(days=ws.settings.retention_days)
+    cutoff = purge_cutoff(ws, _date(before, "--before"))
     n = count(ws, cutoff)
     if not yes:
         if json_:

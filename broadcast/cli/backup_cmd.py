@@ -52,7 +52,7 @@ def restore(
     have gone out after the backup was taken are paused for an operator to resume."""
     from broadcast.cli._output import emit_json, say, warn
     from broadcast.config import load_settings
-    from broadcast.db.restore import restore as do_restore
+    from broadcast.maintenance.restore import restore as do_restore
 
     result = do_restore(load_settings(), file, force=force)
     if json_:

@@ -71,16 +71,10 @@ def check(
 ) -> None:
     """Check a text: length with the signature, encoding, SMS parts, warnings."""
     from broadcast.cli._output import emit_json, say
-    from broadcast.clock import local, now
     from broadcast.config import load_settings
-    from broadcast.messages.compose import freeze
-    from broadcast.messages.store import category_of, check_for, source_text
+    from broadcast.messages.checks import check_message
 
-    settings = load_settings()  # no database needed
-    source, tname = source_text(settings, text, template)
-    body = freeze(source, local(now(settings), settings.timezone).date(),
-                  source=f"template {tname!r}" if tname else "--text")
-    report = check_for(settings, body, category_of(category))
+    report = check_message(load_settings(), text=text, template=template, category=category)  # no database needed
     if json_:
         emit_json(report.to_dict())
         return
@@ -145,7 +139,7 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)
-    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[union-attr]
+    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[attr-defined]
     if counts:
         say("Deliveries: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if deliveries["in_doubt"]:
@@ -153,7 +147,7 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
 
         table("In doubt: the run sending these died mid-request; they may or may not have arrived",
               ["Delivery", "Phone", "Name", "Since"],
-              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[union-attr]
+              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[attr-defined]
         say(f"Resolve with: broadcast message resolve {m.id} --resend   (or --mark-sent if they arrived)")
 
 

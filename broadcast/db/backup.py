@@ -196,7 +196,7 @@ def check_backup_file(path: Path) -> int:
 
 def contents(engine: Engine) -> Contents:
     """Schema version, rows per table, deliveries per state and the audit chain of a database."""
-    from broadcast.audit.trail import verify
+    from broadcast.db.audit_chain import verify
     from broadcast.db.copy import tables
     from broadcast.db.migrate import current_version
 
@@ -240,8 +240,8 @@ def backup(settings: Any, dest: Path, *, force: bool = False) -> BackupResult:
 
 
 def _backup(settings: Any, dest: Path, force: bool) -> BackupResult:
-    from broadcast.audit.trail import note
     from broadcast.config import mask_url
+    from broadcast.db.audit_chain import note
     from broadcast.db.copy import copy_database
 
     url = settings.effective_database_url

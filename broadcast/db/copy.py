@@ -49,8 +49,8 @@ def tables() -> dict[str, sa.Table]:
 
 
 def copy_database(source: Engine, target_url: str, progress: Callable[[str, int], None] | None = None) -> CopyResult:
-    from broadcast.audit.trail import verify
     from broadcast.config import mask_url
+    from broadcast.db.audit_chain import verify
 
     target = make_engine(target_url)
     if target.url == source.url:

@@ -109,6 +109,11 @@ class ScheduleTarget(SQLModel, table=True):
     )
 
 
+FINAL_MESSAGE_STATES = ("sent", "cancelled", "expired")
+"""Statuses a message never leaves (``broadcast.messages.states.FINAL``, named here for the
+layers below messages, such as a group's removal)."""
+
+
 class Message(SQLModel, table=True):
     """One SMS text for an audience. ``body`` is frozen at creation: message-wide fields
     ({date} {weekday} ...) rendered, per-recipient ones ({name} {group} {phone}) kept for

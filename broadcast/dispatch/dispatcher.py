@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from broadcast import clock
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message

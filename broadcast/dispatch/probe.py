@@ -67,7 +67,7 @@ def check(name: str, *, online: bool = False) -> CheckResult:
 def test_message(ws: object, name: str, phone: str, text: str | None = None) -> tuple[str, str, SendResult]:
     """Send one SMS to ``phone`` through gateway ``name``; returns (E.164 phone, text sent, result)."""
     from broadcast import clock
-    from broadcast.audit.trail import note
+    from broadcast.db.audit_chain import note
     from broadcast.db.engine import transaction
     from broadcast.messages.checks import wrap_signature
     from broadcast.recipients.members import parse_phone

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table

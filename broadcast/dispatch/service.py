@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from broadcast import clock
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import (
     ACCEPTED,
     DELIVERED,

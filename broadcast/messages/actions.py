@@ -8,9 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from broadcast.audit.trail import note
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.errors import ConflictError, InputError, StateError
 from broadcast.messages.compose import freeze

@@ -32,10 +32,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from broadcast.messages.segments import count_segments
 
-__all__ = ["CATEGORIES", "MAX_LENGTH", "CheckReport", "CheckWarning", "check_text"]
+if TYPE_CHECKING:
+    from broadcast.config import Settings
+
+__all__ = ["CATEGORIES", "MAX_LENGTH", "CheckReport", "CheckWarning", "check_message", "check_text"]
 
 MAX_LENGTH = 500
 CATEGORIES: dict[str, str] = {
@@ -173,3 +177,18 @@ def check_text(
 def wrap_signature(signature: str) -> str:
     """``城南新区`` or ``【城南新区】`` -> ``【城南新区】``; blank -> ``''``."""
     return _signed(signature)
+
+
+def check_message(settings: Settings, *, text: str | None = None, template: str | None = None,
+                  category: str = "notice") -> CheckReport:
+    """``broadcast message check``: exactly one of ``text`` / ``template`` rendered for today's
+    local date as ``message new`` would freeze it, then checked with the configured signature,
+    limits and banned words. Needs no database."""
+    from broadcast.clock import local, now
+    from broadcast.messages.compose import freeze
+    from broadcast.messages.store import category_of, check_for, source_text
+
+    source, name = source_text(settings, text, template)
+    body = freeze(source, local(now(settings), settings.timezone).date(),
+                  source=f"template {name!r}" if name else "--text")
+    return check_for(settings, body, category_of(category))

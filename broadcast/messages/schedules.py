@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
 from broadcast.clock import at_local, local, parse_hhmm
 from broadcast.clock import now as clock_now
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Message, Schedule, ScheduleTarget
 from broadcast.db.types import table

@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
 from broadcast.config import Settings
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Message, MessageTarget
 from broadcast.db.types import table

@@ -19,10 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from broadcast.audit.trail import note
 from broadcast.clock import format_duration, local
 from broadcast.clock import now as clock_now
 from broadcast.config import Settings
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message, Schedule
 from broadcast.db.types import table

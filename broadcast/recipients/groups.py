@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.types import table, utcnow
@@ -58,7 +58,7 @@ class GroupDetail(GroupInfo):
 
 
 def group_id(conn: Connection, name: str) -> int:
-    gid = conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).scalar_one_or_none()
+    gid: int | None = conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).scalar_one_or_none()
     if gid is None:
         raise NotFoundError(f"no group named {name!r}", hint="see 'broadcast group list'")
     return gid
@@ -183,13 +183,12 @@ def remove_group(ws: Workspace, name: str, *, force: bool = False) -> RemovedGro
 def _refuse_if_targeted(conn: Connection, gid: int, name: str) -> None:
     """A group that an unsent message or an active schedule targets cannot go, even with
     --force: its audience would silently shrink after approval."""
-    from broadcast.db.models import Message, MessageTarget, Schedule, ScheduleTarget
-    from broadcast.messages.states import FINAL
+    from broadcast.db.models import FINAL_MESSAGE_STATES, Message, MessageTarget, Schedule, ScheduleTarget
 
     msgs, mt = table(Message), table(MessageTarget)
     ids = list(conn.execute(
         sa.select(msgs.c.id).join(mt, mt.c.message_id == msgs.c.id)
-        .where(mt.c.group_id == gid, msgs.c.status.not_in(sorted(FINAL))).order_by(msgs.c.id)
+        .where(mt.c.group_id == gid, msgs.c.status.not_in(sorted(FINAL_MESSAGE_STATES))).order_by(msgs.c.id)
     ).scalars())
     if ids:
         shown = ", ".join(map(str, ids[:5])) + (" ..." if len(ids) > 5 else "")

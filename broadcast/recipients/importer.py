@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
@@ -308,7 +308,7 @@ def _check_groups(conn: Connection, create: bool, summary: ImportSummary) -> Non
         conn.execute(stage_t.delete().where(stage_t.c.grp == name))
 
 
-def _chunks(conn: Connection) -> Iterator[list[sa.Row]]:
+def _chunks(conn: Connection) -> Iterator[Sequence[sa.Row[*tuple[Any, ...]]]]:
     """The staged rows joined with what the database knows, in (phone, row) order, in chunks
     that never split a phone, so each chunk's join is read before any of its phones is written."""
     s, m, g = stage_t, members_t, groups_t
@@ -382,7 +382,7 @@ def _merge(conn: Connection, summary: ImportSummary) -> None:
 
 
 def _merge_person(
-    rows: Sequence[sa.Row], summary: ImportSummary, new_members: list[dict[str, Any]],
+    rows: Sequence[sa.Row[Any]], summary: ImportSummary, new_members: list[dict[str, Any]],
     joins: list[dict[str, Any]], updates: list[dict[str, Any]], conflicts: list[dict[str, Any]],
 ) -> None:
     first = rows[0]

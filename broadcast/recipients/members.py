@@ -7,11 +7,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import ConflictError, InputError, NotFoundError
@@ -80,11 +81,11 @@ class MemberInfo:
         return data
 
 
-def _member_row(conn: Connection, phone: str) -> sa.Row | None:
+def _member_row(conn: Connection, phone: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(members_t).where(members_t.c.phone == phone)).first()
 
 
-def _require(conn: Connection, phone: str) -> sa.Row:
+def _require(conn: Connection, phone: str) -> sa.Row[Any]:
     row = _member_row(conn, phone)
     if row is None:
         raise NotFoundError(f"no member with phone {phone}", hint="see 'broadcast member list --search ...'")
@@ -106,7 +107,7 @@ def _groups_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, list[st
     return out
 
 
-def _info(conn: Connection, row: sa.Row, groups: list[str] | None = None) -> MemberInfo:
+def _info(conn: Connection, row: sa.Row[Any], groups: list[str] | None = None) -> MemberInfo:
     opted = conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == row.phone)).first() is not None
     if groups is None:
         groups = _groups_of(conn, [row.id]).get(row.id, [])
@@ -152,7 +153,7 @@ def add_member(
                 members_t.insert().values(
                     phone=e164, name=name, title=clean_name(title), notes=notes.strip(), created_at=now, updated_at=now
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         else:
             if name and row.name and row.name != name:
                 raise ConflictError(

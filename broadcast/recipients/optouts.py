@@ -8,7 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from broadcast.audit.trail import note
+from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import NotFoundError

@@ -237,3 +237,26 @@ def test_property_never_raises(body: str, sig: str, cat: str, banned: list[str],
     assert ("too_many_parts" in report.codes) == (report.parts > max_parts)
     assert ("empty" in report.codes) == (not body.strip())
     json.dumps(report.to_dict())
+
+
+def test_check_message_renders_for_today_and_checks_with_the_settings(monkeypatch) -> None:
+    from broadcast.config import load_settings
+    from broadcast.messages.checks import check_message
+
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T08:00")
+    monkeypatch.setenv("BROADCAST_SIGNATURE", "城南新区")
+    monkeypatch.setenv("BROADCAST_BANNED_WORDS", "彩票")
+    report = check_message(load_settings(), text="{date}买彩票", category="营销")
+    assert report.text == "【城南新区】11月27日买彩票"
+    assert report.codes == ["missing_unsubscribe", "banned_word"]
+
+
+@pytest.mark.parametrize("kw", [{}, {"text": "x", "template": "y"}, {"text": "x", "category": "spam"},
+                                {"text": "{nosuch}"}])
+def test_check_message_bad_input_is_an_input_error(kw: dict[str, str]) -> None:
+    from broadcast.config import load_settings
+    from broadcast.errors import InputError
+    from broadcast.messages.checks import check_message
+
+    with pytest.raises(InputError):
+        check_message(load_settings(), **kw)

@@ -140,7 +140,7 @@ def _restore(settings: Any, source: Path, force: bool) -> RestoreResult:
 
 def _prepare(staged: Engine, settings: Any, source: Path, result: RestoreResult) -> None:
     """Migrate the staged copy if older, check its audit chain, hold what may have gone out."""
-    from broadcast.audit.trail import verify
+    from broadcast.db.audit_chain import verify
 
     if result.schema_version < LATEST:
         migrate(staged, keep_copy=False)
@@ -153,8 +153,8 @@ def _prepare(staged: Engine, settings: Any, source: Path, result: RestoreResult)
 def _hold_what_may_have_gone(engine: Engine, operator: str, source: Path) -> list[int]:
     """Pause every message of the backup that may have been (partly) sent after it was taken:
     ``sending``, or ``approved`` and due by now. Returns their ids."""
-    from broadcast.audit.trail import note
     from broadcast.clock import now as clock_now
+    from broadcast.db.audit_chain import note
     from broadcast.db.models import Message
     from broadcast.db.types import table
     from broadcast.messages.states import transition
@@ -176,7 +176,7 @@ def _hold_what_may_have_gone(engine: Engine, operator: str, source: Path) -> lis
 
 def _record(staged: Engine, operator: str, source: Path, result: RestoreResult,
             replaced: dict[str, Any] | None) -> None:
-    from broadcast.audit.trail import note
+    from broadcast.db.audit_chain import note
 
     with transaction(staged, write=True) as conn:
         note(conn, operator, "db.restore", f"file:{source.name}", path=result.file, sha256=result.sha256,

@@ -222,6 +222,7 @@ def test_restore_refuses_without_force_then_keeps_the_replaced_database(history:
     assert entry.details["held_messages"] == []  # its one message had been sent
 
 
+@pytest.mark.slow  # starts processes
 def test_restore_refuses_while_a_worker_runs_on_the_database(history: Any, tmp_path: Path) -> None:
     from broadcast.dispatch.runs import HOST, process_start
 

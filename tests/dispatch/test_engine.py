@@ -177,6 +177,7 @@ def test_resolve_asks_the_gateway_first(setup, monkeypatch):
     assert statuses(ws, mid) == {"accepted": 20}
 
 
+@pytest.mark.slow  # starts processes
 def test_stranded_rows_of_a_dead_process_become_in_doubt(setup):
     """A run on this host whose process is gone: its SENDING rows are settled at once, not after
     the lease; the gateway is asked first, and only the unknown one is held. A row it had claimed

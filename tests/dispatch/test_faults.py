@@ -50,6 +50,7 @@ def _settled(mid: int, n: int) -> dict[int, S.Row]:
 
 # -- retryable faults: eventually accepted, each exactly once ----------------------------------------
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize(
     ("args", "every", "outcome", "code"),
     [
@@ -79,6 +80,7 @@ def test_retryable_answers_are_retried_until_accepted(tmp_path: Path, monkeypatc
     assert S.message_status(mid)[0] == "sent"
 
 
+@pytest.mark.slow  # starts processes
 def test_malformed_json_on_a_single_send_is_accepted_without_provider_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The http contract: a 2xx is acceptance, whatever its body; only the provider id is lost."""
     n = 60
@@ -94,6 +96,7 @@ def test_malformed_json_on_a_single_send_is_accepted_without_provider_id(tmp_pat
     assert all(r.provider_id and r.provider_id.startswith("m") for r in rows.values() if r.provider_id is not None)
 
 
+@pytest.mark.slow  # starts processes
 def test_batch_with_failing_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch gateway (50 per request) refusing numbers ending in 7: those fail permanently with
     the provider's code, the rest are accepted once, nothing is retried."""
@@ -119,6 +122,7 @@ def test_batch_with_failing_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 # -- maybe sent: held in doubt, never resent ---------------------------------------------------------
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize(
     ("args", "env", "n", "codes"),
     [
@@ -159,6 +163,7 @@ def test_maybe_sent_is_held_in_doubt_never_resent(tmp_path: Path, monkeypatch: p
     assert S.message_status(mid)[0] == "sending"  # not reported finished while some are in doubt
 
 
+@pytest.mark.slow  # starts processes
 def test_reset_after_write_with_resend_policy_is_at_least_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """BROADCAST_IN_DOUBT=resend: a maybe-sent request is retried; everyone gets it, the reset
     ones (and only they) twice."""
@@ -176,6 +181,7 @@ def test_reset_after_write_with_resend_policy_is_at_least_once(tmp_path: Path, m
 
 # -- auto-pause ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # starts processes
 def test_error_rate_pauses_then_resume_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real mock answers every request 500: after MIN_PAUSE_SAMPLES answers the error rate is
     over BROADCAST_MAX_ERROR_RATE, the message pauses with the reason, the run exits 3 and the
@@ -209,7 +215,7 @@ def test_error_rate_pauses_then_resume_finishes(tmp_path: Path, monkeypatch: pyt
     assert S.message_status(mid)[0] == "sent"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts processes
 def test_dead_numbers_first_never_pause_the_send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stale branch list: the first ten of 200 numbers are refused (the real mock, --reject-suffix
     with each whole number). ``broadcast run`` sends to the other 190, fails the ten by reason,

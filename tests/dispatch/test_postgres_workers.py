@@ -388,6 +388,7 @@ def test_a_message_another_worker_is_expiring_is_left_to_it(store: str, tmp_path
         engine.ws.close()
 
 
+@pytest.mark.slow  # starts processes
 def test_per_number_cap_holds_across_four_processes(store: str, tmp_path: Path) -> None:
     """Four ``broadcast run`` processes send 12 messages to the same 30 people at once under
     BROADCAST_MAX_PER_NUMBER_PER_DAY=3: every phone received exactly 3 at the gateway, never more

@@ -163,6 +163,7 @@ def test_keep_alive_pipelining_chunked_and_errors(mock: int) -> None:
     assert _raw(mock, b"GET /nope HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 404")
 
 
+@pytest.mark.slow  # starts processes
 def test_command_line_server(tmp_path: Path) -> None:
     rec = tmp_path / "cli.jsonl"
     proc = subprocess.Popen(

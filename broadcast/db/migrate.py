@@ -89,7 +89,8 @@ def migrate(engine: Engine, *, keep_copy: bool = True) -> int:
 
     with engine.connect() as conn:
         before = current_version(conn)
-    if before > 0 and keep_copy:
+    pending = [m for m in all_migrations() if m.version > before]
+    if before > 0 and pending and keep_copy:  # a copy before upgrading, not on every open
         _backup_sqlite(engine, before)
     version = before
     for migration in all_migrations():

@@ -95,10 +95,33 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str) ->
     yield tmp_path
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One freshly migrated SQLite database per test session; ``ws`` starts from a copy of it
+    instead of running every migration again (the migrations insert no per-database data)."""
+    from broadcast.db.engine import make_engine
+    from broadcast.db.migrate import ensure_schema
+
+    path = tmp_path_factory.mktemp("template") / "broadcast.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        ensure_schema(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture
-def ws(isolated_env: Path) -> Iterator[object]:
+def ws(isolated_env: Path, store: str, request: pytest.FixtureRequest) -> Iterator[object]:
     from broadcast.workspace import Workspace
 
+    if store.startswith("sqlite:///"):
+        target = Path(store.removeprefix("sqlite:///"))
+        if not target.exists():
+            import shutil
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), target)
     workspace = Workspace.open()
     yield workspace
     workspace.close()

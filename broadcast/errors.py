@@ -8,15 +8,30 @@
     │   └── ImportFileError        a contact list cannot be read at all (rows are rejected, not raised)
     └── StateError                 the object is not in a state that allows the operation
 
-The CLI maps every ``BroadcastError`` to one red line and exit code 1, once, in
-``broadcast.cli.app``; anything else is a bug and shows a traceback.
+Every class carries the ``exit_code`` the CLI ends with; the CLI maps a ``BroadcastError`` to one
+red line and that code, once, in ``broadcast.cli.app``; anything else is a bug and shows a
+traceback. ``ExitCode`` is the whole list of codes (the README's table mirrors it).
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """How the ``broadcast`` command ends."""
+
+    OK = 0
+    ERROR = 1  # an error the user can fix, a check that failed, or a confirmation answered "no"
+    USAGE = 2  # unknown command or option, missing or invalid argument (click's own code)
+    ATTENTION = 3  # a send did what it could, but a message paused or deliveries are held in doubt
+
 
 class BroadcastError(Exception):
     """Base class: a problem the user can understand and act on."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

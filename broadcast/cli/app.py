@@ -1,8 +1,8 @@
 """The ``broadcast`` command: one module per command group, wired here.
 
-Exit codes (documented in the README and tested): 0 success, 1 an error the user can fix (one
-red line; ``BROADCAST_DEBUG=1`` shows the traceback), 2 a usage error, 3 a send that needs
-attention (a message paused, or deliveries held in doubt).
+Exit codes are ``broadcast.errors.ExitCode`` (documented in the README and tested): an error the
+user can fix is one red line and its exception's ``exit_code`` (``BROADCAST_DEBUG=1`` shows the
+traceback).
 """
 
 from __future__ import annotations
@@ -31,15 +31,13 @@ from broadcast.cli import (
     template_cmd,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
 
 def debug_enabled() -> bool:
     return os.environ.get("BROADCAST_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class BroadcastGroup(TyperGroup):
-    """Maps the core's exceptions to one red line and exit code 1, in one place."""
+    """Maps the core's exceptions to one red line and their exit code, in one place."""
 
     def invoke(self, ctx: Any) -> Any:
         from broadcast.cli._common import close_workspaces
@@ -47,7 +45,7 @@ class BroadcastGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from broadcast.errors import BroadcastError
+            from broadcast.errors import BroadcastError, ExitCode
 
             if debug_enabled() or isinstance(exc, (typer.Exit, typer.Abort)) or _is_click_exception(exc):
                 raise
@@ -55,11 +53,13 @@ class BroadcastGroup(TyperGroup):
 
             if isinstance(exc, BroadcastError):
                 error(exc.message, exc.hint)
+                code = exc.exit_code
             elif type(exc).__module__.startswith("sqlalchemy") and hasattr(exc, "orig"):
                 error(f"database error: {exc.orig}", "run with BROADCAST_DEBUG=1 for details")
+                code = ExitCode.ERROR
             else:
                 raise
-            raise typer.Exit(EXIT_ERROR) from None
+            raise typer.Exit(code) from None
         finally:
             close_workspaces()
 

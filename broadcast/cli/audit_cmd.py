@@ -38,12 +38,10 @@ def log(
     xlsx: Path | None = typer.Option(None, "--xlsx", help="Write the rows to this .xlsx file."),
 ) -> None:
     """The delivery log: one row per delivery; phones masked (138****1234) unless --unmasked."""
-    import json
-    import sys
-
     from broadcast.audit import delivery_log as dl
-    from broadcast.cli._output import say, table
+    from broadcast.cli._output import Output, say
 
+    out = Output.for_(json_)
     f = dl.LogFilter(_date(since, "--since"), _date(until, "--until"), message, group, status, phone, limit)
     ws = workspace()
     target = csv or xlsx
@@ -53,34 +51,29 @@ def log(
         n = dl.export(ws, f, target, unmasked=unmasked)
         say(f"Wrote {n} deliveries to {target}" + ("" if unmasked else " (phones masked)"))
         return
-    if f.limit is None and not json_:
-        f.limit = 100
-    if json_:
-        out = sys.stdout
-        out.write("[")
-        n = 0
-        for r in dl.rows(ws, f, unmasked=unmasked):
-            out.write(("," if n else "") + "\n  " + json.dumps(r, ensure_ascii=False, default=str))
-            n += 1
-        out.write("\n]\n" if n else "]\n")
-        return
-    rows = list(dl.rows(ws, f, unmasked=unmasked))
+    if f.limit is None:
+        f.limit = out.screen_limit(100)
+    n = out.stream(dl.rows(ws, f, unmasked=unmasked), lambda rows: _log_table(ws, rows, f.limit))
+
+
+def _log_table(ws: Any, rows: list[dict[str, Any]], limit: int | None) -> None:
+    from broadcast.cli._output import say, table
+    from broadcast.clock import local as to_local
+
     if not rows:
         say("No deliveries match.")
         return
     fmt = "%Y-%m-%d %H:%M"
 
     def local(v: Any) -> str:
-        from broadcast.clock import local as to_local
-
         return to_local(v, ws.settings.timezone).strftime(fmt) if v else ""
 
     table(None, ["#", "Msg", "Group", "Phone", "Status", "Tries", "Queued", "Sent", "Delivered", "Error"],
           ([r["delivery"], r["message"], r["group"], r["phone"], r["status"], r["attempts"], local(r["queued_at"]),
             local(r["sent_at"]), local(r["delivered_at"]), " ".join(x for x in (r["error_code"], r["error_text"]) if x)]
            for r in rows),
-          caption=f"{len(rows)} deliveries" + (f" (first {f.limit}; --limit N or --csv FILE for more)"
-                                               if f.limit and len(rows) == f.limit else ""))
+          caption=f"{len(rows)} deliveries" + (f" (first {limit}; --limit N or --csv FILE for more)"
+                                               if limit and len(rows) == limit else ""))
 
 
 def report(
@@ -93,7 +86,7 @@ def report(
 ) -> None:
     """What was sent and what arrived: messages, SMS, people, delivery rate, failures by reason."""
     from broadcast.audit.report import build
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output, say
 
     rep = build(workspace(), since=_date(since, "--since"), until=_date(until, "--until"), by=by)
     if xlsx or html:
@@ -106,9 +99,12 @@ def report(
             write_html(rep, html)
             say(f"Wrote {html}")
         return
-    if json_:
-        emit_json(rep.to_dict())
-        return
+    Output.for_(json_).result(rep.to_dict(), lambda: _say_report(rep, by))
+
+
+def _say_report(rep: Any, by: str) -> None:
+    from broadcast.cli._output import say, table
+
     say(f"[bold]{rep.headline}[/]")
     top = max((r.deliveries for r in rep.rows), default=0) or 1
     cols = [by, "msgs", "deliveries", "accepted", "delivered", "failed", "expired", "pending", "in doubt",
@@ -137,22 +133,17 @@ def purge(
     from broadcast.audit.purge import count
     from broadcast.audit.purge import cutoff as purge_cutoff
     from broadcast.audit.purge import purge as do_purge
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
 
+    out = Output.for_(json_)
     ws = workspace()
     cutoff = purge_cutoff(ws, _date(before, "--before"))
     n = count(ws, cutoff)
     if not yes:
-        if json_:
-            raise typer.BadParameter("--json needs --yes", param_hint="--yes")
-        say(f"This erases phone numbers, names and texts of {n:,} deliveries queued before {cutoff} (counts stay).")
-        if not typer.confirm("Purge them?", default=False):
-            raise typer.Exit(1)
+        out.confirm(f"This erases phone numbers, names and texts of {n:,} deliveries queued before {cutoff} (counts stay).",
+                    "Purge them?", refusal="--json needs --yes")
     result = do_purge(ws, cutoff)
-    if json_:
-        emit_json(result.to_dict())
-    else:
-        say(f"Purged {result.deliveries:,} deliveries queued before {result.before}")
+    out.message(f"Purged {result.deliveries:,} deliveries queued before {result.before}", result.to_dict())
 
 
 @app.command("log")
@@ -167,21 +158,17 @@ def audit_log(
 
     from broadcast.audit.timeutil import range_utc
     from broadcast.audit.trail import entries
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.clock import local
 
     ws = workspace()
     lo, _ = range_utc(_date(since, "--since"), None, ws.settings.timezone)
     items = list(entries(ws.engine, since=lo, action=action, limit=limit))
-    if json_:
-        emit_json([e.to_dict() for e in items])
-        return
-    if not items:
-        say("The audit trail is empty.")
-        return
-    table(None, ["#", "When", "Operator", "Action", "Object", "Details"],
-          ([e.id, local(e.at, ws.settings.timezone).strftime("%Y-%m-%d %H:%M:%S"), e.operator, e.action, e.object,
-            json.dumps(e.details, ensure_ascii=False)[:120]] for e in items))
+    Output.for_(json_).table(
+        None, ["#", "When", "Operator", "Action", "Object", "Details"],
+        ([e.id, local(e.at, ws.settings.timezone).strftime("%Y-%m-%d %H:%M:%S"), e.operator, e.action, e.object,
+          json.dumps(e.details, ensure_ascii=False)[:120]] for e in items),
+        data=[e.to_dict() for e in items], empty="The audit trail is empty.")
 
 
 @app.command("verify")
@@ -192,17 +179,15 @@ def audit_verify(
 ) -> None:
     """Recompute the hash chain; exit 1 naming the first entry edited, deleted, inserted or reordered."""
     from broadcast.audit.trail import verify, verify_file
-    from broadcast.cli._output import emit_json, error, say
+    from broadcast.cli._output import Output, error, say
+    from broadcast.errors import ExitCode
 
     result = verify_file(file, head) if file else verify(workspace().engine)
-    if json_:
-        emit_json(result.to_dict())
-    elif result.ok:
-        say(f"Audit trail intact: {result.entries:,} entries; head {result.head_hash}")
-    else:
-        error(f"audit trail broken at entry {result.entry_id}: {result.problem}")
+    Output.for_(json_).result(result.to_dict(), lambda: (
+        say(f"Audit trail intact: {result.entries:,} entries; head {result.head_hash}") if result.ok
+        else error(f"audit trail broken at entry {result.entry_id}: {result.problem}")))
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command("export")

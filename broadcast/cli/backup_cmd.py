@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -23,14 +24,17 @@ def backup(
     The copy is built under a temporary name and renamed to FILE only when complete, and the
     backup is recorded in the audit trail. On PostgreSQL the copy is an SQLite file made with
     'db copy' from one snapshot (pg_dump remains the tool for a PostgreSQL-to-PostgreSQL dump)."""
-    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
     from broadcast.db.backup import backup as make_backup
 
     result = make_backup(load_settings(), file, force=force)
-    if json_:
-        emit_json(result.to_dict())
-        return
+    Output.for_(json_).result(result.to_dict(), lambda: _say_backup(result))
+
+
+def _say_backup(result: Any) -> None:
+    from broadcast.cli._output import say, warn
+
     c = result.contents
     say(f"Backed up {result.source} to {result.file} ({result.bytes:,} bytes, schema version {c.schema_version})")
     say(f"  {_rows(c.rows)}")
@@ -50,14 +54,17 @@ def restore(
 
     An existing database is replaced only with --force and is kept beside it; messages that may
     have gone out after the backup was taken are paused for an operator to resume."""
-    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
     from broadcast.maintenance.restore import restore as do_restore
 
     result = do_restore(load_settings(), file, force=force)
-    if json_:
-        emit_json(result.to_dict())
-        return
+    Output.for_(json_).result(result.to_dict(), lambda: _say_restore(result))
+
+
+def _say_restore(result: Any) -> None:
+    from broadcast.cli._output import say, warn
+
     c = result.contents
     assert c is not None
     say(f"Restored {result.file} into {result.database} (schema version {result.schema_version}"

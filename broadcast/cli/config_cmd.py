@@ -7,11 +7,9 @@ from broadcast.cli._common import JSON_OPTION
 
 def config(json_: bool = JSON_OPTION) -> None:
     """Print the effective settings (environment, .env, defaults), secrets masked."""
-    from broadcast.cli._output import emit_json, table
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
 
     values = load_settings().masked()
-    if json_:
-        emit_json(values)
-    else:
-        table(None, ["Setting", "Value"], ([f"BROADCAST_{k.upper()}", v] for k, v in values.items()))
+    Output.for_(json_).table(None, ["Setting", "Value"], ([f"BROADCAST_{k.upper()}", v] for k, v in values.items()),
+                             data=values)

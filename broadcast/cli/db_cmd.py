@@ -12,7 +12,7 @@ app = typer.Typer(rich_markup_mode=None, help="The database: schema version and 
 @app.command("status")
 def status(json_: bool = JSON_OPTION) -> None:
     """Show the database URL, its schema version and the migrations still to apply."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output, say
     from broadcast.config import load_settings, mask_url
     from broadcast.db.engine import make_engine
     from broadcast.db.migrate import LATEST
@@ -22,12 +22,13 @@ def status(json_: bool = JSON_OPTION) -> None:
     version, pending = db_status(make_engine(settings.effective_database_url))
     data = {"database_url": mask_url(settings.effective_database_url), "version": version, "latest": LATEST,
             "pending": [{"version": m.version, "description": m.description} for m in pending]}
-    if json_:
-        emit_json(data)
-        return
-    say(f"Database {data['database_url']}: schema version {version} of {LATEST}")
-    for m in pending:
-        say(f"  pending: {m.version} {m.description}")
+
+    def human() -> None:
+        say(f"Database {data['database_url']}: schema version {version} of {LATEST}")
+        for m in pending:
+            say(f"  pending: {m.version} {m.description}")
+
+    Output.for_(json_).result(data, human)
 
 
 @app.command("migrate")
@@ -49,12 +50,13 @@ def copy(
 ) -> None:
     """Copy the whole history (groups to audit trail) into another, empty database."""
     from broadcast.cli._common import workspace
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output, say
     from broadcast.db.copy import copy_database
 
     result = copy_database(workspace().engine, to)
-    if json_:
-        emit_json(result.to_dict())
-        return
-    say(f"Copied into {result.target}: " + ", ".join(f"{k} {v:,}" for k, v in result.rows.items() if v))
-    say(f"Audit chain verified on the target: {result.audit_entries:,} entries")
+
+    def human() -> None:
+        say(f"Copied into {result.target}: " + ", ".join(f"{k} {v:,}" for k, v in result.rows.items() if v))
+        say(f"Audit chain verified on the target: {result.audit_entries:,} entries")
+
+    Output.for_(json_).result(result.to_dict(), human)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from broadcast.cli._common import JSON_OPTION
@@ -14,19 +16,18 @@ def list_(json_: bool = JSON_OPTION) -> None:
     """List the gateways with their declared capabilities."""
     from dataclasses import asdict
 
-    from broadcast.cli._output import emit_json, table, warn
+    from broadcast.cli._output import Output
     from broadcast.gateways import registry
 
     caps = registry.available()
-    if json_:
-        emit_json([asdict(c) for c in caps.values()])
-        return
-    table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "About"],
-          ([c.name, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
-            c.max_per_second or "", c.per_number_daily_cap or "", "yes" if c.can_query else "",
-            "pull" if c.pull_receipts else "", c.description] for c in caps.values()))
+    out = Output.for_(json_)
+    out.table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "About"],
+              ([c.name, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
+                c.max_per_second or "", c.per_number_daily_cap or "", "yes" if c.can_query else "",
+                "pull" if c.pull_receipts else "", c.description] for c in caps.values()),
+              data=[asdict(c) for c in caps.values()])
     for name, problem in registry.broken().items():
-        warn(f"plugin {name} could not be loaded: {problem}")
+        out.warn(f"plugin {name} could not be loaded: {problem}")
 
 
 GATEWAY_OPTION = typer.Option(None, "--gateway", help="This gateway instead of BROADCAST_GATEWAY.")
@@ -39,18 +40,23 @@ def check(
     gateway: str = GATEWAY_OPTION,
 ) -> None:
     """Validate the configured gateway's settings without sending anything (--online: and its credentials)."""
-    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
     from broadcast.dispatch.probe import check as run_check
-    from broadcast.errors import ConfigError
+    from broadcast.errors import ExitCode
 
     name = gateway or load_settings().gateway
     result = run_check(name, online=online)
-    if json_:
-        emit_json(result.to_dict())
-        if not result.ok:
-            raise typer.Exit(1)
-        return
+    Output.for_(json_).result(result.to_dict(), lambda: _say_check(name, result))
+    if not result.ok:
+        raise typer.Exit(ExitCode.ERROR)
+
+
+def _say_check(name: str, result: Any) -> None:
+    """A failed check is an error line (exit 1); a passed one says what was checked."""
+    from broadcast.cli._output import say, warn
+    from broadcast.errors import ConfigError
+
     if result.online == "failed":
         raise ConfigError(f"gateway {name}: online check failed: {result.online_problem}"
                           + (f"; settings: {'; '.join(result.problems)}" if result.problems else ""),
@@ -76,19 +82,17 @@ def test(
     from dataclasses import asdict
 
     from broadcast.cli._common import workspace
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.dispatch.probe import test_message
+    from broadcast.errors import ExitCode
 
     ws = workspace()
     name = gateway or ws.settings.gateway
     e164, sent, result = test_message(ws, name, phone, text)
     data = {"gateway": name, "phone": e164, "text": sent, **asdict(result)}
     data["outcome"] = result.outcome.value
-    if json_:
-        emit_json(data)
-    else:
-        table(None, ["Field", "Value"], ([k, "" if v is None else v] for k, v in data.items()))
+    out = Output.for_(json_)
+    out.table(None, ["Field", "Value"], ([k, "" if v is None else v] for k, v in data.items()), data=data)
     if result.outcome.value != "accepted":
-        raise typer.Exit(1)
-    if not json_:
-        say(f"Accepted by {name}" + (f" (provider id {result.provider_id})" if result.provider_id else ""))
+        raise typer.Exit(ExitCode.ERROR)
+    out.say(f"Accepted by {name}" + (f" (provider id {result.provider_id})" if result.provider_id else ""))

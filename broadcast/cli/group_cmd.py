@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
@@ -16,44 +18,39 @@ def add(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Add a group."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.recipients.groups import add_group
 
     info = add_group(workspace(), name, parent)
-    if json_:
-        emit_json(info.to_dict())
-    else:
-        say(f"Added group {info.name}" + (f" under {info.parent}" if info.parent else ""))
+    Output.for_(json_).message(f"Added group {info.name}" + (f" under {info.parent}" if info.parent else ""), info.to_dict())
 
 
 @app.command("list")
 def list_(json_: bool = JSON_OPTION) -> None:
     """List groups with their parent and direct member count."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.groups import list_groups
 
     groups = list_groups(workspace())
-    if json_:
-        emit_json([g.to_dict() for g in groups])
-        return
-    if not groups:
-        say("No groups yet. Add one with: broadcast group add NAME")
-        return
-    table(None, ["Group", "Parent", "Members", "Sub-groups"],
-          ([g.name, g.parent or "", g.members, len(g.subgroups) or ""] for g in groups),
-          caption=f"{len(groups)} groups")
+    Output.for_(json_).table(None, ["Group", "Parent", "Members", "Sub-groups"],
+                             ([g.name, g.parent or "", g.members, len(g.subgroups) or ""] for g in groups),
+                             data=[g.to_dict() for g in groups], caption=f"{len(groups)} groups",
+                             empty="No groups yet. Add one with: broadcast group add NAME")
 
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Group name."), json_: bool = JSON_OPTION) -> None:
     """Show a group: parent, sub-groups, members, and how many people a send to it reaches."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.groups import show_group
 
     g = show_group(workspace(), name)
-    if json_:
-        emit_json(g.to_dict())
-        return
+    Output.for_(json_).result(g.to_dict(), lambda: _say_group(g))
+
+
+def _say_group(g: Any) -> None:
+    from broadcast.cli._output import say, table
+
     say(f"[bold]{g.name}[/]" + (f"  (under {g.parent})" if g.parent else ""))
     if g.subgroups:
         say(f"Sub-groups ({len(g.subgroups)}): " + "、".join(g.subgroups))

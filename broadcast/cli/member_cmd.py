@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -23,18 +24,18 @@ def add(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Add a member to one or more groups (an existing number with the same name joins them)."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.recipients.members import add_member
 
     r = add_member(workspace(), name, phone, group, title=title, notes=notes)
-    if json_:
-        emit_json(r.member.to_dict())
-    elif r.created:
-        say(f"Added {r.member.name} {r.member.phone} to {'、'.join(r.joined)}")
+    who = f"{r.member.name} {r.member.phone}"
+    if r.created:
+        text = f"Added {who} to {'、'.join(r.joined)}"
     elif r.joined:
-        say(f"{r.member.name} {r.member.phone} joined {'、'.join(r.joined)}")
+        text = f"{who} joined {'、'.join(r.joined)}"
     else:
-        say(f"{r.member.name} {r.member.phone} is already in {'、'.join(group)}: nothing changed")
+        text = f"{who} is already in {'、'.join(group)}: nothing changed"
+    Output.for_(json_).message(text, r.member.to_dict())
 
 
 def _member_rows(members: list) -> list[list[object]]:
@@ -48,34 +49,27 @@ def list_(
     json_: bool = JSON_OPTION,
 ) -> None:
     """List members."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.members import list_members
 
     members = list_members(workspace(), group=group, search=search)
-    if json_:
-        emit_json([m.to_dict() for m in members])
-    elif not members:
-        say("No members found.")
-    else:
-        table(None, ["Name", "Phone", "Groups", "Title", "Opted out"], _member_rows(members),
-              caption=f"{len(members)} members")
+    Output.for_(json_).table(None, ["Name", "Phone", "Groups", "Title", "Opted out"], _member_rows(members),
+                             data=[m.to_dict() for m in members], caption=f"{len(members)} members",
+                             empty="No members found.")
 
 
 @app.command("show")
 def show(phone: str = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     """Show one member."""
-    from broadcast.cli._output import emit_json, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.members import show_member
 
     m = show_member(workspace(), phone)
-    if json_:
-        emit_json(m.to_dict())
-    else:
-        table(None, ["Field", "Value"], [
-            ["Name", m.name], ["Phone", m.phone], ["Groups", "、".join(m.groups)], ["Title", m.title],
-            ["Notes", m.notes], ["Opted out", "yes" if m.opted_out else "no"],
-            ["Added", m.created_at], ["Updated", m.updated_at],
-        ])
+    Output.for_(json_).table(None, ["Field", "Value"], [
+        ["Name", m.name], ["Phone", m.phone], ["Groups", "、".join(m.groups)], ["Title", m.title],
+        ["Notes", m.notes], ["Opted out", "yes" if m.opted_out else "no"],
+        ["Added", m.created_at], ["Updated", m.updated_at],
+    ], data=m.to_dict())
 
 
 @app.command("edit")
@@ -90,15 +84,12 @@ def edit(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Change a member's name, number, title, notes or groups."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.recipients.members import edit_member
 
     m = edit_member(workspace(), phone, name=name, new_phone=new_phone, title=title, notes=notes,
                     add_groups=add_group, remove_groups=remove_group)
-    if json_:
-        emit_json(m.to_dict())
-    else:
-        say(f"Updated {m.name} {m.phone} ({'、'.join(m.groups) or 'no groups'})")
+    Output.for_(json_).message(f"Updated {m.name} {m.phone} ({'、'.join(m.groups) or 'no groups'})", m.to_dict())
 
 
 @app.command("remove")
@@ -148,16 +139,19 @@ def import_(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Import a contact list: validate every row, then add or update members in one transaction."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.importer import ImportOptions, import_members
 
     opts = ImportOptions(group=group, group_column=group_column, create_groups=create_groups,
                          column_map=_parse_map(map_), sheet=sheet, encoding=encoding, dry_run=dry_run,
                          errors_out=errors_out)
     s = import_members(workspace(), file, opts)
-    if json_:
-        emit_json(s.to_dict())
-        return
+    Output.for_(json_).result(s.to_dict(), lambda: _say_import(file, s))
+
+
+def _say_import(file: Path, s: Any) -> None:
+    from broadcast.cli._output import say, table
+
     title = f"{'Dry run: nothing was written. ' if s.dry_run else ''}Import of {file.name}: {s.rows} rows"
     table(title, ["added", "updated", "unchanged", "rejected", "duplicates", "conflicts"],
           [[s.added, s.updated, s.unchanged, s.rejected, s.duplicates, s.conflicts]])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
+
+if TYPE_CHECKING:
+    from broadcast.messages.checks import CheckReport
 
 app = typer.Typer(rich_markup_mode=None, help="Messages: write or pick, check, approve (two-person rule), schedule.", no_args_is_help=True)
 
@@ -47,19 +50,20 @@ def new(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create a message; its text is rendered and frozen now, and it waits for approval."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output, say
     from broadcast.messages.store import create_message
 
     ws = workspace()
     created = create_message(ws, text=text, template=template, groups=to or [], all_=all_,
                              at=_at(ws, at), category=category)
-    if json_:
-        emit_json({"id": created.id, "status": created.status})
-        return
-    _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
-    say(f"Created message {created.id} ({created.status})")
-    if created.status == "pending_approval":
-        say(f"  another operator approves it with: broadcast message approve {created.id}")
+
+    def human() -> None:
+        _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
+        say(f"Created message {created.id} ({created.status})")
+        if created.status == "pending_approval":
+            say(f"  another operator approves it with: broadcast message approve {created.id}")
+
+    Output.for_(json_).result({"id": created.id, "status": created.status}, human)
 
 
 @app.command("check")
@@ -70,14 +74,17 @@ def check(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Check a text: length with the signature, encoding, SMS parts, warnings."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
     from broadcast.messages.checks import check_message
 
     report = check_message(load_settings(), text=text, template=template, category=category)  # no database needed
-    if json_:
-        emit_json(report.to_dict())
-        return
+    Output.for_(json_).result(report.to_dict(), lambda: _say_check(report))
+
+
+def _say_check(report: CheckReport) -> None:
+    from broadcast.cli._output import say
+
     say(report.text)
     say(f"{report.length} characters (signature included), {report.encoding}, {report.parts} SMS part"
         + ("s" if report.parts != 1 else ""))
@@ -93,38 +100,37 @@ def list_(
     json_: bool = JSON_OPTION,
 ) -> None:
     """List messages."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.messages.store import list_messages
 
     ws = workspace()
     items = list_messages(ws, status=status)
-    if json_:
-        emit_json([m.to_dict() for m in items])
-        return
-    if not items:
-        say("No messages." if status else "No messages yet. Create one with: broadcast message new --text ... --to GROUP")
-        return
-    table(None, ["ID", "Status", "Send after", "To", "Author", "Text"],
-          ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else "、".join(m.targets),
-            m.author, m.body if len(m.body) <= 30 else m.body[:29] + "…"] for m in items),
-          caption=f"{len(items)} messages")
+    Output.for_(json_).table(
+        None, ["ID", "Status", "Send after", "To", "Author", "Text"],
+        ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else "、".join(m.targets),
+          m.author, m.body if len(m.body) <= 30 else m.body[:29] + "…"] for m in items),
+        data=[m.to_dict() for m in items], caption=f"{len(items)} messages",
+        empty="No messages." if status else "No messages yet. Create one with: broadcast message new --text ... --to GROUP")
 
 
 @app.command("show")
 def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool = JSON_OPTION) -> None:
     """Show a message: text, people, status, audience now, parts and a preview."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.dispatch.service import delivery_overview
     from broadcast.messages.store import show_message
 
     ws = workspace()
     m = show_message(ws, message_id)
     deliveries = delivery_overview(ws, message_id)
-    if json_:
-        emit_json({**m.to_dict(), "deliveries": deliveries["counts"], "test_sends": deliveries["test_sends"],
-                   "in_doubt": deliveries["in_doubt"]})
-        return
+    Output.for_(json_).result({**m.to_dict(), "deliveries": deliveries["counts"], "test_sends": deliveries["test_sends"],
+                               "in_doubt": deliveries["in_doubt"]}, lambda: _say_message(ws, m, deliveries))
+
+
+def _say_message(ws: Any, m: Any, deliveries: dict[str, object]) -> None:
     from rich.markup import escape
+
+    from broadcast.cli._output import say, table
 
     say(f"[bold]Message {m.id}[/]  {m.status}" + (f" ({escape(m.status_reason)})" if m.status_reason else ""))
     say(f"Text: {escape(m.body)}")
@@ -139,15 +145,14 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)
-    counts = {k: v for k, v in deliveries["counts"].items() if v}  # type: ignore[attr-defined]
+    counts = {k: v for k, v in cast(dict[str, int], deliveries["counts"]).items() if v}
     if counts:
         say("Deliveries: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if deliveries["in_doubt"]:
-        from broadcast.cli._output import table
-
+    in_doubt = cast(list[dict[str, Any]], deliveries["in_doubt"])
+    if in_doubt:
         table("In doubt: the run sending these died mid-request; they may or may not have arrived",
               ["Delivery", "Phone", "Name", "Since"],
-              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in deliveries["in_doubt"]))  # type: ignore[attr-defined]
+              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in in_doubt))
         say(f"Resolve with: broadcast message resolve {m.id} --resend   (or --mark-sent if they arrived)")
 
 
@@ -159,17 +164,15 @@ def resolve(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Settle deliveries held in doubt after a crash (the gateway is asked first where it can tell)."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.dispatch.service import resolve as resolve_doubt
 
     if resend == mark_sent:
         raise typer.BadParameter("give exactly one of --resend or --mark-sent")
     r = resolve_doubt(workspace(), message_id, resend=resend)
-    if json_:
-        emit_json(r.to_dict())
-    else:
-        say(f"Message {message_id}: {r.confirmed} confirmed by the gateway, {r.resent} queued to resend, "
-            f"{r.marked_sent} marked sent" + ("; run 'broadcast run' to send them" if r.resent else ""))
+    Output.for_(json_).message(
+        f"Message {message_id}: {r.confirmed} confirmed by the gateway, {r.resent} queued to resend, "
+        f"{r.marked_sent} marked sent" + ("; run 'broadcast run' to send them" if r.resent else ""), r.to_dict())
 
 
 @app.command("resume")
@@ -185,15 +188,13 @@ def resume(message_id: int = typer.Argument(...)) -> None:
 @app.command("approve")
 def approve(message_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     """Approve a pending message (not by its author)."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.messages.actions import approve_message
 
     ws = workspace()
     m = approve_message(ws, message_id)
-    if json_:
-        emit_json({"id": m.id, "status": m.status, "approver": m.approver})
-    else:
-        say(f"Approved message {m.id}; it may be sent from {_local(ws, m.send_after)}")
+    Output.for_(json_).message(f"Approved message {m.id}; it may be sent from {_local(ws, m.send_after)}",
+                               {"id": m.id, "status": m.status, "approver": m.approver})
 
 
 @app.command("reject")
@@ -203,14 +204,11 @@ def reject(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Reject a pending message (not by its author); the author can edit and resubmit it."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.messages.actions import reject_message
 
     m = reject_message(workspace(), message_id, reason)
-    if json_:
-        emit_json({"id": m.id, "status": m.status})
-    else:
-        say(f"Rejected message {m.id}")
+    Output.for_(json_).message(f"Rejected message {m.id}", {"id": m.id, "status": m.status})
 
 
 @app.command("cancel")
@@ -220,14 +218,11 @@ def cancel(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Cancel a message that has not been sent (a daily schedule's day is skipped, not shifted)."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.messages.actions import cancel_message
 
     m = cancel_message(workspace(), message_id, reason)
-    if json_:
-        emit_json({"id": m.id, "status": m.status})
-    else:
-        say(f"Cancelled message {m.id}")
+    Output.for_(json_).message(f"Cancelled message {m.id}", {"id": m.id, "status": m.status})
 
 
 @app.command("edit")
@@ -242,29 +237,33 @@ def edit(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Change a message before it is approved; it goes back to approval."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output, say
     from broadcast.messages.actions import edit_message
 
     ws = workspace()
     created = edit_message(ws, message_id, text=text, template=template, groups=to or [], all_=all_,
                            at=_at(ws, at), category=category)
-    if json_:
-        emit_json({"id": created.id, "status": created.status})
-        return
-    _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
-    say(f"Edited message {created.id} ({created.status})")
+
+    def human() -> None:
+        _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]
+        say(f"Edited message {created.id} ({created.status})")
+
+    Output.for_(json_).result({"id": created.id, "status": created.status}, human)
 
 
 def due(json_: bool = JSON_OPTION) -> None:
     """What the sender would send now, and why anything else waits (BROADCAST_NOW to ask "what if")."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.messages.timing import due as due_now
 
     ws = workspace()
     report = due_now(ws)
-    if json_:
-        emit_json(report.to_dict())
-        return
+    Output.for_(json_).result(report.to_dict(), lambda: _say_due(ws, report))
+
+
+def _say_due(ws: Any, report: Any) -> None:
+    from broadcast.cli._output import say, table
+
     say(f"Now: {_local(ws, report.now)} ({ws.settings.timezone})")
     if report.due:
         table("Due", ["ID", "Status", "Since", "Late", "Text"],

@@ -16,32 +16,25 @@ def add(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Opt a number out of every future send."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.recipients.optouts import add_optout
 
     info, created = add_optout(workspace(), phone, reason)
-    if json_:
-        emit_json(info.to_dict())
-    elif created:
-        say(f"Opted out {info.phone}" + (f" ({info.name})" if info.name else ""))
-    else:
-        say(f"{info.phone} was already opted out on {info.created_at:%Y-%m-%d}")
+    text = (f"Opted out {info.phone}" + (f" ({info.name})" if info.name else "") if created
+            else f"{info.phone} was already opted out on {info.created_at:%Y-%m-%d}")
+    Output.for_(json_).message(text, info.to_dict())
 
 
 @app.command("list")
 def list_(json_: bool = JSON_OPTION) -> None:
     """List opt-outs."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.recipients.optouts import list_optouts
 
     items = list_optouts(workspace())
-    if json_:
-        emit_json([o.to_dict() for o in items])
-    elif not items:
-        say("No opt-outs.")
-    else:
-        table(None, ["Phone", "Name", "Reason", "Since", "By"],
-              ([o.phone, o.name, o.reason, f"{o.created_at:%Y-%m-%d %H:%M}", o.created_by] for o in items))
+    Output.for_(json_).table(None, ["Phone", "Name", "Reason", "Since", "By"],
+                             ([o.phone, o.name, o.reason, f"{o.created_at:%Y-%m-%d %H:%M}", o.created_by] for o in items),
+                             data=[o.to_dict() for o in items], empty="No opt-outs.")
 
 
 @app.command("remove")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+
+from broadcast.cli._common import JSON_OPTION
 
 app = typer.Typer(rich_markup_mode=None, help="Delivery receipts: pushed by gateways (Kannel, Aliyun, Tencent, Twilio, simulator) or pulled.", no_args_is_help=True)
 
@@ -46,37 +50,33 @@ def serve(
 
 
 @app.command("status")
-def status(json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+def status(json_: bool = JSON_OPTION) -> None:
     """How many deliveries await a final receipt, per gateway, and for how long."""
     from broadcast.cli._common import workspace
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.clock import format_duration, now
     from broadcast.receipts.status import status as receipt_status
 
     ws = workspace()
     rows = receipt_status(ws)
-    if json_:
-        emit_json([r.to_dict() for r in rows])
-        return
-    if not rows:
-        say("No deliveries await a receipt.")
-        return
     current = now(ws.settings)
-    table(None, ["Gateway", "Awaiting a receipt", "Oldest waits", f"Unconfirmed (> {ws.settings.receipt_timeout})",
-                 "Received, not yet applied"],
-          ([r.gateway, r.awaiting, format_duration(current - r.oldest) if r.oldest else "", r.unconfirmed,
-            r.receipts_pending] for r in rows))
+    Output.for_(json_).table(
+        None, ["Gateway", "Awaiting a receipt", "Oldest waits", f"Unconfirmed (> {ws.settings.receipt_timeout})",
+               "Received, not yet applied"],
+        ([r.gateway, r.awaiting, format_duration(current - r.oldest) if r.oldest else "", r.unconfirmed,
+          r.receipts_pending] for r in rows),
+        data=[r.to_dict() for r in rows], empty="No deliveries await a receipt.")
 
 
 @app.command("pull")
 def pull(
-    json_: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_: bool = JSON_OPTION,
     budget: int = typer.Option(None, "--budget", min=1, help="API requests per gateway (default BROADCAST_RECEIPTS_PULL_BUDGET)."),
     gateway: list[str] = typer.Option(None, "--gateway", help="Only this gateway (repeatable)."),
 ) -> None:
     """Ask every gateway with a pull API about deliveries still accepted or in doubt; record, then apply."""
     from broadcast.cli._common import workspace
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.receipts.pull import pull_once
 
     ws = workspace()
@@ -84,9 +84,12 @@ def pull(
         summary = pull_once(ws, budget=budget, gateways=gateway or None)
     finally:
         ws.close()
-    if json_:
-        emit_json(summary.to_dict())
-        return
+    Output.for_(json_).result(summary.to_dict(), lambda: _say_pull(summary))
+
+
+def _say_pull(summary: Any) -> None:
+    from broadcast.cli._output import say, table
+
     if not summary.gateways:
         say("No deliveries await a receipt.")
         return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
@@ -20,16 +23,19 @@ def daily(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create one message per line of the series, on consecutive days at --time."""
-    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.cli._output import Output
     from broadcast.clock import parse_date
     from broadcast.messages.schedules import create_daily
 
     ws = workspace()
     result = create_daily(ws, series=series, send_time=time, groups=to or [], all_=all_,
                           start=parse_date(start) if start else None, days=days)
-    if json_:
-        emit_json(result.to_dict())
-        return
+    Output.for_(json_).result(result.to_dict(), lambda: _say_created(result, time))
+
+
+def _say_created(result: Any, time: str) -> None:
+    from broadcast.cli._output import say, warn
+
     for w in result.warnings:
         warn(f"{w['date']} (message {w['message_id']}): {w['message']} [{w['code']}]")
     first, last = result.messages[0], result.messages[-1]
@@ -42,48 +48,45 @@ def daily(
 @app.command("list")
 def list_(json_: bool = JSON_OPTION) -> None:
     """List schedules with their messages by status."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.messages.schedules import list_schedules
 
     items = list_schedules(workspace())
-    if json_:
-        emit_json([s.to_dict() for s in items])
-        return
-    if not items:
-        say("No schedules. Create one with: broadcast schedule daily --series FILE --to GROUP --time 07:30")
-        return
-    table(None, ["ID", "Series", "Time", "From", "Days", "Status", "To", "Messages"],
-          ([s.id, s.series, s.send_time, s.start_date, s.days, s.status,
-            "everyone" if s.target_all else "、".join(s.targets),
-            ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()))] for s in items))
+    Output.for_(json_).table(
+        None, ["ID", "Series", "Time", "From", "Days", "Status", "To", "Messages"],
+        ([s.id, s.series, s.send_time, s.start_date, s.days, s.status,
+          "everyone" if s.target_all else "、".join(s.targets),
+          ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()))] for s in items),
+        data=[s.to_dict() for s in items],
+        empty="No schedules. Create one with: broadcast schedule daily --series FILE --to GROUP --time 07:30")
 
 
 @app.command("show")
 def show(schedule_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     """Show a schedule and its daily messages."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.messages.schedules import show_schedule
 
     s = show_schedule(workspace(), schedule_id)
-    if json_:
-        emit_json(s.to_dict())
-        return
+    Output.for_(json_).result(s.to_dict(), lambda: _say_schedule(s))
+
+
+def _say_schedule(s: Any) -> None:
+    from broadcast.cli._output import say, table
+
     say(f"[bold]Schedule {s.id}[/] {s.series}: daily at {s.send_time} from {s.start_date} for {s.days} days; "
         f"{s.status}; to {'everyone' if s.target_all else '、'.join(s.targets)}; by {s.created_by}")
     table(None, ["Date", "Message", "Status", "Text"],
           ([m["date"], m["id"], m["status"], m["body"]] for m in s.messages))
 
 
-def _simple(verb: str, done: str) -> object:
+def _simple(verb: str, done: str) -> Callable[..., None]:
     def command(schedule_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
-        from broadcast.cli._output import emit_json, say
+        from broadcast.cli._output import Output
         from broadcast.messages import schedules
 
         s = getattr(schedules, f"{verb}_schedule")(workspace(), schedule_id)
-        if json_:
-            emit_json({"id": s.id, "status": s.status})
-        else:
-            say(f"{done} schedule {s.id}")
+        Output.for_(json_).message(f"{done} schedule {s.id}", {"id": s.id, "status": s.status})
 
     command.__doc__ = {
         "pause": "Pause a schedule: its messages wait (a day that passes while paused expires).",
@@ -101,11 +104,9 @@ app.command("cancel")(_simple("cancel", "Cancelled"))
 @app.command("approve")
 def approve(schedule_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     """Approve every pending message of a schedule at once (not by its author)."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.messages.schedules import approve_schedule
 
     ids = approve_schedule(workspace(), schedule_id)
-    if json_:
-        emit_json({"id": schedule_id, "approved": ids})
-    else:
-        say(f"Approved {len(ids)} messages of schedule {schedule_id}")
+    Output.for_(json_).message(f"Approved {len(ids)} messages of schedule {schedule_id}",
+                               {"id": schedule_id, "approved": ids})

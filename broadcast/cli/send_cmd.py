@@ -5,14 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from broadcast.cli._common import JSON_OPTION, workspace
 
-EXIT_ATTENTION = 3  # sent what it could, but a message paused or deliveries are held in doubt
-
+if TYPE_CHECKING:
+    from broadcast.cli._output import Output
 
 class _Graceful:
     """SIGTERM or a first Ctrl-C: stop taking new work, finish and record the requests in flight.
@@ -80,41 +80,47 @@ class _Reporter:
             self.bar.stop()
 
 
-def _print_report(report: Any, json_: bool) -> None:
-    from broadcast.cli._output import emit_json, say, warn
+def _print_report(report: Any, out: Output) -> None:
+    """The run's report; exit 3 (ATTENTION) when a message paused or deliveries are held in doubt."""
+    from broadcast.errors import ExitCode
 
-    if json_:
-        emit_json(report.to_dict())
-    else:
-        o = report.outcomes
-        say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
-            f"in doubt {o.in_doubt} ({report.elapsed_s:.1f} s)"
-            + (f"; receipts {report.receipts}" if report.receipts else ""))
-        if report.completed:
-            say(f"Finished: message {', '.join(map(str, report.completed))}")
-        for mid in report.waiting_quiet:
-            say(f"Message {mid} waits: quiet hours")
-        for mid, reason in report.expired.items():
-            warn(f"message {mid} expired unsent: {reason}")
-        for mid, reason in report.paused.items():
-            warn(f"message {mid} paused: {reason}; after fixing it: broadcast message resume {mid}")
-        for mid, n in report.in_doubt.items():
-            warn(f"message {mid}: {n} deliveries in doubt (held, not resent); see broadcast message show {mid}")
+    out.result(report.to_dict(), lambda: _say_report(report))
     if report.needs_attention:
-        raise typer.Exit(EXIT_ATTENTION)
+        raise typer.Exit(ExitCode.ATTENTION)
+
+
+def _say_report(report: Any) -> None:
+    from broadcast.cli._output import say, warn
+
+    o = report.outcomes
+    say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
+        f"in doubt {o.in_doubt} ({report.elapsed_s:.1f} s)"
+        + (f"; receipts {report.receipts}" if report.receipts else ""))
+    if report.completed:
+        say(f"Finished: message {', '.join(map(str, report.completed))}")
+    for mid in report.waiting_quiet:
+        say(f"Message {mid} waits: quiet hours")
+    for mid, reason in report.expired.items():
+        warn(f"message {mid} expired unsent: {reason}")
+    for mid, reason in report.paused.items():
+        warn(f"message {mid} paused: {reason}; after fixing it: broadcast message resume {mid}")
+    for mid, n in report.in_doubt.items():
+        warn(f"message {mid}: {n} deliveries in doubt (held, not resent); see broadcast message show {mid}")
 
 
 def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:
     """Send everything due now, once, and exit (safe to run from cron every minute)."""
+    from broadcast.cli._output import Output
     from broadcast.dispatch.service import run_once
 
+    out = Output.for_(json_)
     graceful = _Graceful()
-    rep = _Reporter(quiet or json_)
+    rep = _Reporter(quiet or out.is_json)
     try:
         report = run_once(workspace(), progress=rep, on_dispatcher=graceful)
     finally:
         rep.close()
-    _print_report(report, json_)
+    _print_report(report, out)
 
 
 def worker(
@@ -126,13 +132,15 @@ def worker(
     """Send due messages in a loop; SIGTERM or Ctrl-C finishes the requests in flight and exits 0."""
     import contextlib
 
-    from broadcast.cli._output import say
+    from broadcast.cli._output import Output
     from broadcast.dispatch.service import run_worker
 
+    out = Output.for_(json_)
+
     def on_pass(r: Any) -> None:
-        if not json_ and (r.outcomes.accepted or r.outcomes.failed or r.started or r.paused):
+        if r.outcomes.accepted or r.outcomes.failed or r.started or r.paused:
             o = r.outcomes
-            say(f"pass: sent {o.accepted} failed {o.failed} retrying {o.retry} in doubt {o.in_doubt}")
+            out.say(f"pass: sent {o.accepted} failed {o.failed} retrying {o.retry} in doubt {o.in_doubt}")
 
     graceful = _Graceful()
     rep = _Reporter(True)
@@ -143,13 +151,10 @@ def worker(
 
         endpoint = running(ws.engine, load_receipts_settings(), receipts_host, receipts_port)
     with endpoint as url:
-        if url and not json_:
-            say(f"Receipts endpoint on {url}")
+        if url:
+            out.say(f"Receipts endpoint on {url}")
         report = run_worker(ws, poll_s=poll, progress=rep, on_pass=on_pass, on_dispatcher=graceful)
-    if json_:
-        from broadcast.cli._output import emit_json
-
-        emit_json(report.to_dict())
+    out.result(report.to_dict())
 
 
 def send(
@@ -159,31 +164,28 @@ def send(
     json_: bool = JSON_OPTION,
 ) -> None:
     """Send one approved message now, after showing its audience, parts, cost and duration."""
-    from broadcast.cli._output import emit_json, say
+    from broadcast.cli._output import Output
     from broadcast.dispatch import service
+    from broadcast.errors import ExitCode
 
+    out = Output.for_(json_)
     ws = workspace()
     if test_to:
         t = service.test_send(ws, message_id, test_to)
-        if json_:
-            emit_json(t.to_dict())
-        else:
-            say(f"Test to {t.phone}: {t.outcome}" + (f" ({t.detail})" if t.detail else "") + f"\n{t.text}")
+        out.message(f"Test to {t.phone}: {t.outcome}" + (f" ({t.detail})" if t.detail else "") + f"\n{t.text}",
+                    t.to_dict())
         if t.outcome != "accepted":
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.ERROR)
         return
     p = service.plan(ws, message_id)
     if not yes:
-        if json_:
-            raise typer.BadParameter("--json needs --yes (there is no one to confirm)", param_hint="--yes")
-        say(f"Message {p.message_id} ({p.status}) through {p.gateway}: {p.audience} people, {p.parts} part(s) each, "
-            f"{p.billable_parts} billable SMS parts; {service.eta_text(p.eta_s)}"
-            + (f" at {p.rate:g}/s" if p.rate else ""))
-        if not typer.confirm("Send now?", default=False):
-            raise typer.Exit(1)
-    rep = _Reporter(json_)
+        out.confirm(f"Message {p.message_id} ({p.status}) through {p.gateway}: {p.audience} people, {p.parts} part(s) each, "
+                    f"{p.billable_parts} billable SMS parts; {service.eta_text(p.eta_s)}"
+                    + (f" at {p.rate:g}/s" if p.rate else ""),
+                    "Send now?", refusal="--json needs --yes (there is no one to confirm)")
+    rep = _Reporter(out.is_json)
     try:
         report = service.send_now(ws, message_id, progress=rep)
     finally:
         rep.close()
-    _print_report(report, json_)
+    _print_report(report, out)

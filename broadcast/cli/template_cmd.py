@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from broadcast.cli._common import JSON_OPTION
@@ -13,29 +15,25 @@ app = typer.Typer(rich_markup_mode=None, help="Message templates (templates/NAME
 @app.command("list")
 def list_(json_: bool = JSON_OPTION) -> None:
     """List templates and series with their placeholders."""
-    from broadcast.cli._output import emit_json, say, table
+    from broadcast.cli._output import Output
     from broadcast.config import load_settings
     from broadcast.messages.templates import list_templates
 
     folder = load_settings().templates_dir
     items = list_templates(folder)
-    if json_:
-        emit_json([t.to_dict() for t in items])
-        return
-    if not items:
-        say(f"No templates in {folder}. Put NAME.txt files there (BROADCAST_TEMPLATES_DIR sets the folder).")
-        return
-    table(None, ["Name", "Kind", "Placeholders", "Text"],
-          ([t.name, t.kind if t.kind == "template" else f"series ({t.lines} lines)",
-            f"ERROR: {t.error}" if t.error else " ".join("{" + p + "}" for p in t.placeholders),
-            t.text.split("\n")[0][:40]] for t in items),
-          caption=f"{len(items)} in {folder}")
+    Output.for_(json_).table(
+        None, ["Name", "Kind", "Placeholders", "Text"],
+        ([t.name, t.kind if t.kind == "template" else f"series ({t.lines} lines)",
+          f"ERROR: {t.error}" if t.error else " ".join("{" + p + "}" for p in t.placeholders),
+          t.text.split("\n")[0][:40]] for t in items),
+        data=[t.to_dict() for t in items], caption=f"{len(items)} in {folder}",
+        empty=f"No templates in {folder}. Put NAME.txt files there (BROADCAST_TEMPLATES_DIR sets the folder).")
 
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Template or series name."), json_: bool = JSON_OPTION) -> None:
     """Show a template (or series) and check it as a sample recipient would get it today."""
-    from broadcast.cli._output import emit_json, say, warn
+    from broadcast.cli._output import Output
     from broadcast.clock import local, now
     from broadcast.config import load_settings
     from broadcast.messages.compose import freeze
@@ -48,10 +46,13 @@ def show(name: str = typer.Argument(..., help="Template or series name."), json_
     if info.kind == "template" and info.error is None:
         body = freeze(info.text, local(now(settings), settings.timezone).date(), source=f"template {info.name!r}")
         data["check"] = check_for(settings, body, "notice").to_dict()
-    if json_:
-        emit_json(data)
-        return
+    Output.for_(json_).result(data, lambda: _say_template(info, data))
+
+
+def _say_template(info: Any, data: dict[str, Any]) -> None:
     from rich.markup import escape
+
+    from broadcast.cli._output import say, warn
 
     say(f"[bold]{escape(info.name)}[/] ({info.kind}, {escape(str(info.path))})")
     say(escape(info.text))

@@ -82,3 +82,21 @@ def test_aliased_settings_use_the_variable_a_user_sets(monkeypatch):
     monkeypatch.setenv("BROADCAST_TWILIO_FROM", "+15550001111")
     rows = {r.env: r for r in by_name()["twilio"].settings}
     assert rows["BROADCAST_TWILIO_FROM"].value == "+15550001111"
+
+
+def test_config_command_shows_every_gateway_masked_and_gateway_check_names_what_is_missing(cli, monkeypatch):
+    monkeypatch.setenv("BROADCAST_KANNEL_PASSWORD", SECRET)
+    r = cli("config", "--json")
+    assert r.exit_code == 0
+    gws = r.json()["gateways"]
+    assert set(gws) == set(registry.names())
+    assert gws["kannel"]["settings"]["BROADCAST_KANNEL_PASSWORD"] == "****XY"
+    assert "BROADCAST_KANNEL_URL" in gws["kannel"]["problem"] and "BROADCAST_KANNEL_USERNAME" in gws["kannel"]["problem"]
+    assert gws["simulator"]["problem"] is None
+    human = cli("config")
+    assert "Gateway kannel" in human.stdout and "****XY" in human.stdout
+    assert SECRET[:-2] not in r.stdout + human.stdout + human.stderr
+    check = cli("gateway", "check", "--gateway", "kannel")
+    assert check.exit_code == 1
+    assert "BROADCAST_KANNEL_URL" in check.stderr and "BROADCAST_KANNEL_USERNAME" in check.stderr
+    assert "Traceback" not in check.stderr

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     receipts_pull_interval_s: float = Field(default=300.0, ge=5, description="How often `broadcast worker` pulls receipts from gateways that offer a pull API.")
     receipt_timeout: str = Field(default="72h", description="An accepted delivery with no final receipt after this long counts as unconfirmed in reports (it is not assumed delivered).")
     retention_days: int | None = Field(default=None, ge=1, description="Keep phone numbers and texts of deliveries this many days; 'broadcast purge' without --before erases older ones. Empty: keep (purge only with --before).")
+    busy_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="How long a command waits for an SQLite database another process is writing before it gives up.")
     lease_s: float = Field(default=60.0, ge=5, description="How long a claimed delivery belongs to a run that stops renewing it (a crashed run on another host).")
 
     @field_validator("banned_words", mode="before")

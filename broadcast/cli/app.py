@@ -55,7 +55,12 @@ class BroadcastGroup(TyperGroup):
                 error(exc.message, exc.hint)
                 code = exc.exit_code
             elif type(exc).__module__.startswith("sqlalchemy") and hasattr(exc, "orig"):
-                error(f"database error: {exc.orig}", "run with BROADCAST_DEBUG=1 for details")
+                from broadcast.db.engine import explain
+
+                error(*explain(exc))
+                code = ExitCode.ERROR
+            elif isinstance(exc, OSError) and exc.filename:  # a folder that cannot be made, a file not readable
+                error(f"{exc.strerror or type(exc).__name__}: {exc.filename}")
                 code = ExitCode.ERROR
             else:
                 raise

@@ -19,7 +19,7 @@ def status(json_: bool = JSON_OPTION) -> None:
     from broadcast.db.migrate import status as db_status
 
     settings = load_settings()
-    version, pending = db_status(make_engine(settings.effective_database_url))
+    version, pending = db_status(make_engine(settings.effective_database_url, busy_timeout_s=settings.busy_timeout_s))
     data = {"database_url": mask_url(settings.effective_database_url), "version": version, "latest": LATEST,
             "pending": [{"version": m.version, "description": m.description} for m in pending]}
 
@@ -29,6 +29,11 @@ def status(json_: bool = JSON_OPTION) -> None:
             say(f"  pending: {m.version} {m.description}")
 
     Output.for_(json_).result(data, human)
+    if version > LATEST:
+        from broadcast.errors import StateError
+
+        raise StateError(f"the database schema is version {version}, newer than this broadcast knows ({LATEST})",
+                         hint="upgrade broadcast (pip install -U broadcast)")
 
 
 @app.command("migrate")
@@ -39,7 +44,7 @@ def migrate() -> None:
     from broadcast.db.engine import make_engine
     from broadcast.db.migrate import migrate as db_migrate
 
-    version = db_migrate(make_engine(load_settings().effective_database_url))
+    version = db_migrate(make_engine((s := load_settings()).effective_database_url, busy_timeout_s=s.busy_timeout_s))
     say(f"Schema at version {version}")
 
 

@@ -15,6 +15,6 @@ def open_database(settings: Settings) -> Engine:
     from broadcast.db.engine import make_engine
     from broadcast.db.migrate import ensure_schema
 
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, busy_timeout_s=settings.busy_timeout_s)
     ensure_schema(engine)
     return engine

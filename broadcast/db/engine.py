@@ -23,8 +23,9 @@ from broadcast.errors import ConfigError
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; creates the directory of a SQLite file if needed."""
+def make_engine(url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000, **kwargs: Any) -> Engine:
+    """An engine for ``url``; creates the directory of a SQLite file if needed. ``busy_timeout_s``:
+    how long SQLite waits for another process's write lock (``BROADCAST_BUSY_TIMEOUT_S``)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -32,8 +33,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
-        _setup_sqlite(engine)
+        engine = create_engine(parsed, connect_args={"timeout": busy_timeout_s}, **kwargs)
+        _setup_sqlite(engine, round(busy_timeout_s * 1000))
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
@@ -44,13 +45,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         ) from None
 
 
-def _setup_sqlite(engine: Engine) -> None:
+def _setup_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -82,3 +83,30 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         with Session(bind=conn, expire_on_commit=False) as session:
             yield session
             session.flush()
+
+
+_PLAIN = (  # SQLite's words -> what a user can act on
+    ("database is locked", "the database is locked by another process (waited BROADCAST_BUSY_TIMEOUT_S)",
+     "is an import, a send or a restore running? try again when it ends"),
+    ("readonly database", "the database cannot be written: the file or its folder is read-only",
+     "check the permissions of BROADCAST_DATABASE_URL's file and folder"),
+    ("disk is full", "the disk is full: nothing was written", "free some space and run the command again"),
+    ("disk i/o error", "the database could not be written (disk I/O error: a full disk or a file-size limit); "
+     "nothing was written", "free some space and run the command again"),
+    ("unable to open database file", "the database file cannot be opened (no such folder, or no permission)",
+     "check BROADCAST_DATABASE_URL or BROADCAST_DATA_DIR"),
+    ("file is not a database", "the database file is not an SQLite database",
+     "check BROADCAST_DATABASE_URL; 'broadcast restore FILE' puts back a backup"),
+)
+
+
+def explain(exc: BaseException) -> tuple[str, str]:
+    """One line and a hint for a database driver error (``sqlalchemy.exc.DBAPIError``), in words
+    a user can act on; the driver's own words when nothing better is known."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    low = text.lower()
+    for needle, message, hint in _PLAIN:
+        if needle in low:
+            return message, hint
+    return f"database error: {text}", "run with BROADCAST_DEBUG=1 for details"

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine
 
 from broadcast.db.audit_models import AuditEntry, AuditHead
 from broadcast.db.types import table, utcnow
+from broadcast.errors import InputError
 
 log_t = table(AuditEntry)
 head_t = table(AuditHead)
@@ -199,10 +200,18 @@ def verify_file(path: Path, expected_head: str | None = None) -> Verification:
     (the head hash an auditor kept), also that nothing was cut off its end."""
     def rows() -> Iterator[tuple[Any, ...]]:
         with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                e = json.loads(line)
-                yield (e["id"], datetime.fromisoformat(e["at"]), e["operator"], e["action"], e["object"],
-                       canonical(e["details"]), e["prev_hash"], e["hash"])
+            lineno = 0
+            try:
+                for lineno, line in enumerate(fh, 1):  # noqa: B007 (read in the except below)
+                    e = json.loads(line)
+                    entry = (e["id"], datetime.fromisoformat(e["at"]), e["operator"], e["action"], e["object"],
+                             canonical(e["details"]), e["prev_hash"], e["hash"])
+                    yield entry
+            except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+                what = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else \
+                    f"missing field {exc}" if isinstance(exc, KeyError) else "not an audit entry"
+                raise InputError(f"{path}: line {lineno + (1 if isinstance(exc, UnicodeDecodeError) else 0)} is {what}",
+                                 hint="give the JSONL file written by 'broadcast audit export'") from None
 
     result = verify_rows(rows(), None, require_head=False)
     if result.ok and expected_head is not None and result.head_hash != expected_head:

@@ -131,3 +131,15 @@ def test_cli_verify_exit_codes(chain, cli):
     sql(chain, "DELETE FROM audit_log WHERE id = 2")
     r = cli("audit", "verify")
     assert r.exit_code == 1 and "entry 2 is missing" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfe not text\n", "line 1 is not UTF-8 text"),
+    (b'{"id": 1}\n', "line 1 is missing field 'at'"),
+    (b"id,at,operator\n", "line 1 is not an audit entry"),
+])
+def test_verify_file_on_a_file_that_is_not_an_export_is_one_line(cli, tmp_path, content, words):
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(content)
+    r = cli("audit", "verify", "--file", str(path))
+    assert r.exit_code == 1 and words in r.stderr and "Traceback" not in r.stderr

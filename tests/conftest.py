@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import pg_schema, postgres_problem
+
 REPO = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BROADCAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_stores`` (``pytestmark = pytest.mark.both_stores`` in a module) run on
     SQLite and on PostgreSQL; the rest on SQLite. The SIGKILL crash test (test_crash) stays on
@@ -25,36 +24,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store" in metafunc.fixturenames:
         both = metafunc.definition.get_closest_marker("both_stores") is not None
         metafunc.parametrize("store", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
-
-
-_pg_problem: list[str | None] = []
-
-
-def postgres_problem() -> str | None:
-    """Why PostgreSQL cannot be used for tests here (None: it can)."""
-    if not _pg_problem:
-        try:
-            import psycopg
-            from sqlalchemy.engine import make_url
-
-            u = make_url(PG_URL)
-            psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                            dbname=u.database, connect_timeout=3).close()
-            _pg_problem.append(None)
-        except Exception as exc:  # no driver, no server, no database: all mean "skip"
-            _pg_problem.append(f"PostgreSQL not available at {PG_URL} ({type(exc).__name__}: {str(exc).strip()[:120]}); "
-                               "set BROADCAST_TEST_POSTGRES_URL to run these tests on it")
-    return _pg_problem[0]
-
-
-def _pg_exec(sql: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(PG_URL)
-    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                         dbname=u.database, autocommit=True) as conn:
-        conn.execute(sql)
 
 
 @pytest.fixture
@@ -68,15 +37,8 @@ def store(request: pytest.FixtureRequest) -> Iterator[str]:
     problem = postgres_problem()
     if problem:
         pytest.skip(problem)
-    import uuid
-
-    schema = f"bt_{uuid.uuid4().hex[:16]}"
-    _pg_exec(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        _pg_exec(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -138,6 +100,22 @@ class CliResult:
 
     def __repr__(self) -> str:
         return f"<exit {self.exit_code}\nstdout: {self.stdout}\nstderr: {self.stderr}>"
+
+
+@pytest.fixture
+def history(cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Two groups, two members, an opt-out and a sent message, in the test's database; returns ``cli``."""
+    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T10:00")
+    monkeypatch.setenv("BROADCAST_SIMULATOR_LATENCY_MS", "0")
+    for args in (("group", "add", "党工委"), ("group", "add", "一支部", "--parent", "党工委"),
+                 ("member", "add", "张三", "13800138001", "-g", "一支部"),
+                 ("member", "add", "李四", "13800138002", "-g", "一支部"),
+                 ("optout", "add", "13800138002"),
+                 ("message", "new", "--text", "{name}同志：开会", "--to", "党工委")):
+        assert cli(*args).exit_code == 0
+    assert cli("message", "approve", "1", env={"BROADCAST_OPERATOR": "leader"}).exit_code == 0
+    assert cli("run").exit_code in (0, 3)
+    return cli
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt
 from broadcast.db.migrate import LATEST
-from tests.conftest import PG_URL, _pg_exec, postgres_problem
 from tests.dispatch import support as S
+from tests.stores import pg_schema, postgres_problem
 
 D, A = Delivery.__table__, DeliveryAttempt.__table__
 
@@ -54,22 +54,6 @@ def _audit(url: str, action: str) -> list[Any]:
         return list(entries(engine, action=action))
     finally:
         engine.dispose()
-
-
-@pytest.fixture
-def history(cli: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Two groups, two members, an opt-out and a sent message, in the test's database."""
-    monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T10:00")
-    monkeypatch.setenv("BROADCAST_SIMULATOR_LATENCY_MS", "0")
-    for args in (("group", "add", "党工委"), ("group", "add", "一支部", "--parent", "党工委"),
-                 ("member", "add", "张三", "13800138001", "-g", "一支部"),
-                 ("member", "add", "李四", "13800138002", "-g", "一支部"),
-                 ("optout", "add", "13800138002"),
-                 ("message", "new", "--text", "{name}同志：开会", "--to", "党工委")):
-        assert cli(*args).exit_code == 0
-    assert cli("message", "approve", "1", env={"BROADCAST_OPERATOR": "leader"}).exit_code == 0
-    assert cli("run").exit_code in (0, 3)
-    return cli
 
 
 # -- the end-to-end case: a backup taken in the middle of a real send --------------------------------
@@ -406,13 +390,8 @@ def second_store(store: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     problem = postgres_problem()
     if problem:
         pytest.skip(problem)
-    schema = f"bt_{uuid.uuid4().hex[:16]}"
-    _pg_exec(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield {"BROADCAST_DATABASE_URL": f"{PG_URL}{sep}options=-csearch_path%3D{schema}"}
-    finally:
-        _pg_exec(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema() as url:
+        yield {"BROADCAST_DATABASE_URL": url}
 
 
 @pytest.mark.both_stores

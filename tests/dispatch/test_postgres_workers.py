@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import json
 import os
 import random
 import signal
@@ -43,6 +42,8 @@ import pytest
 import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
+from tests.dispatch import support as S
+from tests.stores import postgres_problem
 
 pytestmark = [pytest.mark.postgres, pytest.mark.both_stores]
 
@@ -61,16 +62,6 @@ D, A, R = Delivery.__table__, DeliveryAttempt.__table__, Run.__table__
 SETTLED = ("accepted", "delivered", "failed", "expired", "in_doubt")
 
 
-def _conftest() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bt_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _max_in_window(times: list[float], window_s: float = 1.0) -> tuple[int, float]:
     """The most events in any half-open window [t, t + window_s), and where it starts."""
     ts = sorted(times)
@@ -81,43 +72,6 @@ def _max_in_window(times: list[float], window_s: float = 1.0) -> tuple[int, floa
         if i - j + 1 > best:
             best, at = i - j + 1, ts[j]
     return best, at
-
-
-class _Mock:
-    def __init__(self, record: Path) -> None:
-        self.record = record
-        self.err = record.with_suffix(".stderr").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broadcast.gateways.mockserver", "--port", "0", "--record", str(record),
-             "--delay-ms", str(GATEWAY_DELAY_MS)],
-            stdout=subprocess.PIPE, stderr=self.err, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), f"mock did not start: {line!r}"
-        self.url = f"http://127.0.0.1:{int(line.split()[-1])}/send"
-
-    def size(self) -> int:
-        try:
-            return self.record.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def lines(self) -> list[dict[str, Any]]:
-        if not self.record.exists():
-            return []
-        return [json.loads(x) for x in self.record.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        self.err.close()
 
 
 def _populate(tmp: Path, n: int) -> int:
@@ -179,7 +133,7 @@ def _stranded_by(engine: sa.Engine, pid: int) -> int:
 def _postgres_only(store: str) -> None:
     if not store.startswith("postgresql"):
         pytest.skip("PostgreSQL only: several workers on one SQLite file serialise on its write lock")
-    problem = _conftest().postgres_problem()
+    problem = postgres_problem()
     if problem:
         pytest.skip(problem)
 
@@ -191,7 +145,7 @@ def test_four_workers_share_a_send_while_one_keeps_dying(store: str, tmp_path: P
     t_start = time.monotonic()
     mid = _populate(tmp_path, N)
     engine = sa.create_engine(store)
-    mock = _Mock(tmp_path / "received.jsonl")
+    mock = S.Mock(tmp_path / "received.jsonl", "--delay-ms", str(GATEWAY_DELAY_MS))
     env = dict(os.environ)
     env.pop("BROADCAST_NOW", None)
     env.update(BROADCAST_DATABASE_URL=store, BROADCAST_GATEWAY="http", BROADCAST_HTTP_URL=mock.url,
@@ -412,7 +366,7 @@ def test_per_number_cap_holds_across_four_processes(store: str, tmp_path: Path) 
             assert approve_message(approver, created.id).status == "approved"
     finally:
         opened.close()
-    mock = _Mock(tmp_path / "received.jsonl")
+    mock = S.Mock(tmp_path / "received.jsonl", "--delay-ms", str(GATEWAY_DELAY_MS))
     env = dict(os.environ)
     env.pop("BROADCAST_NOW", None)
     env.update(BROADCAST_DATABASE_URL=store, BROADCAST_GATEWAY="http", BROADCAST_HTTP_URL=mock.url,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, take
+from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, moment, take
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
@@ -178,11 +178,17 @@ def test_burst_is_honoured_after_idle_then_the_rate(ws: Any) -> None:
     assert stamps[5:] == pytest.approx([t0 + k / lim.bucket_rate for k in range(1, 6)])
 
 
+def slots(run: tuple[float, float, int], rate: float) -> tuple[float, list[float]]:
+    """A take's run spelled out: its time and every slot's moment."""
+    now, level, n = run
+    return now, [moment(now, level, rate, j) for j in range(n)]
+
+
 def test_take_never_refills_backwards_on_a_slow_clock(ws: Any) -> None:
     """Another host's clock 5 s behind: its take does not count as refill time."""
-    assert take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 1000.0) == (1000.0, [1000.0])  # the first token
-    now, slots = take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 995.0)
-    assert now == 1000.0 and slots == [pytest.approx(1000.1)]  # after the newest time seen, not 5 s of refill
+    assert slots(take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 1000.0), 10.0) == (1000.0, [1000.0])  # the first token
+    now, got = slots(take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 995.0), 10.0)
+    assert now == 1000.0 and got == [pytest.approx(1000.1)]  # after the newest time seen, not 5 s of refill
 
 
 def test_takers_slots_never_overlap(ws: Any) -> None:
@@ -190,14 +196,14 @@ def test_takers_slots_never_overlap(ws: Any) -> None:
     they get are one every 1/rate once the burst is spent, and no 1-s window holds more than
     rate + burst of them."""
     rnd = random.Random(3)
-    now, slots = 1000.0, []
+    now, moments = 1000.0, []
     for _ in range(100):
         now += rnd.uniform(0, 0.02)
-        _, got = take(ws.engine, "k", rnd.randint(1, 5), 100.0, 4.0, clock=lambda: now)
-        slots.extend(got)
-    slots.sort()
-    assert max_in_window(slots) <= 100 + 4
-    assert len(slots) / (slots[-1] - 1000.0) <= 100 * 1.01
+        _, got = slots(take(ws.engine, "k", rnd.randint(1, 5), 100.0, 4.0, clock=lambda: now), 100.0)
+        moments.extend(got)
+    moments.sort()
+    assert max_in_window(moments) <= 100 + 4
+    assert len(moments) / (moments[-1] - 1000.0) <= 100 * 1.01
 
 
 def test_default_burst_is_about_10ms_and_at_least_one() -> None:
@@ -217,3 +223,4 @@ def test_real_clock_smoke(ws: Any) -> None:
         return time.monotonic() - t0
 
     assert 0.008 <= asyncio.run(go()) < 1.0
+

@@ -97,11 +97,11 @@ def take(engine: Engine, key: str, n: int, rate: float, burst: float,
 class _Run:
     """The slots of one take still held, ``first`` to ``end`` - 1, in monotonic time."""
 
-    __slots__ = ("base", "level", "rate", "first", "end", "used", "dropped")
+    __slots__ = ("base", "level", "rate", "first", "end", "dropped")
 
     def __init__(self, base: float, level: float, rate: float, n: int) -> None:
         self.base, self.level, self.rate = base, level, rate
-        self.first, self.end, self.used, self.dropped = 0, n, 0, 0
+        self.first, self.end, self.dropped = 0, n, 0
 
     def at(self, j: int) -> float:
         return moment(self.base, self.level, self.rate, j)
@@ -163,6 +163,7 @@ class SharedLimiter:
         self._held = 0  # slots in self._runs
         self._taking: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._used = 0  # slots used since slots last went stale
         self._latency = 0.0  # a take's round trip (moving average), monotonic seconds
         self._lock = asyncio.Lock()
         self.stale = 0  # slots dropped because their sender came too late (tests, benchmarks)
@@ -195,9 +196,7 @@ class SharedLimiter:
 
     def _retire(self, run: _Run) -> None:
         self._runs.popleft()
-        if run.dropped:
-            self.size = max(1, min(self.size, 2 * run.used))
-        else:
+        if not run.dropped:  # used up before its time: ask for more
             self.size = min(self.most, 2 * max(self.size, run.end))
 
     def _use(self, n: int, stale: bool) -> float:
@@ -211,7 +210,7 @@ class SharedLimiter:
             if stale:
                 run.dropped += k
             else:
-                run.used += k
+                self._used += k
             n -= k
             self._held -= k
             if not run.left():
@@ -243,6 +242,8 @@ class SharedLimiter:
         if drop:
             self._use(drop, stale=True)
             self.stale += drop
+            self.size = max(1, min(self.size, 2 * self._used))  # twice what was used meanwhile
+            self._used = 0
 
     def _take_ahead(self, n: int) -> None:
         """Start the next take in the background if the slots held are about to run out."""
@@ -253,7 +254,9 @@ class SharedLimiter:
             return
         last = self._runs[-1]
         end = last.at(last.end - 1)
-        lead = AHEAD_S / 2 if last.level < last.end else 2 * self._latency  # bucket emptied: the next follow
+        lead = 2 * self._latency
+        if end - last.base > LATE_S:  # the limit binds (the run's slots spread out): the next ones follow these
+            lead += AHEAD_S / 2
         if end + LATE_S - self._monotonic() < lead:
             self._start_take(n)
 

@@ -254,7 +254,7 @@ class SharedLimiter:
             return
         last = self._runs[-1]
         end = last.at(last.end - 1)
-        lead = 2 * self._latency
+        lead = 2 * self._latency + LATE_S / 2
         if end - last.base > LATE_S:  # the limit binds (the run's slots spread out): the next ones follow these
             lead += AHEAD_S / 2
         if end + LATE_S - self._monotonic() < lead:

@@ -2,11 +2,14 @@
 in the database (table ``rate_buckets``), so two overlapping `broadcast run`s (cron fired twice,
 a worker plus a manual run) or several workers on PostgreSQL together keep one rate.
 
-A process reserves *send slots* a little ahead (about ``AHEAD_S`` = 50 ms of them per short write
-transaction): taking k tokens from the bucket, GCRA-style, gives k moments, one per token, when
-the bucket covers it: the first ones at once if the bucket held them, then one every 1/rate. The
-bucket may go into debt, so processes' slots never overlap: in any window of T seconds at most
-``rate × T + burst`` slots fall, whoever holds them.
+A process reserves *send slots* a little ahead, in short write transactions: taking k tokens
+from the bucket, GCRA-style, gives k moments, one per token, when the bucket covers it: the first
+ones at once if the bucket held them, then one every 1/rate. The bucket may go into debt, so
+processes' slots never overlap: in any window of T seconds at most ``rate × T + burst`` slots
+fall, whoever holds them. A take is a run, (time, level, k), not k moments: its cost does not
+depend on the rate. How many tokens a take asks for follows what the process sends (at most
+``AHEAD_S`` = 50 ms of the rate): a limit far above the demand costs a small take now and then,
+and does not put the bucket into debt another process would have to wait out.
 
 A slot is *used at its moment or not at all*: a request leaves no earlier than its slot and at
 most ``LATE_S`` after it; a sender that wakes later (an event loop held up by a commit, a
@@ -52,38 +55,93 @@ def default_burst(rate_per_s: float) -> float:
     return max(1.0, rate_per_s * 0.010)
 
 
+_SELECT = sa.select(buckets_t.c.tokens, buckets_t.c.updated).where(buckets_t.c.key == sa.bindparam("b_key"))
+_SELECT_LOCKED = _SELECT.with_for_update()
+_INSERT = buckets_t.insert()
+_UPDATE = (buckets_t.update().where(buckets_t.c.key == sa.bindparam("b_key"))
+           .values(tokens=sa.bindparam("b_tokens"), updated=sa.bindparam("b_updated")))
+
+
+def moment(now: float, level: float, rate: float, j: int) -> float:
+    """When slot ``j`` (from 0) of a take at ``now`` that found ``level`` tokens is covered."""
+    return now + max(0.0, (j + 1 - level) / rate)
+
+
 def take(engine: Engine, key: str, n: int, rate: float, burst: float,
-         clock: Callable[[], float] = time.time) -> tuple[float, list[float]]:
-    """Take ``n`` tokens from the shared bucket ``key`` (it may go into debt). Returns the time
-    of the take and the moment each token is covered: immediately for what the bucket held, then
-    one every 1/``rate``. Times are ``clock()`` (wall-clock seconds, comparable across hosts),
-    read once the bucket's row is locked; a clock behind the newest time seen never refills it."""
+         clock: Callable[[], float] = time.time) -> tuple[float, float, int]:
+    """Take ``n`` tokens from the shared bucket ``key`` (it may go into debt). Returns the run of
+    slots ``(now, level, n)``: slot j is covered at ``moment(now, level, rate, j)``, immediately
+    for what the bucket held, then one every 1/``rate``. Times are ``clock()`` (wall-clock seconds,
+    comparable across hosts), read once the bucket's row is locked; a clock behind the newest time
+    seen never refills it."""
     with transaction(engine, write=True) as conn:
-        q = sa.select(buckets_t.c.tokens, buckets_t.c.updated).where(buckets_t.c.key == key)
-        if engine.dialect.name == "postgresql":
-            q = q.with_for_update()
-        row = conn.execute(q).first()
+        q = _SELECT_LOCKED if engine.dialect.name == "postgresql" else _SELECT
+        row = conn.execute(q, {"b_key": key}).first()
         if row is None:
             tokens, updated = 1.0, clock()  # a new bucket starts nearly empty: no first-second burst
             try:
                 with conn.begin_nested():
-                    conn.execute(buckets_t.insert().values(key=key, tokens=tokens, updated=updated))
+                    conn.execute(_INSERT, {"key": key, "tokens": tokens, "updated": updated})
             except sa.exc.IntegrityError:  # another process created it first
-                row = conn.execute(q).first()
+                row = conn.execute(q, {"b_key": key}).first()
                 assert row is not None
                 tokens, updated = row
         else:
             tokens, updated = row
         now = max(clock(), updated)
         level = min(burst, tokens + (now - updated) * rate)
-        conn.execute(buckets_t.update().where(buckets_t.c.key == key).values(tokens=level - n, updated=now))
-    return now, [now + max(0.0, (j + 1 - level) / rate) for j in range(n)]
+        conn.execute(_UPDATE, {"b_key": key, "b_tokens": level - n, "b_updated": now})
+    return now, level, n
+
+
+class _Run:
+    """The slots of one take still held, ``first`` to ``end`` - 1, in monotonic time."""
+
+    __slots__ = ("base", "level", "rate", "first", "end", "dropped")
+
+    def __init__(self, base: float, level: float, rate: float, n: int) -> None:
+        self.base, self.level, self.rate = base, level, rate
+        self.first, self.end, self.dropped = 0, n, 0
+
+    def at(self, j: int) -> float:
+        return moment(self.base, self.level, self.rate, j)
+
+    def left(self) -> int:
+        return self.end - self.first
+
+    def older_than(self, limit: float) -> int:
+        """How many of the held slots fall before ``limit`` (a prefix: moments never decrease).
+        The estimate is corrected against ``at`` itself, so float rounding cannot disagree."""
+        if self.at(self.first) >= limit:
+            return 0
+        if self.at(self.end - 1) < limit:
+            return self.left()
+        j = math.ceil((limit - self.base) * self.rate + self.level - 1)  # about the first j at or after limit
+        j = min(max(j, self.first + 1), self.end - 1)
+        while j > self.first + 1 and self.at(j - 1) >= limit:
+            j -= 1
+        while self.at(j) < limit:
+            j += 1
+        return j - self.first
 
 
 class SharedLimiter:
     """``due = await limiter.acquire(n)`` right before a request of ``n``; if something else ran
     in between, ``limiter.fresh(due)`` tells whether the slots may still be used (else acquire
-    again)."""
+    again).
+
+    The slots held are a few runs, each one take's arithmetic (no slot is a Python object), so
+    finding the n-th slot, using n slots and dropping stale ones cost O(1) per run, whatever the
+    rate. How many slots a take asks for follows the demand: it doubles (up to ``rate × AHEAD_S``)
+    when a run was used up, and shrinks to twice what was used when slots of a run went stale;
+    never below the request. So a limit that does not bind reserves about what is sent and keeps
+    the shared bucket out of debt: another process sharing it is not pushed into the future.
+    The next take runs in the background when the slots held are about to run out (by count, or
+    by time: a take's round trip before they go stale, or ``AHEAD_S / 2`` before the last one's
+    moment when the bucket was empty, as the next slots then follow these); its error reaches the
+    next ``acquire``. Strictness is unchanged: every slot used is one of a take's, at its moment
+    and at most ``LATE_S`` after it, and takes are what bound every window to ``rate × T + burst``;
+    holding fewer slots only leaves tokens in the bucket."""
 
     def __init__(self, engine: Engine, key: str, rate: float, burst: float | None = None,
                  clock: Callable[[], float] = time.time,
@@ -96,10 +154,17 @@ class SharedLimiter:
         self._run_db = run_db
         self.burst = burst if burst is not None else default_burst(rate)
         self.block = max(1, math.floor(self.burst))  # single requests that may leave at once
-        self.ahead = max(self.block, math.ceil(rate * AHEAD_S))  # slots per reservation
+        self.ahead = max(self.block, math.ceil(rate * AHEAD_S))  # the most slots one take may ask for
+        self.most = max(1, math.ceil(rate * AHEAD_S))  # the most a take asks for beyond the request
+        self.size = 1  # what the next take asks for (at least the request): follows the demand
         self.bucket_rate = rate / (1 + MARGIN_S)
         self._clock, self._sleep, self._monotonic = clock, sleep, monotonic
-        self._slots: collections.deque[float] = collections.deque()  # reserved moments, monotonic
+        self._runs: collections.deque[_Run] = collections.deque()
+        self._held = 0  # slots in self._runs
+        self._taking: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._used = 0  # slots used since slots last went stale
+        self._latency = 0.0  # a take's round trip (moving average), monotonic seconds
         self._lock = asyncio.Lock()
         self.stale = 0  # slots dropped because their sender came too late (tests, benchmarks)
         self.reservations = 0
@@ -111,38 +176,112 @@ class SharedLimiter:
             read[:] = [self._clock(), self._monotonic()]
             return read[0]
 
-        args = (self.engine, self.key, n, self.bucket_rate, self.burst, clock)
-        _, dues = await self._run_db(take, *args) if self._run_db else take(*args)
-        shift = read[1] - read[0]
-        self._slots.extend(d + shift for d in dues)
-        self.reservations += 1
+        t0 = self._monotonic()
+        try:
+            args = (self.engine, self.key, n, self.bucket_rate, self.burst, clock)
+            now, level, got = await self._run_db(take, *args) if self._run_db else take(*args)
+            self._runs.append(_Run(now + read[1] - read[0], level, self.bucket_rate, got))
+            self._held += got
+            self.reservations += 1
+            self._latency += 0.3 * (self._monotonic() - t0 - self._latency)
+        except Exception as e:  # for the next acquire
+            self._error = e
+        finally:
+            self._taking = None
+
+    def _start_take(self, n: int) -> asyncio.Task[None]:
+        if self._taking is None:
+            self._taking = asyncio.ensure_future(self._reserve(max(n, self.size)))
+        return self._taking
+
+    def _retire(self, run: _Run) -> None:
+        self._runs.popleft()
+        if not run.dropped:  # used up before its time: ask for more
+            self.size = min(self.most, 2 * max(self.size, run.end))
+
+    def _use(self, n: int, stale: bool) -> float:
+        """Take ``n`` slots off the front (used, or dropped if ``stale``); the latest moment."""
+        last = -math.inf
+        while n > 0:
+            run = self._runs[0]
+            k = min(n, run.left())
+            run.first += k
+            last = max(last, run.at(run.first - 1))
+            if stale:
+                run.dropped += k
+            else:
+                self._used += k
+            n -= k
+            self._held -= k
+            if not run.left():
+                self._retire(run)
+        return last
+
+    def _nth(self, n: int) -> float:
+        """The moment of the n-th slot held (the latest of the runs it spans)."""
+        last = -math.inf
+        for run in self._runs:
+            k = min(n, run.left())
+            last = max(last, run.at(run.first + k - 1))
+            n -= k
+            if n <= 0:
+                break
+        return last
 
     def _drop_stale(self, n: int) -> None:
-        """Drop slots too old for a request of ``n`` (which leaves at its n-th slot)."""
+        """Drop slots too old for a request of ``n`` (which leaves at its n-th slot): the front
+        ones, until the n-th is fresh, or all if the last one is stale."""
         limit = self._monotonic() - LATE_S
-        while self._slots and self._slots[min(n, len(self._slots)) - 1] < limit:
-            self._slots.popleft()
-            self.stale += 1
+        old = 0
+        for run in self._runs:
+            k = run.older_than(limit)
+            old += k
+            if k < run.left():
+                break
+        drop = self._held if old == self._held else max(0, old - n + 1)
+        if drop:
+            self._use(drop, stale=True)
+            self.stale += drop
+            self.size = max(1, min(self.size, 2 * self._used))  # twice what was used meanwhile
+            self._used = 0
+
+    def _take_ahead(self, n: int) -> None:
+        """Start the next take in the background if the slots held are about to run out."""
+        if self._taking is not None or self._error is not None:
+            return
+        if self._held < n + 1:
+            self._start_take(n)
+            return
+        last = self._runs[-1]
+        end = last.at(last.end - 1)
+        lead = 2 * self._latency + LATE_S / 2
+        if end - last.base > LATE_S:  # the limit binds (the run's slots spread out): the next ones follow these
+            lead += AHEAD_S / 2
+        if end + LATE_S - self._monotonic() < lead:
+            self._start_take(n)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
 
     async def acquire(self, n: int = 1) -> float:
         """Wait for ``n`` slots (reserving more when few are left) and take them; returns the
         moment of the last one (``monotonic``), which is now or a moment ago."""
         async with self._lock:
             while True:
+                self._raise_error()
                 self._drop_stale(n)
-                if len(self._slots) < n:
-                    await self._reserve(max(n - len(self._slots), self.ahead))
+                if self._held < n:
+                    await asyncio.shield(self._start_take(n - self._held))
                     continue
-                due = self._slots[n - 1]
-                wait = due - self._monotonic()
+                wait = self._nth(n) - self._monotonic()
                 if wait > 0:
-                    if self._slots[-1] - self._monotonic() < AHEAD_S / 2:  # reserve the next ones while waiting
-                        await self._reserve(self.ahead)
-                        continue
+                    self._take_ahead(n)  # reserve the next ones while waiting
                     await self._sleep(wait)
                     continue
-                for _ in range(n):
-                    self._slots.popleft()
+                due = self._use(n, stale=False)
+                self._take_ahead(n)
                 return due
 
     def fresh(self, due: float) -> bool:

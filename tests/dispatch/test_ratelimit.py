@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, take
+from broadcast.dispatch.shared_rate import LATE_S, MARGIN_S, SharedLimiter, default_burst, moment, take
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
@@ -178,11 +178,17 @@ def test_burst_is_honoured_after_idle_then_the_rate(ws: Any) -> None:
     assert stamps[5:] == pytest.approx([t0 + k / lim.bucket_rate for k in range(1, 6)])
 
 
+def slots(run: tuple[float, float, int], rate: float) -> tuple[float, list[float]]:
+    """A take's run spelled out: its time and every slot's moment."""
+    now, level, n = run
+    return now, [moment(now, level, rate, j) for j in range(n)]
+
+
 def test_take_never_refills_backwards_on_a_slow_clock(ws: Any) -> None:
     """Another host's clock 5 s behind: its take does not count as refill time."""
-    assert take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 1000.0) == (1000.0, [1000.0])  # the first token
-    now, slots = take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 995.0)
-    assert now == 1000.0 and slots == [pytest.approx(1000.1)]  # after the newest time seen, not 5 s of refill
+    assert slots(take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 1000.0), 10.0) == (1000.0, [1000.0])  # the first token
+    now, got = slots(take(ws.engine, "k", 1, 10.0, 1.0, clock=lambda: 995.0), 10.0)
+    assert now == 1000.0 and got == [pytest.approx(1000.1)]  # after the newest time seen, not 5 s of refill
 
 
 def test_takers_slots_never_overlap(ws: Any) -> None:
@@ -190,14 +196,14 @@ def test_takers_slots_never_overlap(ws: Any) -> None:
     they get are one every 1/rate once the burst is spent, and no 1-s window holds more than
     rate + burst of them."""
     rnd = random.Random(3)
-    now, slots = 1000.0, []
+    now, moments = 1000.0, []
     for _ in range(100):
         now += rnd.uniform(0, 0.02)
-        _, got = take(ws.engine, "k", rnd.randint(1, 5), 100.0, 4.0, clock=lambda: now)
-        slots.extend(got)
-    slots.sort()
-    assert max_in_window(slots) <= 100 + 4
-    assert len(slots) / (slots[-1] - 1000.0) <= 100 * 1.01
+        _, got = slots(take(ws.engine, "k", rnd.randint(1, 5), 100.0, 4.0, clock=lambda: now), 100.0)
+        moments.extend(got)
+    moments.sort()
+    assert max_in_window(moments) <= 100 + 4
+    assert len(moments) / (moments[-1] - 1000.0) <= 100 * 1.01
 
 
 def test_default_burst_is_about_10ms_and_at_least_one() -> None:
@@ -217,3 +223,141 @@ def test_real_clock_smoke(ws: Any) -> None:
         return time.monotonic() - t0
 
     assert 0.008 <= asyncio.run(go()) < 1.0
+
+
+
+def paced(vt: VirtualTime, limiters: list[SharedLimiter], per_limiter: int, total: int,
+          busy: float = 0.007) -> tuple[list[float], list[float]]:
+    """Senders that are the bottleneck: each request takes ``busy`` (the gateway's round trip)
+    after its slot. Returns when each request left and how long each acquire waited."""
+    stamps: list[float] = []
+    waits: list[float] = []
+    left = [total]
+
+    async def sender(lim: SharedLimiter) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            t0 = vt.now
+            await lim.acquire(1)
+            waits.append(vt.now - t0)
+            stamps.append(vt.now)
+            await vt.sleep(busy)
+
+    asyncio.run(vt.run(*(sender(lim) for lim in limiters for _ in range(per_limiter))))
+    return stamps, waits
+
+
+@pytest.mark.parametrize("rate", [1e6, 1e9])
+def test_a_take_costs_the_same_at_any_rate(ws: Any, rate: float) -> None:
+    """A take is a run (time, level, n), not a list of moments; a send at an unbinding rate of a
+    million or a billion per second holds a couple of runs and allocates next to nothing."""
+    import tracemalloc
+
+    run = take(ws.engine, "k", 5, rate, 1.0, clock=lambda: 1000.0)
+    assert isinstance(run, tuple) and len(run) == 3 and not any(isinstance(x, list) for x in run)
+    vt = VirtualTime()
+    lim = limiter(ws, vt, rate, burst=rate)
+    most_runs = [0]
+
+    async def go() -> None:
+        for _ in range(300):
+            await lim.acquire(1)
+            most_runs[0] = max(most_runs[0], len(lim._runs))
+            await vt.sleep(0.001)
+
+    asyncio.run(vt.run(lim.acquire(1)))  # the bucket and the statements' caches exist
+    tracemalloc.start()
+    try:
+        asyncio.run(vt.run(go()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert most_runs[0] <= 3
+    assert peak < 512 * 1024
+
+
+@pytest.mark.parametrize("burst", [None, 1e6])
+def test_an_unbinding_limit_costs_nothing(ws: Any, monkeypatch: pytest.MonkeyPatch, burst: float | None) -> None:
+    """BROADCAST_RATE=1000000 against a gateway taking 7 ms a request, 8 in flight: the send
+    takes the time the gateway sets, and reservations follow what is sent, not the rate."""
+    from broadcast.dispatch import shared_rate
+
+    reserved = [0]
+
+    def counted(engine: Any, key: str, n: int, *args: Any) -> Any:
+        reserved[0] += n
+        return take(engine, key, n, *args)
+
+    monkeypatch.setattr(shared_rate, "take", counted)
+    vt = VirtualTime()
+    lim = limiter(ws, vt, 1e6, burst=burst)
+    total = 2000
+    stamps, waits = paced(vt, [lim], per_limiter=8, total=total)
+    demand_limited = total / 8 * 0.007
+    assert max(stamps) - 1000.0 <= demand_limited * 1.02
+    assert max(waits) < 0.001
+    assert lim.reservations <= total / 3  # one take serves several requests
+    assert reserved[0] <= 3 * total  # about twice what is used, not the rate's 50 ms per take
+
+
+def test_two_processes_under_an_unbinding_limit_never_wait(ws: Any) -> None:
+    """Two processes on one bucket at 1,000,000/s, each sending as fast as its gateway answers:
+    neither's reservations put the bucket into debt, so neither waits for a slot."""
+    vt = VirtualTime()
+    lims = [limiter(ws, vt, 1e6), limiter(ws, vt, 1e6)]
+    total = 2000
+    stamps, waits = paced(vt, lims, per_limiter=4, total=total)
+    assert max(waits) < 0.001
+    assert max(stamps) - 1000.0 <= total / 8 * 0.007 * 1.02
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(500.0, 5.0), (3000.0, None)])
+def test_binding_rate_with_mixed_demand_keeps_every_window(ws: Any, rate: float, burst: float | None) -> None:
+    """Two processes, one flooding, one paced by its gateway, wake-ups a little late: every 1-s
+    window stays within rate + burst, and the rate is used."""
+    rnd = random.Random(11)
+    vt = VirtualTime(overshoot=lambda: rnd.uniform(0, 0.002))
+    flood, calm = limiter(ws, vt, rate, burst), limiter(ws, vt, rate, burst)
+    start = vt.now
+    stamps: list[float] = []
+    left = [int(rate * 3)]
+
+    async def sender(lim: SharedLimiter, busy: float) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await lim.acquire(1)
+            stamps.append(vt.now)
+            if busy:
+                await vt.sleep(busy)
+
+    asyncio.run(vt.run(*(sender(flood, 0.0) for _ in range(4)), *(sender(calm, 0.004) for _ in range(4))))
+    assert max_in_window(stamps) <= rate + (burst if burst is not None else default_burst(rate))
+    assert steady_rate(stamps, start) >= rate * 0.9
+
+
+def test_a_failed_background_take_reaches_the_next_acquire(ws: Any) -> None:
+    """Takes run through ``run_db`` in the background; one that fails is raised by the next
+    acquire (not lost), and the one after that reserves again."""
+    vt = VirtualTime()
+    calls = [0]
+
+    async def run_db(fn: Callable[..., Any], *args: Any) -> Any:
+        calls[0] += 1
+        await asyncio.sleep(0)
+        if calls[0] == 2:
+            raise OSError("database is locked")
+        return fn(*args)
+
+    lim = SharedLimiter(ws.engine, "gw:messages", 100.0, clock=vt, sleep=vt.sleep, monotonic=vt, run_db=run_db)
+    outcomes: list[str] = []
+
+    async def go() -> None:
+        for _ in range(4):
+            try:
+                await lim.acquire(1)
+                outcomes.append("ok")
+            except OSError as e:
+                outcomes.append(str(e))
+
+    asyncio.run(vt.run(go()))
+    assert "database is locked" in outcomes and outcomes.count("ok") == 3

@@ -80,6 +80,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
@@ -139,7 +140,7 @@ class AliyunSettings(BaseSettings):
     )
     endpoint: str = Field(default="https://dysmsapi.aliyuncs.com/", description="API endpoint (region, proxy or fake).")
     region_id: str = Field(default="cn-hangzhou", description="RegionId parameter.")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint")
     @classmethod
@@ -237,8 +238,6 @@ class AliyunGateway(Gateway):
         self.settings: AliyunSettings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         self._nonce = nonce or (lambda: str(uuid.uuid4()))
-        s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -329,12 +328,12 @@ class AliyunGateway(Gateway):
         }
         full["Signature"] = aliyun_rpc_signature(full, s.access_key_secret.get_secret_value(), "POST")
         body = "&".join(f"{aliyun_percent_encode(k)}={aliyun_percent_encode(v)}" for k, v in full.items())
-        client = self._http(s.timeout_s)
+        client = self._http()
         return await client.post(
             s.endpoint,
             content=body.encode("ascii"),
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            timeout=self._timeout,
+            timeout=self.timeout,
         )
 
     # -- query -----------------------------------------------------------------------------

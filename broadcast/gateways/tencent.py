@@ -67,6 +67,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
@@ -126,7 +127,7 @@ class TencentSettings(BaseSettings):
     region: str = Field(default="ap-guangzhou", description="X-TC-Region.")
     endpoint: str = Field(default="https://sms.tencentcloudapi.com/", description="API endpoint (region, proxy or fake).")
     pull_receipts: bool = Field(default=False, description="Pull receipts with PullSmsSendStatus (enabled by Tencent on request).")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint")
     @classmethod
@@ -222,7 +223,6 @@ class TencentGateway(Gateway):
         self.capabilities = replace(CAPABILITIES, pull_receipts=settings.pull_receipts)  # type: ignore[misc]
         self._clock = clock or time.time
         s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
         parts = urlsplit(s.endpoint)
         self._host = parts.netloc.rpartition("@")[2].lower()
 
@@ -307,8 +307,8 @@ class TencentGateway(Gateway):
             "X-TC-Timestamp": str(timestamp),
             "X-TC-Region": s.region,
         }
-        client = self._http(s.timeout_s)
-        return await client.post(s.endpoint, content=payload, headers=headers, timeout=self._timeout)
+        client = self._http()
+        return await client.post(s.endpoint, content=payload, headers=headers, timeout=self.timeout)
 
     async def _api(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """Call ``action`` and return ``Response``; LookupError on an error answer."""

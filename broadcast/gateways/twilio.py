@@ -51,6 +51,7 @@ from broadcast.gateways.base import (
     SendItem,
     SendResult,
     parse_retry_after,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import json_body, malformed, snippet
@@ -92,7 +93,7 @@ class TwilioSettings(BaseSettings):
     )
     status_callback: str = Field(default="", description="Public URL of `broadcast receipts serve` for Twilio.")
     endpoint: str = Field(default="https://api.twilio.com", description="API base URL (proxy or fake).")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint", "status_callback")
     @classmethod
@@ -136,7 +137,6 @@ class TwilioGateway(Gateway):
         self.settings: TwilioSettings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
         self._base = f"{s.endpoint.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}"
 
     # -- sending ---------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class TwilioGateway(Gateway):
     async def _send_one(self, item: SendItem) -> SendResult:
         try:
             response = await self._client_for().post(
-                f"{self._base}/Messages.json", data=self._form(item), auth=self._auth(), timeout=self._timeout
+                f"{self._base}/Messages.json", data=self._form(item), auth=self._auth(), timeout=self.timeout
             )
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
@@ -171,7 +171,7 @@ class TwilioGateway(Gateway):
         return classify_answer(item.delivery_id, response, data)
 
     def _client_for(self) -> httpx.AsyncClient:
-        return self._http(self.settings.timeout_s)
+        return self._http()
 
     def _auth(self) -> httpx.BasicAuth:
         return httpx.BasicAuth(self.settings.account_sid, self.settings.auth_token.get_secret_value())
@@ -189,7 +189,7 @@ class TwilioGateway(Gateway):
                 params = {"To": item.phone, "DateSent": day.isoformat(), "PageSize": "50"}
                 try:
                     response = await self._client_for().get(
-                        f"{self._base}/Messages.json", params=params, auth=self._auth(), timeout=self._timeout
+                        f"{self._base}/Messages.json", params=params, auth=self._auth(), timeout=self.timeout
                     )
                 except TRANSPORT_ERRORS:
                     break
@@ -211,7 +211,7 @@ class TwilioGateway(Gateway):
     async def fetch_status(self, sid: str) -> Receipt | None:
         """``GET …/Messages/{sid}.json`` → a receipt once the message is final, else None.
         Raises LookupError on an error answer and httpx errors on transport failures."""
-        response = await self._client_for().get(f"{self._base}/Messages/{sid}.json", auth=self._auth(), timeout=self._timeout)
+        response = await self._client_for().get(f"{self._base}/Messages/{sid}.json", auth=self._auth(), timeout=self.timeout)
         data = json_body(response)
         if not response.is_success or not isinstance(data, dict):
             raise LookupError(f"message fetch: HTTP {response.status_code}: {snippet(response)}")
@@ -223,7 +223,7 @@ class TwilioGateway(Gateway):
         """``GET /2010-04-01/Accounts/{AccountSid}.json`` (read-only): proves the credentials and
         that the account is active. None = OK."""
         try:
-            response = await self._client_for().get(f"{self._base}.json", auth=self._auth(), timeout=self._timeout)
+            response = await self._client_for().get(f"{self._base}.json", auth=self._auth(), timeout=self.timeout)
         except TRANSPORT_ERRORS as exc:
             return f"cannot reach {urlsplit(self.settings.endpoint).netloc}: {type(exc).__name__}"
         data = json_body(response)

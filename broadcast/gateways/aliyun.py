@@ -62,7 +62,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,7 +71,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import aliyun_receipts, http
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -104,6 +104,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import aliyun_percent_encode, aliyun_rpc_signature
 
 API_VERSION = "2017-05-25"
@@ -224,6 +225,14 @@ class AliyunGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    pull_rate = 50.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return aliyun_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await aliyun_receipts.pull_aliyun(self, candidates, now, pull)
     settings_class = AliyunSettings
 
     def __init__(
@@ -349,7 +358,7 @@ class AliyunGateway(Gateway):
             found: SendResult | None = None
             for day in (today, today - timedelta(days=1)):
                 try:
-                    rows = await self._details(item.phone, day.strftime("%Y%m%d"))
+                    rows = await self.send_details(item.phone, day.strftime("%Y%m%d"))
                 except (LookupError, *TRANSPORT_ERRORS):
                     rows = []
                 for row in rows:
@@ -364,7 +373,7 @@ class AliyunGateway(Gateway):
             out.append(found)
         return out
 
-    async def _details(self, phone: str, send_date: str, biz_id: str | None = None, max_pages: int = 5) -> list[dict[str, Any]]:
+    async def send_details(self, phone: str, send_date: str, biz_id: str | None = None, max_pages: int = 5) -> list[dict[str, Any]]:
         """Every ``SmsSendDetailDTO`` for one number and day (``yyyyMMdd``); LookupError on an error answer."""
         rows: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
@@ -388,7 +397,7 @@ class AliyunGateway(Gateway):
     async def receipts_for(self, phone: str, send_date: str, biz_id: str | None = None) -> list[Receipt]:
         """Pull receipts for one number and day (``yyyyMMdd``, China time) via ``QuerySendDetails``,
         for the receipts pull loop. Raises LookupError / httpx errors."""
-        rows = await self._details(phone, send_date, biz_id)
+        rows = await self.send_details(phone, send_date, biz_id)
         return parse_send_details({"Code": "OK", "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows}}, biz_id=biz_id)
 
     # -- checks ----------------------------------------------------------------------------

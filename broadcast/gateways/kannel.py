@@ -44,7 +44,8 @@ endpoint (``broadcast.receipts``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -64,6 +65,9 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.messages.segments import count_segments
+
+if TYPE_CHECKING:
+    from broadcast.gateways.push import Format
 
 CAPABILITIES = Capabilities(
     name="kannel",
@@ -137,6 +141,13 @@ class KannelGateway(Gateway):
 
     capabilities = CAPABILITIES
     settings_class = KannelSettings
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        from broadcast.gateways.push import Format
+        from broadcast.gateways.simple_receipts import parse_kannel
+
+        return {"kannel": Format(parse_kannel)}
 
     def __init__(self, settings: KannelSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)

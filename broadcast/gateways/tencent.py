@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +58,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import http, tencent_receipts
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -89,6 +89,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import tc3_authorization
 
 API_VERSION = "2021-01-11"
@@ -209,6 +210,14 @@ class TencentGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    pull_rate = 15.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return tencent_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await tencent_receipts.pull_tencent(self, candidates, now, pull)
     settings_class = TencentSettings
 
     def __init__(
@@ -310,7 +319,7 @@ class TencentGateway(Gateway):
         client = self._http()
         return await client.post(s.endpoint, content=payload, headers=headers, timeout=self.timeout)
 
-    async def _api(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def api(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """Call ``action`` and return ``Response``; LookupError on an error answer."""
         response = await self._call(action, body)
         data = json_body(response)
@@ -340,7 +349,7 @@ class TencentGateway(Gateway):
                 "SmsSdkAppId": self.settings.sdk_app_id,
             }
             try:
-                envelope = await self._api("PullSmsSendStatusByPhoneNumber", body)
+                envelope = await self.api("PullSmsSendStatusByPhoneNumber", body)
             except (LookupError, *TRANSPORT_ERRORS):
                 out.append(None)
                 continue
@@ -362,7 +371,7 @@ class TencentGateway(Gateway):
         receipts: list[Receipt] = []
         for _ in range(10):
             try:
-                envelope = await self._api("PullSmsSendStatus", {"SmsSdkAppId": self.settings.sdk_app_id, "Limit": 100})
+                envelope = await self.api("PullSmsSendStatus", {"SmsSdkAppId": self.settings.sdk_app_id, "Limit": 100})
             except (LookupError, *TRANSPORT_ERRORS):
                 break
             batch = parse_pull_status(envelope)
@@ -381,7 +390,7 @@ class TencentGateway(Gateway):
         if not s.template_id.isdigit():
             return "BROADCAST_TENCENT_TEMPLATE_ID should be digits"
         try:
-            envelope = await self._api("DescribeSmsTemplateList",
+            envelope = await self.api("DescribeSmsTemplateList",
                                        {"International": 0, "TemplateIdSet": [int(s.template_id)]})
         except TRANSPORT_ERRORS as exc:
             return f"cannot reach {self._host}: {type(exc).__name__}"

@@ -41,7 +41,7 @@ import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import http, twilio_receipts
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -55,6 +55,7 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import json_body, malformed, snippet
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import validate_twilio_signature
 
 __all__ = ["TwilioGateway", "TwilioSettings", "parse_status_callback", "validate_signature"]
@@ -124,6 +125,14 @@ class TwilioGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    pull_rate = 20.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return twilio_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await twilio_receipts.pull_twilio(self, candidates, now, pull)
     settings_class = TwilioSettings
 
     def __init__(
@@ -215,7 +224,7 @@ class TwilioGateway(Gateway):
         data = json_body(response)
         if not response.is_success or not isinstance(data, dict):
             raise LookupError(f"message fetch: HTTP {response.status_code}: {snippet(response)}")
-        return _receipt(None, str(data.get("sid") or sid), data.get("status"), data.get("error_code"), self._clock())
+        return status_receipt(None, str(data.get("sid") or sid), data.get("status"), data.get("error_code"), self._clock())
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -281,7 +290,7 @@ _DELIVERED = {"delivered", "read"}
 _FAILED = {"undelivered", "failed", "canceled"}
 
 
-def _receipt(delivery_id: int | None, sid: str | None, status: object, error_code: object, at: datetime) -> Receipt | None:
+def status_receipt(delivery_id: int | None, sid: str | None, status: object, error_code: object, at: datetime) -> Receipt | None:
     state = str(status or "").lower()
     if state in _DELIVERED:
         kind = "delivered"
@@ -307,7 +316,7 @@ def parse_status_callback(params: Mapping[str, str], url: str | None = None, rec
         delivery_id = int(raw) if raw.isdigit() else None
     sid = params.get("MessageSid") or params.get("SmsSid")
     status = params.get("MessageStatus") or params.get("SmsStatus")
-    return _receipt(delivery_id, sid, status, params.get("ErrorCode"), received_at or datetime.now(UTC))
+    return status_receipt(delivery_id, sid, status, params.get("ErrorCode"), received_at or datetime.now(UTC))
 
 
 def _with_param(url: str, name: str, value: str) -> str:

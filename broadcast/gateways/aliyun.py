@@ -53,8 +53,7 @@ timeouts / transport                       ``transport_error_result`` (read time
 Aliyun's send API is not idempotent: a timed-out send is in doubt, and ``query()`` settles it with
 ``QuerySendDetails`` (one number, one day per call) before anything is resent.
 
-**Receipts**: ``parse_sms_report`` (the SmsReport HTTP push: a JSON array; answer
-``SMS_REPORT_ACK``) and ``parse_send_details`` (a ``QuerySendDetails`` answer), both → ``Receipt``.
+**Receipts** (``aliyun_receipts``): ``parse_sms_report`` (push), ``parse_send_details`` (pull) → ``Receipt``.
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import aliyun_receipts, http
 from broadcast.gateways.base import (
+    QUERY_ERRORS,
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
@@ -225,6 +225,7 @@ class AliyunGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    settings_class = AliyunSettings
     pull_rate = 50.0
 
     @classmethod
@@ -233,7 +234,6 @@ class AliyunGateway(Gateway):
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await aliyun_receipts.pull_aliyun(self, candidates, now, pull)
-    settings_class = AliyunSettings
 
     def __init__(
         self,
@@ -359,7 +359,7 @@ class AliyunGateway(Gateway):
             for day in (today, today - timedelta(days=1)):
                 try:
                     rows = await self.send_details(item.phone, day.strftime("%Y%m%d"))
-                except (LookupError, *TRANSPORT_ERRORS):
+                except QUERY_ERRORS:
                     rows = []
                 for row in rows:
                     covers = tag_covers(row.get("OutId"), item.delivery_id)

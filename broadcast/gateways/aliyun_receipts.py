@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from broadcast.gateways.base import Receipt
 from broadcast.gateways.cloud_common import CST, parse_cst, phone_key, tag_covers
@@ -74,7 +74,7 @@ async def pull_aliyun(gw: AliyunGateway, cands: Sequence[Candidate], now: dateti
             code = match.get("ErrCode")
             raw = {"pulled": "QuerySendDetails", "row": match}
             if status in ("2", "3"):
-                kind = "delivered" if status == "3" else "failed"
+                kind: Literal["delivered", "failed"] = "delivered" if status == "3" else "failed"
                 pull.add(Receipt(c.id, c.provider_id, kind, None if code is None else str(code), at), raw)
             elif c.status == "in_doubt":  # 1: waiting for the handset, but it was sent
                 pull.add(interim(c.id, c.provider_id, "accepted", f"SendStatus:{status}", at), raw)

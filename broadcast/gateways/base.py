@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "NO_PULL_API",
+    "QUERY_ERRORS",
     "TRANSPORT_ERRORS",
     "Capabilities",
     "Gateway",
@@ -305,7 +306,7 @@ class _Client(httpx.AsyncClient):
 
     _no_cookies = _NoCookies()
 
-    @property  # type: ignore[override]
+    @property
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
 
@@ -340,8 +341,10 @@ def transport_error_result(item: SendItem, exc: BaseException) -> SendResult:
 
 #: Exceptions a gateway's ``send`` catches and classifies with ``transport_error_result``
 #: (``httpx.RequestError`` covers transport errors and an undecodable answer body).
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, httpx.InvalidURL, OSError, asyncio.TimeoutError)
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.RequestError, httpx.InvalidURL, OSError, asyncio.TimeoutError)
 
+#: ``TRANSPORT_ERRORS`` and an error answer (``LookupError``) of a query or pull request.
+QUERY_ERRORS: tuple[type[Exception], ...] = (LookupError, *TRANSPORT_ERRORS)
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.

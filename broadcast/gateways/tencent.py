@@ -60,6 +60,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import http, tencent_receipts
 from broadcast.gateways.base import (
+    QUERY_ERRORS,
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
@@ -210,6 +211,7 @@ class TencentGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    settings_class = TencentSettings
     pull_rate = 15.0
 
     @classmethod
@@ -218,7 +220,6 @@ class TencentGateway(Gateway):
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await tencent_receipts.pull_tencent(self, candidates, now, pull)
-    settings_class = TencentSettings
 
     def __init__(
         self,
@@ -350,7 +351,7 @@ class TencentGateway(Gateway):
             }
             try:
                 envelope = await self.api("PullSmsSendStatusByPhoneNumber", body)
-            except (LookupError, *TRANSPORT_ERRORS):
+            except QUERY_ERRORS:
                 out.append(None)
                 continue
             found = None
@@ -372,7 +373,7 @@ class TencentGateway(Gateway):
         for _ in range(10):
             try:
                 envelope = await self.api("PullSmsSendStatus", {"SmsSdkAppId": self.settings.sdk_app_id, "Limit": 100})
-            except (LookupError, *TRANSPORT_ERRORS):
+            except QUERY_ERRORS:
                 break
             batch = parse_pull_status(envelope)
             receipts += batch

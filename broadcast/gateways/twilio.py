@@ -125,6 +125,7 @@ class TwilioGateway(Gateway):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
+    settings_class = TwilioSettings
     pull_rate = 20.0
 
     @classmethod
@@ -133,7 +134,6 @@ class TwilioGateway(Gateway):
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await twilio_receipts.pull_twilio(self, candidates, now, pull)
-    settings_class = TwilioSettings
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from broadcast import clock
 from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, FAILED, IN_DOUBT, Delivery
 from broadcast.db.types import table
-from broadcast.gateways.base import NO_PULL_API, TRANSPORT_ERRORS, Gateway, Receipt
+from broadcast.gateways.base import NO_PULL_API, QUERY_ERRORS, Gateway, Receipt
 from broadcast.gateways.push import Candidate, PullStopped
 from broadcast.receipts import store
 from broadcast.workspace import Workspace
@@ -135,7 +135,7 @@ class _Puller:
         self.report.requests += 1
         try:
             result = await fn(*args, **kwargs)
-        except (LookupError, *TRANSPORT_ERRORS) as exc:
+        except QUERY_ERRORS as exc:
             self.report.errors += 1
             self._consecutive += 1
             self.report.note = f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -86,12 +86,12 @@ class Recorder:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: Sequence[tuple[str, Receipt]]) -> concurrent.futures.Future[int]:
+    def submit(self, rows: Sequence[store.Row]) -> concurrent.futures.Future[int]:
         fut: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._q.put((list(rows), fut))
         return fut
 
-    async def record(self, rows: Sequence[tuple[str, Receipt]]) -> int:
+    async def record(self, rows: Sequence[store.Row]) -> int:
         return await asyncio.wrap_future(self.submit(rows))
 
     def close(self) -> None:

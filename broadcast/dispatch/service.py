@@ -30,7 +30,7 @@ from broadcast.dispatch import ledger
 from broadcast.dispatch.dispatcher import Dispatcher, Progress, RunReport
 from broadcast.dispatch.policies import effective_rate
 from broadcast.errors import InputError, StateError
-from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
+from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client, settings_timeout
 from broadcast.workspace import Workspace
 
 deliveries_t = table(Delivery)
@@ -44,8 +44,9 @@ def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
     from broadcast.gateways import registry
 
     cls = registry.load(name or ws.settings.gateway_names[0])
-    client = make_client(timeout_s=15.0, max_in_flight=ws.settings.concurrency, backend=ws.settings.http_transport)
-    return cls(registry.load_settings(cls), client)
+    settings = registry.load_settings(cls)
+    client = make_client(settings_timeout(settings), ws.settings.concurrency, backend=ws.settings.http_transport)
+    return cls(settings, client)
 
 
 async def _close(gateway: Gateway) -> None:

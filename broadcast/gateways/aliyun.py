@@ -53,8 +53,7 @@ timeouts / transport                       ``transport_error_result`` (read time
 Aliyun's send API is not idempotent: a timed-out send is in doubt, and ``query()`` settles it with
 ``QuerySendDetails`` (one number, one day per call) before anything is resent.
 
-**Receipts**: ``parse_sms_report`` (the SmsReport HTTP push: a JSON array; answer
-``SMS_REPORT_ACK``) and ``parse_send_details`` (a ``QuerySendDetails`` answer), both → ``Receipt``.
+**Receipts** (``aliyun_receipts``): ``parse_sms_report`` (push), ``parse_send_details`` (pull) → ``Receipt``.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,8 +70,9 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import aliyun_receipts, http
 from broadcast.gateways.base import (
+    QUERY_ERRORS,
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
@@ -80,6 +80,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
@@ -103,6 +104,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import aliyun_percent_encode, aliyun_rpc_signature
 
 API_VERSION = "2017-05-25"
@@ -139,7 +141,7 @@ class AliyunSettings(BaseSettings):
     )
     endpoint: str = Field(default="https://dysmsapi.aliyuncs.com/", description="API endpoint (region, proxy or fake).")
     region_id: str = Field(default="cn-hangzhou", description="RegionId parameter.")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint")
     @classmethod
@@ -224,6 +226,14 @@ class AliyunGateway(Gateway):
 
     capabilities = CAPABILITIES
     settings_class = AliyunSettings
+    pull_rate = 50.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return aliyun_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await aliyun_receipts.pull_aliyun(self, candidates, now, pull)
 
     def __init__(
         self,
@@ -237,8 +247,6 @@ class AliyunGateway(Gateway):
         self.settings: AliyunSettings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         self._nonce = nonce or (lambda: str(uuid.uuid4()))
-        s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -329,12 +337,12 @@ class AliyunGateway(Gateway):
         }
         full["Signature"] = aliyun_rpc_signature(full, s.access_key_secret.get_secret_value(), "POST")
         body = "&".join(f"{aliyun_percent_encode(k)}={aliyun_percent_encode(v)}" for k, v in full.items())
-        client = self._http(s.timeout_s)
+        client = self._http()
         return await client.post(
             s.endpoint,
             content=body.encode("ascii"),
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            timeout=self._timeout,
+            timeout=self.timeout,
         )
 
     # -- query -----------------------------------------------------------------------------
@@ -350,8 +358,8 @@ class AliyunGateway(Gateway):
             found: SendResult | None = None
             for day in (today, today - timedelta(days=1)):
                 try:
-                    rows = await self._details(item.phone, day.strftime("%Y%m%d"))
-                except (LookupError, *TRANSPORT_ERRORS):
+                    rows = await self.send_details(item.phone, day.strftime("%Y%m%d"))
+                except QUERY_ERRORS:
                     rows = []
                 for row in rows:
                     covers = tag_covers(row.get("OutId"), item.delivery_id)
@@ -365,7 +373,7 @@ class AliyunGateway(Gateway):
             out.append(found)
         return out
 
-    async def _details(self, phone: str, send_date: str, biz_id: str | None = None, max_pages: int = 5) -> list[dict[str, Any]]:
+    async def send_details(self, phone: str, send_date: str, biz_id: str | None = None, max_pages: int = 5) -> list[dict[str, Any]]:
         """Every ``SmsSendDetailDTO`` for one number and day (``yyyyMMdd``); LookupError on an error answer."""
         rows: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
@@ -389,7 +397,7 @@ class AliyunGateway(Gateway):
     async def receipts_for(self, phone: str, send_date: str, biz_id: str | None = None) -> list[Receipt]:
         """Pull receipts for one number and day (``yyyyMMdd``, China time) via ``QuerySendDetails``,
         for the receipts pull loop. Raises LookupError / httpx errors."""
-        rows = await self._details(phone, send_date, biz_id)
+        rows = await self.send_details(phone, send_date, biz_id)
         return parse_send_details({"Code": "OK", "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows}}, biz_id=biz_id)
 
     # -- checks ----------------------------------------------------------------------------

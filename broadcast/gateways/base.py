@@ -9,7 +9,16 @@ A gateway is a class with
   ``SendResult`` per item, in the same order. It never raises for transport or provider errors: it
   classifies them (``accepted`` / ``retryable`` / ``permanent``). Bugs still raise, and
   ``asyncio.CancelledError`` is never swallowed.
-* optionally ``query(items)`` (was this past send made?) and ``fetch_receipts()`` (pull delivery reports).
+* optionally ``query(items)`` (was this past send made?) and ``fetch_receipts()`` (pull delivery reports);
+* its receipts, behind the same door (see ``broadcast.gateways.push``): ``receipt_formats()`` (the
+  push formats the receipts endpoint serves for it) and ``pull_receipts(candidates, now, pull)``
+  (what ``broadcast receipts pull`` asks it; the default calls ``fetch_receipts`` once when
+  ``capabilities.pull_receipts``), paced at ``pull_rate`` requests per second.
+
+Timeouts: one policy for every HTTP gateway. A settings class declares ``timeout_s: float =
+timeout_field()`` (``BROADCAST_<NAME>_TIMEOUT_S``, default ``DEFAULT_TIMEOUT_S``); the gateway's
+``timeout`` (``request_timeout(timeout_s)``) is passed with every request, and the run's shared client
+(``make_client``) is created with the same value (``settings_timeout``).
 
 An *instance* may narrow or widen its capabilities from its settings (the ``http`` gateway's
 ``max_batch`` is ``BROADCAST_HTTP_BATCH``), so the engine must read ``gateway.capabilities`` from the
@@ -26,18 +35,26 @@ from __future__ import annotations
 import abc
 import asyncio
 import email.utils
+import ipaddress
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import httpx
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
+if TYPE_CHECKING:
+    from broadcast.gateways.push import Candidate, Format, Pull
+
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "NO_PULL_API",
+    "QUERY_ERRORS",
     "TRANSPORT_ERRORS",
     "Capabilities",
     "Gateway",
@@ -45,10 +62,43 @@ __all__ = [
     "Receipt",
     "SendItem",
     "SendResult",
+    "is_local_host",
     "make_client",
     "parse_retry_after",
+    "request_timeout",
+    "settings_timeout",
+    "timeout_field",
     "transport_error_result",
 ]
+
+#: Connect/read/write timeout of one provider request, seconds, unless ``BROADCAST_<NAME>_TIMEOUT_S`` says.
+DEFAULT_TIMEOUT_S = 10.0
+NO_PULL_API = "skipped: this gateway has no pull API (its receipts are pushed)"
+
+
+def timeout_field(default: float = DEFAULT_TIMEOUT_S) -> Any:
+    """The ``timeout_s`` field of a gateway's settings class (one definition for every gateway)."""
+    return Field(default=default, gt=0, le=600, description="Connect/read/write timeout per request.")
+
+
+def request_timeout(timeout_s: float) -> httpx.Timeout:
+    """The ``httpx.Timeout`` of one request: connect at most 5 s, read/write/pool ``timeout_s``."""
+    return httpx.Timeout(connect=min(timeout_s, 5.0), read=timeout_s, write=timeout_s, pool=timeout_s)
+
+
+def settings_timeout(settings: object) -> float:
+    """A gateway's configured ``timeout_s`` (``DEFAULT_TIMEOUT_S`` for a gateway without one)."""
+    return float(getattr(settings, "timeout_s", DEFAULT_TIMEOUT_S))
+
+
+def is_local_host(host: str) -> bool:
+    """``localhost`` or a loopback address (where plain http:// carries no secret over a network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -133,16 +183,20 @@ class Gateway(abc.ABC):
 
     capabilities: ClassVar[Capabilities]
     settings_class: ClassVar[type[BaseSettings]]
+    #: requests per second a receipts pull makes to this provider
+    pull_rate: ClassVar[float] = 10.0
 
     def __init__(self, settings: BaseSettings, client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
         self._client = client
         self._owns_client = False
+        self.timeout_s = settings_timeout(settings)
+        self.timeout = request_timeout(self.timeout_s)
 
-    def _http(self, timeout_s: float = 10.0, max_in_flight: int = 8) -> httpx.AsyncClient:
+    def _http(self, max_in_flight: int = 8) -> httpx.AsyncClient:
         """The shared client, or a private one created on first use (closed by ``aclose``)."""
         if self._client is None:
-            self._client = make_client(timeout_s, max_in_flight)
+            self._client = make_client(self.timeout_s, max_in_flight)
             self._owns_client = True
         return self._client
 
@@ -159,6 +213,27 @@ class Gateway(abc.ABC):
     async def fetch_receipts(self) -> list[Receipt]:
         """Delivery reports that became available since the last call (pull gateways)."""
         return []
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        """Push formats served for this gateway by the receipts endpoint: URL name -> ``Format``."""
+        return {}
+
+    @classmethod
+    def pulls_receipts(cls) -> bool:
+        """Whether ``broadcast receipts pull`` has anything to ask this gateway."""
+        return cls.capabilities.pull_receipts or cls.pull_receipts is not Gateway.pull_receipts
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        """Ask the provider about ``candidates`` (in-doubt first, then oldest), every request through
+        ``pull.call``, every report to ``pull.add``. The default calls ``fetch_receipts`` once."""
+        if not self.capabilities.pull_receipts:
+            pull.note(NO_PULL_API)
+            return
+        receipts = await pull.call(self.fetch_receipts)
+        for r in receipts or []:
+            pull.add(r, {"pulled": "fetch_receipts", "delivery_id": r.delivery_id, "provider_id": r.provider_id,
+                         "status": r.status, "code": r.code})
 
     def check(self) -> list[str]:
         """Problems found without sending anything; an empty list means OK."""
@@ -187,7 +262,7 @@ class Gateway(abc.ABC):
 
 
 def make_client(
-    timeout_s: float = 10.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     max_in_flight: int = 8,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -205,7 +280,7 @@ def make_client(
         raise ValueError("timeout_s must be > 0")
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be >= 1")
-    timeout = httpx.Timeout(connect=min(timeout_s, 5.0), read=timeout_s, write=timeout_s, pool=timeout_s)
+    timeout = request_timeout(timeout_s)
     limits = httpx.Limits(
         max_connections=max_in_flight, max_keepalive_connections=max_in_flight, keepalive_expiry=30.0
     )
@@ -231,7 +306,7 @@ class _Client(httpx.AsyncClient):
 
     _no_cookies = _NoCookies()
 
-    @property  # type: ignore[override]
+    @property
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
 
@@ -266,8 +341,10 @@ def transport_error_result(item: SendItem, exc: BaseException) -> SendResult:
 
 #: Exceptions a gateway's ``send`` catches and classifies with ``transport_error_result``
 #: (``httpx.RequestError`` covers transport errors and an undecodable answer body).
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, httpx.InvalidURL, OSError, asyncio.TimeoutError)
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.RequestError, httpx.InvalidURL, OSError, asyncio.TimeoutError)
 
+#: ``TRANSPORT_ERRORS`` and an error answer (``LookupError``) of a query or pull request.
+QUERY_ERRORS: tuple[type[Exception], ...] = (LookupError, *TRANSPORT_ERRORS)
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.

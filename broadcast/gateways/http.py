@@ -44,7 +44,6 @@ server hung up
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -63,7 +62,9 @@ from broadcast.gateways.base import (
     Outcome,
     SendItem,
     SendResult,
+    is_local_host,
     parse_retry_after,
+    timeout_field,
     transport_error_result,
 )
 
@@ -119,7 +120,7 @@ class HttpSettings(BaseSettings):
         default=SecretStr(""), description="Extra headers: JSON object or 'Authorization: Bearer …; X-Key: …'"
     )
     batch: int = Field(default=1, ge=1, le=10_000, description="Recipients per request; > 1 uses the batch body.")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("url")
     @classmethod
@@ -155,9 +156,6 @@ class HttpGateway(Gateway):
             self._url: httpx.URL | str = httpx.URL(settings.url)  # parsed once, not per request
         except httpx.InvalidURL:
             self._url = settings.url  # refused at send time, classified there (pause)
-        self._timeout = httpx.Timeout(
-            connect=min(settings.timeout_s, 5.0), read=settings.timeout_s, write=settings.timeout_s, pool=settings.timeout_s
-        )
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -174,8 +172,8 @@ class HttpGateway(Gateway):
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        client = self._http(self.settings.timeout_s)
-        return await client.post(self._url, content=content, headers=self._headers, timeout=self._timeout)
+        client = self._http()
+        return await client.post(self._url, content=content, headers=self._headers, timeout=self.timeout)
 
     async def _send_one(self, item: SendItem) -> SendResult:
         try:
@@ -218,7 +216,7 @@ class HttpGateway(Gateway):
         s = self.settings
         problems: list[str] = []
         parts = urlsplit(s.url)
-        if parts.scheme == "http" and not _is_local(parts.hostname or "") and s.headers.get_secret_value():
+        if parts.scheme == "http" and not is_local_host(parts.hostname or "") and s.headers.get_secret_value():
             problems.append("BROADCAST_HTTP_URL is plain http:// to a remote host: BROADCAST_HTTP_HEADERS travel unencrypted")
         if parts.username or parts.password:
             problems.append("BROADCAST_HTTP_URL contains credentials; put them in BROADCAST_HTTP_HEADERS instead")
@@ -309,11 +307,3 @@ def _error_fields(response: httpx.Response) -> tuple[str, str]:
                 break
     return code, detail
 
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

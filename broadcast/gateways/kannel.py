@@ -44,8 +44,8 @@ endpoint (``broadcast.receipts``).
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -59,10 +59,15 @@ from broadcast.gateways.base import (
     Outcome,
     SendItem,
     SendResult,
+    is_local_host,
     parse_retry_after,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.messages.segments import count_segments
+
+if TYPE_CHECKING:
+    from broadcast.gateways.push import Format
 
 CAPABILITIES = Capabilities(
     name="kannel",
@@ -99,7 +104,7 @@ class KannelSettings(BaseSettings):
         "empty: no delivery reports are asked for.",
     )
     dlr_mask: int = Field(default=DLR_MASK, ge=0, le=63, description="Kannel dlr-mask (31: every final and SMSC report).")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("url")
     @classmethod
@@ -137,11 +142,16 @@ class KannelGateway(Gateway):
     capabilities = CAPABILITIES
     settings_class = KannelSettings
 
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        from broadcast.gateways.push import Format
+        from broadcast.gateways.simple_receipts import parse_kannel
+
+        return {"kannel": Format(parse_kannel)}
+
     def __init__(self, settings: KannelSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)
         self.settings: KannelSettings = settings
-        s = settings.timeout_s
-        self._timeout = httpx.Timeout(connect=min(s, 5.0), read=s, write=s, pool=s)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -174,12 +184,12 @@ class KannelGateway(Gateway):
                 detail=f"needs {parts} parts but BROADCAST_KANNEL_MAX_PARTS={self.settings.max_parts} "
                 "(Kannel would truncate it): raise max-messages in smsbox's sendsms-user and the setting",
             )
-        client = self._http(self.settings.timeout_s)
+        client = self._http()
         # urlencode, not httpx's params: one explicit encoding (space -> '+', '%' -> '%25') for
         # the query, so the dlr-url escapes reach Kannel as '%d', never pre-expanded.
         url = f"{self.settings.url}?{urlencode(self.params(item))}"
         try:
-            response = await client.get(url, timeout=self._timeout)
+            response = await client.get(url, timeout=self.timeout)
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
         return classify_answer(item.delivery_id, response)
@@ -202,7 +212,7 @@ class KannelGateway(Gateway):
         elif not (s.dlr_mask & 1 and s.dlr_mask & 2):
             problems.append(f"BROADCAST_KANNEL_DLR_MASK={s.dlr_mask} does not ask for final reports (1 and 2)")
         host = urlsplit(s.url).hostname or ""
-        if urlsplit(s.url).scheme == "http" and not _is_local(host):
+        if urlsplit(s.url).scheme == "http" and not is_local_host(host):
             problems.append("BROADCAST_KANNEL_URL is plain http:// to a remote host: the sendsms password travels unencrypted")
         if not s.password.get_secret_value():
             problems.append("BROADCAST_KANNEL_PASSWORD is empty")
@@ -245,11 +255,3 @@ def _configured_max_parts() -> int:
     except ConfigError:
         return 3
 
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -35,10 +35,14 @@ BUILTINS: dict[str, str] = {
     "simulator": "broadcast.gateways.simulator:SimulatorGateway",
     "console": "broadcast.gateways.console:ConsoleGateway",
     "http": "broadcast.gateways.http:HttpGateway",
+    "aliyun": "broadcast.gateways.aliyun:AliyunGateway",
+    "tencent": "broadcast.gateways.tencent:TencentGateway",
+    "twilio": "broadcast.gateways.twilio:TwilioGateway",
+    "kannel": "broadcast.gateways.kannel:KannelGateway",
 }
 
 
-def _targets() -> dict[str, str]:
+def targets() -> dict[str, str]:
     """name -> "module:attr", built-ins first, then installed entry points (which win)."""
     targets = dict(BUILTINS)
     for ep in entry_points(group=GROUP):
@@ -56,16 +60,16 @@ def _import(target: str) -> Any:
 
 def names() -> list[str]:
     """Every registered name (without importing anything), sorted."""
-    return sorted(_targets())
+    return sorted(targets())
 
 
 def load(name: str) -> type[Gateway]:
     """The gateway class registered as ``name``; ``ConfigError`` if unknown or broken."""
-    targets = _targets()
-    target = targets.get(name)
+    known = targets()
+    target = known.get(name)
     if target is None:
         raise ConfigError(
-            f"unknown gateway {name!r}; available: {', '.join(sorted(targets))}",
+            f"unknown gateway {name!r}; available: {', '.join(sorted(known))}",
             hint="set BROADCAST_GATEWAY to one of them (see 'broadcast gateway list')",
         )
     try:

@@ -27,8 +27,9 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import Field
@@ -42,6 +43,9 @@ from broadcast.gateways.base import (
     SendItem,
     SendResult,
 )
+
+if TYPE_CHECKING:
+    from broadcast.gateways.push import Format
 
 CAPABILITIES = Capabilities(
     name="simulator",
@@ -80,6 +84,13 @@ class SimulatorGateway(Gateway):
 
     capabilities = CAPABILITIES
     settings_class = SimulatorSettings
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        from broadcast.gateways.push import Format
+        from broadcast.gateways.simple_receipts import parse_simulator
+
+        return {"simulator": Format(parse_simulator, b'{"ok":true}', "application/json")}
 
     def __init__(
         self,

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -58,8 +58,9 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import http, tencent_receipts
 from broadcast.gateways.base import (
+    QUERY_ERRORS,
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
@@ -67,6 +68,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
@@ -88,6 +90,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import tc3_authorization
 
 API_VERSION = "2021-01-11"
@@ -126,7 +129,7 @@ class TencentSettings(BaseSettings):
     region: str = Field(default="ap-guangzhou", description="X-TC-Region.")
     endpoint: str = Field(default="https://sms.tencentcloudapi.com/", description="API endpoint (region, proxy or fake).")
     pull_receipts: bool = Field(default=False, description="Pull receipts with PullSmsSendStatus (enabled by Tencent on request).")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint")
     @classmethod
@@ -209,6 +212,14 @@ class TencentGateway(Gateway):
 
     capabilities = CAPABILITIES
     settings_class = TencentSettings
+    pull_rate = 15.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return tencent_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await tencent_receipts.pull_tencent(self, candidates, now, pull)
 
     def __init__(
         self,
@@ -222,7 +233,6 @@ class TencentGateway(Gateway):
         self.capabilities = replace(CAPABILITIES, pull_receipts=settings.pull_receipts)  # type: ignore[misc]
         self._clock = clock or time.time
         s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
         parts = urlsplit(s.endpoint)
         self._host = parts.netloc.rpartition("@")[2].lower()
 
@@ -307,10 +317,10 @@ class TencentGateway(Gateway):
             "X-TC-Timestamp": str(timestamp),
             "X-TC-Region": s.region,
         }
-        client = self._http(s.timeout_s)
-        return await client.post(s.endpoint, content=payload, headers=headers, timeout=self._timeout)
+        client = self._http()
+        return await client.post(s.endpoint, content=payload, headers=headers, timeout=self.timeout)
 
-    async def _api(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def api(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """Call ``action`` and return ``Response``; LookupError on an error answer."""
         response = await self._call(action, body)
         data = json_body(response)
@@ -340,8 +350,8 @@ class TencentGateway(Gateway):
                 "SmsSdkAppId": self.settings.sdk_app_id,
             }
             try:
-                envelope = await self._api("PullSmsSendStatusByPhoneNumber", body)
-            except (LookupError, *TRANSPORT_ERRORS):
+                envelope = await self.api("PullSmsSendStatusByPhoneNumber", body)
+            except QUERY_ERRORS:
                 out.append(None)
                 continue
             found = None
@@ -362,8 +372,8 @@ class TencentGateway(Gateway):
         receipts: list[Receipt] = []
         for _ in range(10):
             try:
-                envelope = await self._api("PullSmsSendStatus", {"SmsSdkAppId": self.settings.sdk_app_id, "Limit": 100})
-            except (LookupError, *TRANSPORT_ERRORS):
+                envelope = await self.api("PullSmsSendStatus", {"SmsSdkAppId": self.settings.sdk_app_id, "Limit": 100})
+            except QUERY_ERRORS:
                 break
             batch = parse_pull_status(envelope)
             receipts += batch
@@ -381,7 +391,7 @@ class TencentGateway(Gateway):
         if not s.template_id.isdigit():
             return "BROADCAST_TENCENT_TEMPLATE_ID should be digits"
         try:
-            envelope = await self._api("DescribeSmsTemplateList",
+            envelope = await self.api("DescribeSmsTemplateList",
                                        {"International": 0, "TemplateIdSet": [int(s.template_id)]})
         except TRANSPORT_ERRORS as exc:
             return f"cannot reach {self._host}: {type(exc).__name__}"

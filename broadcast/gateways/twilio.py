@@ -41,7 +41,7 @@ import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http
+from broadcast.gateways import http, twilio_receipts
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
@@ -51,9 +51,11 @@ from broadcast.gateways.base import (
     SendItem,
     SendResult,
     parse_retry_after,
+    timeout_field,
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import json_body, malformed, snippet
+from broadcast.gateways.push import Candidate, Format, Pull
 from broadcast.gateways.signing import validate_twilio_signature
 
 __all__ = ["TwilioGateway", "TwilioSettings", "parse_status_callback", "validate_signature"]
@@ -92,7 +94,7 @@ class TwilioSettings(BaseSettings):
     )
     status_callback: str = Field(default="", description="Public URL of `broadcast receipts serve` for Twilio.")
     endpoint: str = Field(default="https://api.twilio.com", description="API base URL (proxy or fake).")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Connect/read/write timeout per request.")
+    timeout_s: float = timeout_field()
 
     @field_validator("endpoint", "status_callback")
     @classmethod
@@ -124,6 +126,14 @@ class TwilioGateway(Gateway):
 
     capabilities = CAPABILITIES
     settings_class = TwilioSettings
+    pull_rate = 20.0
+
+    @classmethod
+    def receipt_formats(cls) -> Mapping[str, Format]:
+        return twilio_receipts.formats()
+
+    async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+        await twilio_receipts.pull_twilio(self, candidates, now, pull)
 
     def __init__(
         self,
@@ -136,7 +146,6 @@ class TwilioGateway(Gateway):
         self.settings: TwilioSettings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         s = settings
-        self._timeout = httpx.Timeout(connect=min(s.timeout_s, 5.0), read=s.timeout_s, write=s.timeout_s, pool=s.timeout_s)
         self._base = f"{s.endpoint.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}"
 
     # -- sending ---------------------------------------------------------------------------
@@ -158,7 +167,7 @@ class TwilioGateway(Gateway):
     async def _send_one(self, item: SendItem) -> SendResult:
         try:
             response = await self._client_for().post(
-                f"{self._base}/Messages.json", data=self._form(item), auth=self._auth(), timeout=self._timeout
+                f"{self._base}/Messages.json", data=self._form(item), auth=self._auth(), timeout=self.timeout
             )
         except TRANSPORT_ERRORS as exc:
             return transport_error_result(item, exc)
@@ -171,7 +180,7 @@ class TwilioGateway(Gateway):
         return classify_answer(item.delivery_id, response, data)
 
     def _client_for(self) -> httpx.AsyncClient:
-        return self._http(self.settings.timeout_s)
+        return self._http()
 
     def _auth(self) -> httpx.BasicAuth:
         return httpx.BasicAuth(self.settings.account_sid, self.settings.auth_token.get_secret_value())
@@ -189,7 +198,7 @@ class TwilioGateway(Gateway):
                 params = {"To": item.phone, "DateSent": day.isoformat(), "PageSize": "50"}
                 try:
                     response = await self._client_for().get(
-                        f"{self._base}/Messages.json", params=params, auth=self._auth(), timeout=self._timeout
+                        f"{self._base}/Messages.json", params=params, auth=self._auth(), timeout=self.timeout
                     )
                 except TRANSPORT_ERRORS:
                     break
@@ -211,11 +220,11 @@ class TwilioGateway(Gateway):
     async def fetch_status(self, sid: str) -> Receipt | None:
         """``GET …/Messages/{sid}.json`` → a receipt once the message is final, else None.
         Raises LookupError on an error answer and httpx errors on transport failures."""
-        response = await self._client_for().get(f"{self._base}/Messages/{sid}.json", auth=self._auth(), timeout=self._timeout)
+        response = await self._client_for().get(f"{self._base}/Messages/{sid}.json", auth=self._auth(), timeout=self.timeout)
         data = json_body(response)
         if not response.is_success or not isinstance(data, dict):
             raise LookupError(f"message fetch: HTTP {response.status_code}: {snippet(response)}")
-        return _receipt(None, str(data.get("sid") or sid), data.get("status"), data.get("error_code"), self._clock())
+        return status_receipt(None, str(data.get("sid") or sid), data.get("status"), data.get("error_code"), self._clock())
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -223,7 +232,7 @@ class TwilioGateway(Gateway):
         """``GET /2010-04-01/Accounts/{AccountSid}.json`` (read-only): proves the credentials and
         that the account is active. None = OK."""
         try:
-            response = await self._client_for().get(f"{self._base}.json", auth=self._auth(), timeout=self._timeout)
+            response = await self._client_for().get(f"{self._base}.json", auth=self._auth(), timeout=self.timeout)
         except TRANSPORT_ERRORS as exc:
             return f"cannot reach {urlsplit(self.settings.endpoint).netloc}: {type(exc).__name__}"
         data = json_body(response)
@@ -281,7 +290,7 @@ _DELIVERED = {"delivered", "read"}
 _FAILED = {"undelivered", "failed", "canceled"}
 
 
-def _receipt(delivery_id: int | None, sid: str | None, status: object, error_code: object, at: datetime) -> Receipt | None:
+def status_receipt(delivery_id: int | None, sid: str | None, status: object, error_code: object, at: datetime) -> Receipt | None:
     state = str(status or "").lower()
     if state in _DELIVERED:
         kind = "delivered"
@@ -307,7 +316,7 @@ def parse_status_callback(params: Mapping[str, str], url: str | None = None, rec
         delivery_id = int(raw) if raw.isdigit() else None
     sid = params.get("MessageSid") or params.get("SmsSid")
     status = params.get("MessageStatus") or params.get("SmsStatus")
-    return _receipt(delivery_id, sid, status, params.get("ErrorCode"), received_at or datetime.now(UTC))
+    return status_receipt(delivery_id, sid, status, params.get("ErrorCode"), received_at or datetime.now(UTC))
 
 
 def _with_param(url: str, name: str, value: str) -> str:

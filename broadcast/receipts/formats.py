@@ -3,8 +3,8 @@
 A format turns one HTTP callback (``Incoming``: method, query, headers, body — already bounded in
 size by the server) into ``Receipt`` objects, and says what to answer. ``FORMATS`` maps the name
 that appears in the callback URL (``/<name>`` or ``/<secret>/<name>``) to its ``Format``; the name
-is also the gateway name logged in the ``receipts`` table. A cloud provider joins by adding one
-parser and one ``FORMATS`` entry (``register``).
+is also the gateway name logged in the ``receipts`` table. Every registered gateway (built-in or
+installed by entry point) contributes its ``Gateway.receipt_formats()``; ``register`` adds more.
 
 Statuses. ``Receipt.status`` is ``delivered`` or ``failed`` (final). Push gateways also report
 intermediate steps, carried in the same type with status ``accepted`` (the SMSC took it, Kannel
@@ -16,177 +16,59 @@ A parser raises ``BadCallback`` for a request it cannot understand (answered 400
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from collections.abc import Iterator, Mapping
 
-from broadcast.gateways.base import Receipt
+from broadcast.gateways.push import STATUSES, BadCallback, Forbidden, Format, Incoming, ReceiptStatus, interim
+from broadcast.gateways.simple_receipts import KANNEL_TYPES, parse_kannel, parse_simulator
 
-__all__ = ["FORMATS", "BadCallback", "Forbidden", "Format", "Incoming", "interim", "register"]
+__all__ = ["FORMATS", "KANNEL_TYPES", "STATUSES", "BadCallback", "Forbidden", "Format", "Incoming", "ReceiptStatus",
+           "gateway_formats", "interim", "parse_kannel", "parse_simulator", "register"]
 
-ReceiptStatus = Literal["delivered", "failed", "accepted", "buffered"]
-STATUSES: frozenset[str] = frozenset(("delivered", "failed", "accepted", "buffered"))
-
-
-class BadCallback(ValueError):
-    """The callback cannot be parsed (answered 400; nothing is recorded)."""
-
-    status: int = 400  # issue 6: the HTTP status answered (Forbidden below: 403)
+_EXTRA: dict[str, Format] = {}
+_CACHE: dict[tuple[tuple[str, str], ...], dict[str, Format]] = {}
 
 
-class Forbidden(BadCallback):
-    """Issue 6: the callback's signature does not verify (answered 403; nothing is recorded)."""
+def gateway_formats() -> dict[str, Format]:
+    """name -> Format of every registered gateway that loads (cached per set of registered gateways)."""
+    from broadcast.errors import ConfigError
+    from broadcast.gateways import registry
 
-    status = 403
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One callback, as the parsers see it (framework-free, so parsers are trivial to test)."""
-
-    method: str
-    query: list[tuple[str, str]]
-    headers: Mapping[str, str]
-    body: bytes
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    # issue 6 (Twilio signs the exact URL it called): the path and raw query string as received
-    path: str = ""
-    raw_query: str = ""
-
-    def arg(self, name: str) -> str | None:
-        """The first query (or form) value named ``name``."""
-        for key, value in self.query:
-            if key == name:
-                return value
-        return None
+    key = tuple(sorted(registry.targets().items()))
+    if key not in _CACHE:
+        out: dict[str, Format] = {}
+        for name in registry.names():
+            try:
+                out.update(registry.load(name).receipt_formats())
+            except ConfigError:
+                continue
+        _CACHE.clear()
+        _CACHE[key] = out
+    return _CACHE[key]
 
 
-@dataclass(frozen=True)
-class Format:
-    """A gateway's push format: its parser and the answer the gateway expects."""
+class _Formats(Mapping[str, Format]):
+    """The gateways' formats, then the ones added by ``register`` (which win)."""
 
-    parse: Callable[[Incoming], list[Receipt]]
-    ack_body: bytes = b"OK"
-    ack_media_type: str = "text/plain"
+    def _all(self) -> dict[str, Format]:
+        return {**gateway_formats(), **_EXTRA}
 
+    def __getitem__(self, name: str) -> Format:
+        return self._all()[name]
 
-def interim(delivery_id: int | None, provider_id: str | None, status: Literal["accepted", "buffered"],
-            code: str | None, at: datetime) -> Receipt:
-    """A non-final report (see the module docstring), in the ``Receipt`` type."""
-    return Receipt(delivery_id, provider_id, cast(Any, status), code, at)
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
 
-
-def _epoch(value: str | None, default: datetime) -> datetime:
-    if not value:
-        return default
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (ValueError, OverflowError, OSError):
-        return default
-
-
-def _int(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
-
-
-# -- Kannel -----------------------------------------------------------------------------------
-
-#: Kannel ``%d`` -> our status. 1 delivered to phone, 2 non-delivered, 4 buffered on the SMSC,
-#: 8 SMSC accepted, 16 SMSC rejected, 32 intermediate.
-KANNEL_TYPES: dict[int, ReceiptStatus] = {1: "delivered", 2: "failed", 4: "buffered", 8: "accepted", 16: "failed", 32: "buffered"}
-_STAT = re.compile(r"\bstat:(\w+)", re.IGNORECASE)
-_ERR = re.compile(r"\berr:(\w+)", re.IGNORECASE)
-
-
-def parse_kannel(req: Incoming) -> list[Receipt]:
-    """Kannel's dlr-url callback, as built by ``broadcast.gateways.kannel.dlr_url``:
-    ``?id=<delivery id>&type=%d&ts=%T&to=%p&reply=%A&fid=%F``. The code is ``<type>`` plus the
-    SMPP ``stat``/``err`` of the SMSC reply when there is one (``1:DELIVRD``, ``2:UNDELIV:err001``),
-    else the reply text (``8:ACK/``)."""
-    kind = _int(req.arg("type"))
-    if kind is None or kind not in KANNEL_TYPES:
-        raise BadCallback(f"unknown Kannel report type {req.arg('type')!r}")
-    delivery_id = _int(req.arg("id"))
-    provider_id = (req.arg("fid") or "").strip()[:100] or None
-    if delivery_id is None and provider_id is None:
-        raise BadCallback("no delivery id ('id') and no SMSC id ('fid')")
-    reply = (req.arg("reply") or "").strip()
-    stat, err = _STAT.search(reply), _ERR.search(reply)
-    code = str(kind)
-    if stat:
-        code += f":{stat.group(1)}"
-        if err and err.group(1).strip("0"):
-            code += f":err{err.group(1)}"
-    elif reply:
-        code += f":{reply}"
-    at = _epoch(req.arg("ts"), req.received_at)
-    status = KANNEL_TYPES[kind]
-    if status in ("accepted", "buffered"):
-        return [interim(delivery_id, provider_id, cast(Any, status), code[:100], at)]
-    return [Receipt(delivery_id, provider_id, cast(Any, status), code[:100], at)]
-
-
-# -- simulator --------------------------------------------------------------------------------
-
-def parse_simulator(req: Incoming) -> list[Receipt]:
-    """JSON ``{"delivery_id", "status", "code", "at"}`` or a list of them (``at``: ISO 8601 or
-    Unix seconds; default: when received)."""
-    try:
-        data = json.loads(req.body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadCallback("body is not JSON") from None
-    items = data if isinstance(data, list) else [data]
-    out: list[Receipt] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise BadCallback("expected a JSON object or a list of objects")
-        status = item.get("status")
-        if status not in STATUSES:
-            raise BadCallback(f"status must be one of {sorted(STATUSES)}, not {status!r}")
-        raw_id = item.get("delivery_id")
-        if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)) or not str(raw_id).isdigit():
-            raise BadCallback(f"delivery_id must be an integer, not {raw_id!r}")
-        code = item.get("code")
-        out.append(Receipt(int(raw_id), None, cast(Any, status), None if code is None else str(code)[:100],
-                           _when(item.get("at"), req.received_at)))
-    return out
-
-
-def _when(value: object, default: datetime) -> datetime:
-    if value is None or value == "":
-        return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadCallback(f"'at' is not ISO 8601: {value!r}") from None
-        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
-    raise BadCallback(f"'at' must be ISO 8601 or Unix seconds, not {value!r}")
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 #: format name (the callback URL's last path segment, and the gateway logged) -> Format.
-FORMATS: dict[str, Format] = {
-    "kannel": Format(parse_kannel),
-    "simulator": Format(parse_simulator, b'{"ok":true}', "application/json"),
-}
+FORMATS: Mapping[str, Format] = _Formats()
 
 
 def register(name: str, fmt: Format) -> None:
-    """Add (or replace) a push format, e.g. ``register("aliyun", Format(parse_aliyun, b'{"code":0,"msg":"成功"}', "application/json"))``."""
+    """Add (or replace) a push format outside any gateway."""
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,49}", name):
         raise ValueError(f"invalid format name {name!r}")
-    FORMATS[name] = fmt
-
-
-# -- issue 6: cloud providers' push formats (aliyun, tencent, twilio), see receipts/providers.py --
-from broadcast.receipts.providers import PROVIDER_FORMATS as _PROVIDER_FORMATS  # noqa: E402  (the cycle the gateway door removes)
-
-for _name, _fmt in _PROVIDER_FORMATS.items():
-    register(_name, _fmt)
+    _EXTRA[name] = fmt

@@ -2,25 +2,14 @@
 
 For every gateway named by a delivery that is ``in_doubt`` or ``accepted`` (in-doubt ones first, so
 that a pull settles them before anything is resent; then the oldest sends first), the gateway is
-loaded with its settings (a gateway that is not configured here is skipped with a note) and asked:
-
-==========  ===================================================================================
-aliyun      ``QuerySendDetails`` per delivery: its phone, the China-time date of its send, and
-            the ``BizId`` of its provider id when it has one; without one (an in-doubt send) the
-            record whose ``OutId`` names the delivery (or a batch range holding it, with the
-            text in ``Content``). ``SendStatus`` 3 → delivered, 2 → failed, 1 → sent (settles
-            an in-doubt delivery as ``accepted``).
-tencent     only with ``BROADCAST_TENCENT_PULL_RECEIPTS=true`` (Tencent enables pulling on
-            request): the ``PullSmsSendStatus`` queue first, then
-            ``PullSmsSendStatusByPhoneNumber`` for the deliveries the queue did not cover,
-            matched by ``SerialNo`` or ``SessionContext``. Only final reports exist there.
-twilio      ``GET Messages/{sid}.json`` per delivery with a sid; without one (in doubt) the
-            messages to its number with its exact body (``query``): found means it was sent.
-others      ``fetch_receipts()`` once when the gateway declares ``pull_receipts``; else skipped.
-==========  ===================================================================================
+loaded with its settings (a gateway that is not configured here is skipped with a note) and asked
+through its own ``Gateway.pull_receipts(candidates, now, pull)`` (what each provider's pull does is
+documented in its gateway module: ``aliyun_receipts``, ``tencent_receipts``, ``twilio_receipts``;
+the default calls ``fetch_receipts()`` once when the gateway declares ``pull_receipts``). A gateway
+that has nothing to pull (``Gateway.pulls_receipts()`` false) is skipped.
 
 Each gateway gets at most ``budget`` API requests per pull (``BROADCAST_RECEIPTS_PULL_BUDGET``),
-paced below its documented rate limit, and stops early after repeated errors (bad credentials
+paced at its ``Gateway.pull_rate``, and stops early after repeated errors (bad credentials
 would fail every request). Results go through the receipts log exactly like pushed ones: recorded
 first (``store.record``, with the provider's row as the raw payload), then applied
 (``store.apply_pending``), so duplicates with a push are harmless.
@@ -32,8 +21,8 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,31 +30,16 @@ import sqlalchemy as sa
 from broadcast import clock
 from broadcast.db.dispatch_models import ACCEPTED, DELIVERED, FAILED, IN_DOUBT, Delivery
 from broadcast.db.types import table
-from broadcast.gateways.base import TRANSPORT_ERRORS, Gateway, Receipt
+from broadcast.gateways.base import NO_PULL_API, QUERY_ERRORS, Gateway, Receipt
+from broadcast.gateways.push import Candidate, PullStopped
 from broadcast.receipts import store
-from broadcast.receipts.formats import interim
 from broadcast.workspace import Workspace
 
 __all__ = ["Candidate", "GatewayPull", "PullSummary", "pull_once", "pull_once_async"]
 
 deliveries_t = table(Delivery)
 
-#: Requests per second a pull makes per provider (documented limits: Aliyun QuerySendDetails 5000/s,
-#: Tencent PullSmsSendStatusByPhoneNumber 20/s, Twilio ~100 concurrent requests).
-RATES: dict[str, float] = {"aliyun": 50.0, "tencent": 15.0, "twilio": 20.0}
-DEFAULT_RATE = 10.0
 MAX_CONSECUTIVE_ERRORS = 3
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: int
-    gateway: str
-    status: str
-    provider_id: str | None
-    phone: str
-    text: str
-    sent_at: datetime | None
 
 
 @dataclass
@@ -139,202 +113,74 @@ def candidates(ws: Workspace, gateways: Sequence[str] | None = None) -> dict[str
     return out
 
 
-# -- per provider -------------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    pass
+# -- one gateway --------------------------------------------------------------------------------
 
 
 class _Puller:
-    def __init__(self, gw: Gateway, report: GatewayPull, budget: _Budget) -> None:
-        self.gw, self.report, self.budget = gw, report, budget
+    """``broadcast.gateways.push.Pull``: the budget, the error count and the rows of one gateway's pull."""
+
+    def __init__(self, report: GatewayPull, budget: _Budget) -> None:
+        self.report, self.budget = report, budget
         self.rows: list[Row] = []
         self._consecutive = 0
+
+    @property
+    def left(self) -> int:
+        return self.budget.left
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One request within the budget; None on a provider/transport error (counted)."""
         if not await self.budget.take():
-            raise _Stop
+            raise PullStopped
         self.report.requests += 1
         try:
             result = await fn(*args, **kwargs)
-        except (LookupError, *TRANSPORT_ERRORS) as exc:
+        except QUERY_ERRORS as exc:
             self.report.errors += 1
             self._consecutive += 1
             self.report.note = f"{type(exc).__name__}: {str(exc)[:200]}"
             if self._consecutive >= MAX_CONSECUTIVE_ERRORS:
                 self.report.note = f"stopped after {self._consecutive} errors in a row; last: {self.report.note}"
-                raise _Stop from None
+                raise PullStopped from None
             return None
         self._consecutive = 0
         return result
 
+    def charge(self, requests: int) -> None:
+        self.budget.used += requests
+        self.report.requests += requests
+
+    def asked(self, n: int = 1) -> None:
+        self.report.asked += n
+
     def add(self, receipt: Receipt, raw: dict[str, Any]) -> None:
         self.rows.append((receipt, raw))
 
-
-def _cst_dates(sent_at: datetime | None, now: datetime) -> list[str]:
-    from broadcast.gateways.cloud_common import CST
-
-    at = (sent_at or now).astimezone(UTC)
-    days = [at.astimezone(CST).strftime("%Y%m%d"), (at - timedelta(minutes=15)).astimezone(CST).strftime("%Y%m%d")]
-    return list(dict.fromkeys(days))
-
-
-async def _pull_aliyun(p: _Puller, cands: Sequence[Candidate], now: datetime) -> None:
-    from broadcast.gateways.cloud_common import parse_cst, phone_key, tag_covers
-
-    gw: Any = p.gw
-    for c in cands:
-        p.report.asked += 1
-        biz_id = c.provider_id.partition(":")[0] if c.provider_id and ":" in c.provider_id else None
-        for day in _cst_dates(c.sent_at, now):
-            rows = await p.call(gw._details, c.phone, day, biz_id, max_pages=1)
-            match = None
-            for row in rows or []:
-                if biz_id:
-                    ok = phone_key(row.get("PhoneNum")) == phone_key(c.phone)
-                else:
-                    covers = tag_covers(row.get("OutId"), c.id)
-                    ok = bool(covers) or (covers is None and c.text in str(row.get("Content") or ""))
-                if ok:
-                    match = row
-                    break
-            if match is None:
-                continue
-            status = str(match.get("SendStatus", ""))
-            at = parse_cst(match.get("ReceiveDate")) or parse_cst(match.get("SendDate")) or now
-            code = match.get("ErrCode")
-            raw = {"pulled": "QuerySendDetails", "row": match}
-            if status in ("2", "3"):
-                kind = "delivered" if status == "3" else "failed"
-                p.add(Receipt(c.id, c.provider_id, kind, None if code is None else str(code), at), raw)  # type: ignore[arg-type]
-            elif c.status == IN_DOUBT:  # 1: waiting for the handset, but it was sent
-                p.add(interim(c.id, c.provider_id, "accepted", f"SendStatus:{status}", at), raw)
-            break
-
-
-async def _pull_tencent(p: _Puller, cands: Sequence[Candidate], now: datetime) -> None:
-    from broadcast.gateways.cloud_common import tag_covers
-    from broadcast.gateways.tencent import parse_pull_status
-
-    gw: Any = p.gw
-    if not gw.settings.pull_receipts:
-        p.report.note = ("skipped: BROADCAST_TENCENT_PULL_RECEIPTS is off (Tencent enables pulling on request); "
-                         "receipts come by the push callback")
-        return
-    covered_ids: set[int] = set()
-    covered_serials: set[str] = set()
-
-    def take(row: dict[str, Any], api: str, delivery_id: int | None = None) -> None:
-        for receipt in parse_pull_status({"PullSmsSendStatusSet": [row]}):
-            if delivery_id is not None:
-                receipt = replace(receipt, delivery_id=delivery_id)
-            p.add(receipt, {"pulled": api, "row": row})
-            if receipt.delivery_id is not None:
-                covered_ids.add(receipt.delivery_id)
-            if receipt.provider_id:
-                covered_serials.add(receipt.provider_id)
-
-    # 1. the queue (each report once), at most 10 pages
-    for _ in range(10):
-        envelope = await p.call(gw._api, "PullSmsSendStatus", {"SmsSdkAppId": gw.settings.sdk_app_id, "Limit": 100})
-        rows = envelope.get("PullSmsSendStatusSet") if isinstance(envelope, dict) else None
-        if not isinstance(rows, list):
-            break
-        for row in rows:
-            if isinstance(row, dict):
-                take(row, "PullSmsSendStatus")
-        if len(rows) < 100:
-            break
-    # 2. by phone number, for the deliveries the queue did not answer
-    end = int(time.time())
-    for c in cands:
-        if c.id in covered_ids or (c.provider_id and c.provider_id in covered_serials):
-            continue
-        p.report.asked += 1
-        begin = max(end - 7 * 86400 + 60, int((c.sent_at or now).timestamp()) - 600)
-        body = {"BeginTime": begin, "EndTime": end, "Offset": 0, "Limit": 100, "PhoneNumber": c.phone,
-                "SmsSdkAppId": gw.settings.sdk_app_id}
-        envelope = await p.call(gw._api, "PullSmsSendStatusByPhoneNumber", body)
-        rows = envelope.get("PullSmsSendStatusSet") if isinstance(envelope, dict) else None
-        for row in rows if isinstance(rows, list) else []:
-            if not isinstance(row, dict):
-                continue
-            serial = row.get("SerialNo")
-            ok = (str(serial) == c.provider_id) if c.provider_id else tag_covers(row.get("SessionContext"), c.id) is not False
-            if ok:
-                take(row, "PullSmsSendStatusByPhoneNumber", c.id)
-                break
-
-
-async def _pull_twilio(p: _Puller, cands: Sequence[Candidate], now: datetime) -> None:
-    from broadcast.gateways.base import Outcome, SendItem
-    from broadcast.gateways.twilio import _receipt
-
-    gw: Any = p.gw
-    for c in cands:
-        p.report.asked += 1
-        if c.provider_id:
-            receipt = await p.call(gw.fetch_status, c.provider_id)
-            if receipt is not None:
-                p.add(replace(receipt, delivery_id=c.id), {"pulled": "Messages/{sid}", "sid": c.provider_id,
-                                                           "status": receipt.code})
-            continue
-        if p.budget.left < 2:  # query may list two days
-            raise _Stop
-        answers = await p.call(gw.query, [SendItem(c.id, c.phone, c.text)])
-        p.budget.used += 1
-        p.report.requests += 1
-        found = answers[0] if answers else None
-        if found is None or found.outcome is not Outcome.ACCEPTED:
-            continue
-        status = found.code or ""
-        raw = {"pulled": "Messages?To=", "sid": found.provider_id, "status": status}
-        receipt = _receipt(c.id, found.provider_id, status, None, now)
-        if receipt is not None:
-            p.add(receipt, raw)
-        else:
-            p.add(interim(c.id, found.provider_id, "accepted", status or "sent", now), raw)
-
-
-async def _pull_generic(p: _Puller, cands: Sequence[Candidate], now: datetime) -> None:
-    if not p.gw.capabilities.pull_receipts:
-        p.report.note = "skipped: this gateway has no pull API (its receipts are pushed)"
-        return
-    receipts = await p.call(p.gw.fetch_receipts)
-    for r in receipts or []:
-        p.add(r, {"pulled": "fetch_receipts", "delivery_id": r.delivery_id, "provider_id": r.provider_id,
-                  "status": r.status, "code": r.code})
+    def note(self, text: str) -> None:
+        self.report.note = text
 
 
 async def _pull_gateway(name: str, cands: list[Candidate], budget: int, now: datetime,
                         gateway: Gateway | None = None) -> tuple[GatewayPull, list[Row]]:
     from broadcast.errors import ConfigError
     from broadcast.gateways import registry
-    from broadcast.gateways.aliyun import AliyunGateway
-    from broadcast.gateways.tencent import TencentGateway
-    from broadcast.gateways.twilio import TwilioGateway
 
     report = GatewayPull(name, waiting=len(cands))
     gw = gateway
     if gw is None:
         try:
             cls = registry.load(name)
-            if not (issubclass(cls, (AliyunGateway, TencentGateway, TwilioGateway)) or cls.capabilities.pull_receipts):
-                report.note = "skipped: this gateway has no pull API (its receipts are pushed)"
+            if not cls.pulls_receipts():
+                report.note = NO_PULL_API
                 return report, []
             gw = cls(registry.load_settings(cls))
         except ConfigError as exc:
             report.note = f"skipped: not configured here ({exc.message})"
             return report, []
-    puller = _Puller(gw, report, _Budget(budget, RATES.get(name, DEFAULT_RATE)))
-    fn = (_pull_aliyun if isinstance(gw, AliyunGateway) else _pull_tencent if isinstance(gw, TencentGateway)
-          else _pull_twilio if isinstance(gw, TwilioGateway) else _pull_generic)
+    puller = _Puller(report, _Budget(budget, type(gw).pull_rate))
     try:
-        await fn(puller, cands, now)
-    except _Stop:
+        await gw.pull_receipts(cands, now, puller)
+    except PullStopped:
         if report.note is None:
             report.note = f"request budget ({budget}) used up; the rest waits for the next pull"
     finally:
@@ -364,7 +210,7 @@ async def pull_once_async(ws: Workspace, *, budget: int | None = None, gateways:
     only these names; ``instances``: already open gateways to use by name (e.g. the worker's own,
     with its HTTP client; they are not closed here). Never raises for provider or transport errors:
     they are counted and noted per gateway."""
-    from broadcast.receipts.server import load_receipts_settings
+    from broadcast.receipts.settings import load_receipts_settings
 
     started = time.monotonic()
     if budget is None:

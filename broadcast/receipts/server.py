@@ -52,43 +52,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
-from broadcast.errors import ConfigError
 from broadcast.gateways.base import Receipt
 from broadcast.receipts import store
 from broadcast.receipts.formats import FORMATS, BadCallback, Format, Incoming
+from broadcast.receipts.settings import ReceiptsSettings, load_receipts_settings  # noqa: F401  (re-exported)
 
 log = logging.getLogger("broadcast.receipts")
 
 SECRET_HEADER = "x-broadcast-secret"
-
-
-class ReceiptsSettings(BaseSettings):
-    """``BROADCAST_RECEIPTS_*`` (``BROADCAST_RECEIPTS_URL`` is read by the gateways that push)."""
-
-    model_config = SettingsConfigDict(env_prefix="BROADCAST_RECEIPTS_", env_file=".env", extra="ignore")
-
-    secret: SecretStr = Field(default=SecretStr(""), description="Shared secret required in the URL path or the X-Broadcast-Secret header; empty: none.")
-    max_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024, description="Largest callback accepted (body + query string), bytes.")
-    answer_timeout_s: float = Field(default=10.0, gt=0, le=300, description="How long a callback waits for its row to be committed before 503.")
-    apply_interval_s: float = Field(default=0.2, gt=0, le=60, description="How often pending receipts are applied to deliveries (also after every commit).")
-    public_url: str = Field(default="", description="Base URL of this endpoint as the providers see it (behind a reverse proxy), e.g. https://sms.example.org/receipts; Twilio signs the exact URL it calls.")
-    pull_budget: int = Field(default=200, ge=1, le=100_000, description="API requests per gateway per `broadcast receipts pull` (and per periodic pull of the worker).")
-
-
-def load_receipts_settings(**overrides: Any) -> ReceiptsSettings:
-    import os
-
-    try:
-        return ReceiptsSettings(_env_file=os.environ.get("BROADCAST_ENV_FILE", ".env"), **overrides)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
-        raise ConfigError(f"invalid setting BROADCAST_RECEIPTS_{field.upper()}: {err['msg']}",
-                          hint="fix it in the environment or in .env (see .env.example)") from None
 
 
 # -- record first -----------------------------------------------------------------------------
@@ -113,12 +86,12 @@ class Recorder:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: Sequence[tuple[str, Receipt]]) -> concurrent.futures.Future[int]:
+    def submit(self, rows: Sequence[store.Row]) -> concurrent.futures.Future[int]:
         fut: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._q.put((list(rows), fut))
         return fut
 
-    async def record(self, rows: Sequence[tuple[str, Receipt]]) -> int:
+    async def record(self, rows: Sequence[store.Row]) -> int:
         return await asyncio.wrap_future(self.submit(rows))
 
     def close(self) -> None:
@@ -263,7 +236,7 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
     from starlette.routing import Route
 
     cfg = settings or ReceiptsSettings()
-    fmts = FORMATS if formats is None else formats
+    fmts = dict(FORMATS) if formats is None else formats
     secret = cfg.secret.get_secret_value().encode()
     # One writer at a time inside this process: SQLite's busy handler sleeps up to 100 ms when two
     # connections race for the write lock, which would throttle the recorder to a few hundred rows/s.

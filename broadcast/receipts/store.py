@@ -61,8 +61,11 @@ deliveries_t = table(Delivery)
 
 _SETTLE_FROM = (ACCEPTED, IN_DOUBT, RETRY_WAIT)
 
+#: ``(gateway, receipt[, raw payload])``
+Row = tuple[str, Receipt] | tuple[str, Receipt, str | None]
 
-def record(engine: Engine, rows: Sequence[tuple[str, Receipt] | tuple[str, Receipt, str | None]],
+
+def record(engine: Engine, rows: Sequence[Row],
            now: datetime) -> int:
     """Log ``(gateway, receipt[, raw payload])`` as PENDING, in one transaction (one multi-row insert)."""
     if not rows:

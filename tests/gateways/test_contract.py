@@ -90,8 +90,23 @@ async def _send_and_close(gateway: Gateway, items: list[SendItem]) -> list[SendR
         await gateway.aclose()  # idempotent
 
 
+def all_cases() -> list[Case]:
+    """These cases and the ones each gateway's own test module runs the kit over."""
+    from tests.gateways import test_aliyun, test_kannel, test_tencent, test_twilio
+
+    return [*CASES, *test_aliyun.CASES, *test_tencent.CASES, *test_twilio.CASES, test_kannel.KANNEL_CASE]
+
+
 def test_every_builtin_has_a_case() -> None:
-    assert set(registry.BUILTINS) <= {c.name for c in CASES}
+    assert set(registry.BUILTINS) <= {c.name for c in all_cases()}
+
+
+def test_builtins_match_the_entry_points() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert registry.BUILTINS == pyproject["project"]["entry-points"][registry.GROUP]
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from broadcast.gateways.signing import twilio_signature
+from broadcast.gateways.twilio_receipts import parse_twilio, twilio_public_url
 from broadcast.receipts.formats import FORMATS, BadCallback, Forbidden, Incoming
-from broadcast.receipts.providers import parse_twilio, twilio_public_url
 from broadcast.receipts.pull import pull_once
 from broadcast.receipts.server import ReceiptsSettings, running
 from tests.receipts._db import receipt_rows, status_of

@@ -1,15 +1,7 @@
-"""Push formats of the cloud SMS providers (issue 6), registered in ``formats.FORMATS``:
-
-==========  ====================================================  ==================================
-name        what the provider POSTs                               what it must be answered
-==========  ====================================================  ==================================
-``aliyun``  SmsReport HTTP batch push: a JSON array of reports     200 ``{"code":0,"msg":"成功"}``
-            (``aliyun.parse_sms_report``)                          (else retried after 1, 5, 10 min)
-``tencent`` the delivery-report callback: a JSON array             200 ``{"result":0,"errmsg":"OK"}``
-            (``tencent.parse_callback``)
-``twilio``  a StatusCallback form POST, signed with                200, empty body; a bad or missing
-            ``X-Twilio-Signature`` (``twilio.parse_status_callback``)  signature: 403, nothing recorded
-==========  ====================================================  ==================================
+"""Twilio's receipts: the StatusCallback push format (signed with ``X-Twilio-Signature``: a bad or
+missing signature is answered 403, nothing recorded) and the pull (``GET Messages/{sid}.json`` per
+delivery with a sid; without one, in doubt, the messages to its number with its exact body:
+found means it was sent).
 
 Twilio signs the exact URL it called. Behind a reverse proxy that is not the URL this process sees,
 so the URL checked is ``BROADCAST_RECEIPTS_PUBLIC_URL`` (the endpoint's base URL as Twilio sees it,
@@ -25,41 +17,25 @@ a delivery past ``accepted``.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from broadcast.gateways.aliyun import SMS_REPORT_ACK, parse_sms_report
-from broadcast.gateways.base import Receipt
-from broadcast.gateways.tencent import CALLBACK_ACK, parse_callback
-from broadcast.receipts.formats import BadCallback, Forbidden, Format, Incoming, interim
+from broadcast.gateways.base import Outcome, Receipt, SendItem
+from broadcast.gateways.push import BadCallback, Candidate, Forbidden, Format, Incoming, Pull, PullStopped, interim
 
-__all__ = ["PROVIDER_FORMATS", "parse_aliyun", "parse_tencent", "parse_twilio", "twilio_public_url"]
+if TYPE_CHECKING:
+    from broadcast.gateways.twilio import TwilioGateway
+
+__all__ = ["TwilioNotConfigured", "formats", "parse_twilio", "pull_twilio", "twilio_public_url"]
 
 log = logging.getLogger("broadcast.receipts")
 
 SIGNATURE_HEADER = "x-twilio-signature"
 _TWILIO_INTERIM = {"queued", "sending", "sent", "accepted", "scheduled"}
-
-
-def _ack(data: dict[str, object]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def parse_aliyun(req: Incoming) -> list[Receipt]:
-    """Aliyun's SmsReport push (POST, JSON array)."""
-    try:
-        return parse_sms_report(req.body)
-    except ValueError as exc:
-        raise BadCallback(f"SmsReport: {exc}") from None
-
-
-def parse_tencent(req: Incoming) -> list[Receipt]:
-    """Tencent Cloud's delivery-report callback (POST, JSON array)."""
-    try:
-        return parse_callback(req.body)
-    except ValueError as exc:
-        raise BadCallback(f"Tencent callback: {exc}") from None
 
 
 class TwilioNotConfigured(BadCallback):
@@ -95,7 +71,7 @@ def _twilio_auth_token() -> str:
 
 
 def _public_base() -> str:
-    from broadcast.receipts.server import load_receipts_settings
+    from broadcast.receipts.settings import load_receipts_settings
 
     return load_receipts_settings().public_url
 
@@ -103,11 +79,7 @@ def _public_base() -> str:
 def parse_twilio(req: Incoming) -> list[Receipt]:
     """A Twilio StatusCallback: verify ``X-Twilio-Signature`` (403 when it does not match), then one
     receipt (final status) or an interim ``accepted`` (intermediate status)."""
-    from broadcast.gateways.twilio import (
-        CALLBACK_PARAM,
-        parse_status_callback,
-        validate_signature,
-    )
+    from broadcast.gateways.twilio import CALLBACK_PARAM, parse_status_callback, validate_signature
 
     if req.method != "POST":
         raise BadCallback("Twilio status callbacks are POSTed")
@@ -132,9 +104,32 @@ def parse_twilio(req: Incoming) -> list[Receipt]:
     return []
 
 
-#: name -> Format, registered by ``broadcast.receipts.formats``.
-PROVIDER_FORMATS: dict[str, Format] = {
-    "aliyun": Format(parse_aliyun, _ack(SMS_REPORT_ACK), "application/json; charset=utf-8"),
-    "tencent": Format(parse_tencent, _ack(CALLBACK_ACK), "application/json; charset=utf-8"),
-    "twilio": Format(parse_twilio, b"", "text/plain"),
-}
+def formats() -> dict[str, Format]:
+    return {"twilio": Format(parse_twilio, b"", "text/plain")}
+
+
+async def pull_twilio(gw: TwilioGateway, cands: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+    from broadcast.gateways.twilio import status_receipt
+
+    for c in cands:
+        pull.asked()
+        if c.provider_id:
+            receipt = await pull.call(gw.fetch_status, c.provider_id)
+            if receipt is not None:
+                pull.add(replace(receipt, delivery_id=c.id), {"pulled": "Messages/{sid}", "sid": c.provider_id,
+                                                              "status": receipt.code})
+            continue
+        if pull.left < 2:  # query may list two days
+            raise PullStopped
+        answers = await pull.call(gw.query, [SendItem(c.id, c.phone, c.text)])
+        pull.charge(1)
+        found = answers[0] if answers else None
+        if found is None or found.outcome is not Outcome.ACCEPTED:
+            continue
+        status = found.code or ""
+        raw = {"pulled": "Messages?To=", "sid": found.provider_id, "status": status}
+        receipt = status_receipt(c.id, found.provider_id, status, None, now)
+        if receipt is not None:
+            pull.add(receipt, raw)
+        else:
+            pull.add(interim(c.id, found.provider_id, "accepted", status or "sent", now), raw)

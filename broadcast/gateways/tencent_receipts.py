@@ -1,0 +1,102 @@
+"""Tencent Cloud's receipts: the delivery-report callback (push) and, only with
+``BROADCAST_TENCENT_PULL_RECEIPTS=true`` (Tencent enables pulling on request), the pull: the
+``PullSmsSendStatus`` queue first, then ``PullSmsSendStatusByPhoneNumber`` for the deliveries the
+queue did not cover, matched by ``SerialNo`` or ``SessionContext``. Only final reports exist there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from broadcast.gateways.base import Receipt
+from broadcast.gateways.cloud_common import tag_covers
+from broadcast.gateways.push import BadCallback, Candidate, Format, Incoming, Pull
+
+if TYPE_CHECKING:
+    from broadcast.gateways.tencent import TencentGateway
+
+__all__ = ["formats", "parse_tencent", "pull_tencent"]
+
+PULL_OFF = ("skipped: BROADCAST_TENCENT_PULL_RECEIPTS is off (Tencent enables pulling on request); "
+            "receipts come by the push callback")
+
+
+def parse_tencent(req: Incoming) -> list[Receipt]:
+    """Tencent Cloud's delivery-report callback (POST, JSON array)."""
+    from broadcast.gateways.tencent import parse_callback
+
+    try:
+        return parse_callback(req.body)
+    except ValueError as exc:
+        raise BadCallback(f"Tencent callback: {exc}") from None
+
+
+def formats() -> dict[str, Format]:
+    from broadcast.gateways.tencent import CALLBACK_ACK
+
+    ack = json.dumps(CALLBACK_ACK, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return {"tencent": Format(parse_tencent, ack, "application/json; charset=utf-8")}
+
+
+class _Taken:
+    def __init__(self, pull: Pull) -> None:
+        self.pull = pull
+        self.ids: set[int] = set()
+        self.serials: set[str] = set()
+
+    def take(self, row: dict[str, Any], api: str, delivery_id: int | None = None) -> None:
+        from broadcast.gateways.tencent import parse_pull_status
+
+        for receipt in parse_pull_status({"PullSmsSendStatusSet": [row]}):
+            if delivery_id is not None:
+                receipt = replace(receipt, delivery_id=delivery_id)
+            self.pull.add(receipt, {"pulled": api, "row": row})
+            if receipt.delivery_id is not None:
+                self.ids.add(receipt.delivery_id)
+            if receipt.provider_id:
+                self.serials.add(receipt.provider_id)
+
+    def covers(self, c: Candidate) -> bool:
+        return c.id in self.ids or bool(c.provider_id and c.provider_id in self.serials)
+
+
+async def pull_tencent(gw: TencentGateway, cands: Sequence[Candidate], now: datetime, pull: Pull) -> None:
+    if not gw.settings.pull_receipts:
+        pull.note(PULL_OFF)
+        return
+    taken = _Taken(pull)
+    # 1. the queue (each report once), at most 10 pages
+    for _ in range(10):
+        envelope = await pull.call(gw.api, "PullSmsSendStatus", {"SmsSdkAppId": gw.settings.sdk_app_id, "Limit": 100})
+        rows = envelope.get("PullSmsSendStatusSet") if isinstance(envelope, dict) else None
+        if not isinstance(rows, list):
+            break
+        for row in rows:
+            if isinstance(row, dict):
+                taken.take(row, "PullSmsSendStatus")
+        if len(rows) < 100:
+            break
+    # 2. by phone number, for the deliveries the queue did not answer
+    end = int(time.time())
+    for c in cands:
+        if taken.covers(c):
+            continue
+        pull.asked()
+        begin = max(end - 7 * 86400 + 60, int((c.sent_at or now).timestamp()) - 600)
+        body = {"BeginTime": begin, "EndTime": end, "Offset": 0, "Limit": 100, "PhoneNumber": c.phone,
+                "SmsSdkAppId": gw.settings.sdk_app_id}
+        envelope = await pull.call(gw.api, "PullSmsSendStatusByPhoneNumber", body)
+        rows = envelope.get("PullSmsSendStatusSet") if isinstance(envelope, dict) else None
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict):
+                continue
+            serial = row.get("SerialNo")
+            ok = (str(serial) == c.provider_id) if c.provider_id else tag_covers(row.get("SessionContext"), c.id) is not False
+            if ok:
+                taken.take(row, "PullSmsSendStatusByPhoneNumber", c.id)
+                break

@@ -27,8 +27,8 @@ def serve(
     from broadcast.cli._common import workspace
     from broadcast.cli._output import say, warn
     from broadcast.receipts.formats import FORMATS
-    from broadcast.receipts.server import load_receipts_settings
     from broadcast.receipts.server import serve as run_server
+    from broadcast.receipts.settings import load_receipts_settings
 
     settings = load_receipts_settings()
     ws = workspace()

@@ -147,7 +147,8 @@ def worker(
     ws = workspace()
     endpoint: Any = contextlib.nullcontext(None)
     if receipts_port is not None:
-        from broadcast.receipts.server import load_receipts_settings, running
+        from broadcast.receipts.server import running
+        from broadcast.receipts.settings import load_receipts_settings
 
         endpoint = running(ws.engine, load_receipts_settings(), receipts_host, receipts_port)
     with endpoint as url:

@@ -71,7 +71,7 @@ def _twilio_auth_token() -> str:
 
 
 def _public_base() -> str:
-    from broadcast.receipts.settings import load_receipts_settings
+    from broadcast.gateways.receipts_settings import load_receipts_settings
 
     return load_receipts_settings().public_url
 

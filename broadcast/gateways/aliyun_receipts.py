@@ -8,39 +8,25 @@ id when it has one; without one (an in-doubt send) the record whose ``OutId`` na
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from broadcast.gateways.base import Receipt
 from broadcast.gateways.cloud_common import CST, parse_cst, phone_key, tag_covers
-from broadcast.gateways.push import BadCallback, Candidate, Format, Incoming, Pull, interim
+from broadcast.gateways.push import Candidate, Format, Pull, interim, json_body_format
 
 if TYPE_CHECKING:
     from broadcast.gateways.aliyun import AliyunGateway
 
-__all__ = ["formats", "parse_aliyun", "pull_aliyun"]
-
-
-def parse_aliyun(req: Incoming) -> list[Receipt]:
-    """Aliyun's SmsReport push (POST, JSON array)."""
-    from broadcast.gateways.aliyun import parse_sms_report
-
-    try:
-        return parse_sms_report(req.body)
-    except ValueError as exc:
-        raise BadCallback(f"SmsReport: {exc}") from None
+__all__ = ["formats", "pull_aliyun"]
 
 
 def formats() -> dict[str, Format]:
-    from broadcast.gateways.aliyun import SMS_REPORT_ACK
+    """Aliyun's delivery-report push (POST, JSON array)."""
+    from broadcast.gateways.aliyun import SMS_REPORT_ACK, parse_sms_report
 
-    ack = json.dumps(SMS_REPORT_ACK, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return {"aliyun": Format(parse_aliyun, ack, "application/json; charset=utf-8")}
-
-
-
+    return {"aliyun": json_body_format(parse_sms_report, "SmsReport", SMS_REPORT_ACK)}
 
 
 def _cst_dates(sent_at: datetime | None, now: datetime) -> list[str]:

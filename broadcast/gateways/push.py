@@ -19,6 +19,7 @@ intermediate steps, carried in the same type with status ``accepted`` (the SMSC 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from typing import Any, Literal, Protocol, cast
 
 from broadcast.gateways.base import Receipt
 
-__all__ = ["STATUSES", "BadCallback", "Candidate", "Forbidden", "Format", "Incoming", "Pull", "PullStopped", "interim"]
+__all__ = ["STATUSES", "BadCallback", "Candidate", "Forbidden", "Format", "Incoming", "Pull", "PullStopped", "interim",
+           "json_body_format"]
 
 ReceiptStatus = Literal["delivered", "failed", "accepted", "buffered"]
 STATUSES: frozenset[str] = frozenset(("delivered", "failed", "accepted", "buffered"))
@@ -72,6 +74,20 @@ class Format:
     parse: Callable[[Incoming], list[Receipt]]
     ack_body: bytes = b"OK"
     ack_media_type: str = "text/plain"
+
+
+def json_body_format(parse_body: Callable[[bytes], list[Receipt]], label: str, ack: object) -> Format:
+    """A push format whose callback is a JSON body parsed by ``parse_body`` (a ``ValueError`` from it
+    is a ``BadCallback`` prefixed with ``label``), answered with ``ack`` as compact UTF-8 JSON."""
+
+    def parse(req: Incoming) -> list[Receipt]:
+        try:
+            return parse_body(req.body)
+        except ValueError as exc:
+            raise BadCallback(f"{label}: {exc}") from None
+
+    body = json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Format(parse, body, "application/json; charset=utf-8")
 
 
 def interim(delivery_id: int | None, provider_id: str | None, status: Literal["accepted", "buffered"],

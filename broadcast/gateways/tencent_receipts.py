@@ -6,41 +6,29 @@ queue did not cover, matched by ``SerialNo`` or ``SessionContext``. Only final r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from broadcast.gateways.base import Receipt
 from broadcast.gateways.cloud_common import tag_covers
-from broadcast.gateways.push import BadCallback, Candidate, Format, Incoming, Pull
+from broadcast.gateways.push import Candidate, Format, Pull, json_body_format
 
 if TYPE_CHECKING:
     from broadcast.gateways.tencent import TencentGateway
 
-__all__ = ["formats", "parse_tencent", "pull_tencent"]
+__all__ = ["formats", "pull_tencent"]
 
 PULL_OFF = ("skipped: BROADCAST_TENCENT_PULL_RECEIPTS is off (Tencent enables pulling on request); "
             "receipts come by the push callback")
 
 
-def parse_tencent(req: Incoming) -> list[Receipt]:
-    """Tencent Cloud's delivery-report callback (POST, JSON array)."""
-    from broadcast.gateways.tencent import parse_callback
-
-    try:
-        return parse_callback(req.body)
-    except ValueError as exc:
-        raise BadCallback(f"Tencent callback: {exc}") from None
-
-
 def formats() -> dict[str, Format]:
-    from broadcast.gateways.tencent import CALLBACK_ACK
+    """Tencent Cloud's delivery-report push (POST, JSON array)."""
+    from broadcast.gateways.tencent import CALLBACK_ACK, parse_callback
 
-    ack = json.dumps(CALLBACK_ACK, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return {"tencent": Format(parse_tencent, ack, "application/json; charset=utf-8")}
+    return {"tencent": json_body_format(parse_callback, "Tencent callback", CALLBACK_ACK)}
 
 
 class _Taken:

@@ -103,16 +103,22 @@ def sqlite_copy(src: Path | str, dest: Path, *, uri: bool = False) -> None:
     """Copy the SQLite database ``src`` into ``dest`` with the online backup API, in one step
     (one read transaction on the source: a consistent snapshot), then make ``dest`` one
     self-contained file (rollback journal, not WAL) written to disk."""
+    backup_pages(src, dest, uri=uri)
+    single_file(dest)
+
+
+def backup_pages(src: Path | str, dest: Path | str, *, uri: bool = False) -> None:
+    """SQLite's online backup API from ``src`` into ``dest``, in one step: one read transaction on
+    the source and one write transaction on the target (both wait up to 30 s for a lock)."""
     source = sqlite3.connect(str(src), uri=uri, timeout=30)
     try:
-        target = sqlite3.connect(str(dest))
+        target = sqlite3.connect(str(dest), timeout=30)
         try:
             source.backup(target)
         finally:
             target.close()
     finally:
         source.close()
-    single_file(dest)
 
 
 def single_file(path: Path) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 
 from broadcast.db.backup import (
     Contents,
+    backup_pages,
     check_backup_file,
     contents,
     file_digest,
@@ -223,15 +224,7 @@ def _install(staged: Path, live: Path, readable: bool) -> None:
     """Make the staged file the database: into an existing one with the backup API (one write
     transaction under SQLite's lock; whoever has it open sees the new content), else a rename."""
     if readable:
-        target = sqlite3.connect(str(live), timeout=30)
-        try:
-            source = sqlite3.connect(str(staged))
-            try:
-                source.backup(target)
-            finally:
-                source.close()
-        finally:
-            target.close()
+        backup_pages(staged, live)
         return
     for s in ("-wal", "-shm"):  # the damaged database's own (its copy was kept aside)
         live.with_name(live.name + s).unlink(missing_ok=True)

@@ -4,7 +4,7 @@
 
 Everything runs against the project's mock gateway (`python -m broadcast.gateways.mockserver`,
 a fresh process per measurement, pinned to CPU 1 with taskset); every client (the `broadcast`
-commands and the bare baseline loops) is pinned to CPU 0 (measurements.md, "Method"). Each
+commands and the bare baseline loops) is pinned to CPU 0, so the two never compete for a core. Each
 database is built through the CLI: `member import` of a generated CSV, `message new --all`
 by one operator and `message approve` by another; every measured send gets its own copy of it.
 Throughputs come from the mock's record file (first to last request it recorded), so the engine

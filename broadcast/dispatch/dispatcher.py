@@ -87,10 +87,12 @@ class Dispatcher:
         # workers idle while a record and the next claim commit.
         self.hold_limit = self.concurrency * self.max_batch * 3 // 2
         self.rate = effective_rate(self.ws, gateway)
+        # the send slots come with the start stamps (dispatch.stamps): no take ahead of them
         self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", self.rate, s.burst,
-                                     run_db=self.db) if self.rate else None
+                                     run_db=self.db, take_ahead=False) if self.rate else None
         rps = effective_request_rate(self.ws, gateway)
-        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self.db) if rps else None
+        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self.db,
+                                         take_ahead=False) if rps else None
         self.cap = PerNumberCap.in_force(s, caps)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -153,12 +153,16 @@ _CLAIM = _claim_statement(postgresql=False)
 _CLAIM_PG = _claim_statement(postgresql=True)
 
 
-def mark_started(engine: Engine, run_id: str, ids: Sequence[int], now: datetime) -> None:
+def mark_started(engine: Engine, run_id: str, ids: Sequence[int], now: datetime,
+                 also: Sequence[Callable[[Connection], object]] = ()) -> None:
     """Stamp claimed rows whose request is about to leave (committed before it does). After a
-    crash, only stamped rows may have gone: unstamped ones are queued again, not held in doubt."""
+    crash, only stamped rows may have gone: unstamped ones are queued again, not held in doubt.
+    ``also``: more work for the same transaction, after the stamps (the requests' send slots)."""
     if ids:
         with transaction(engine, write=True) as conn:
             conn.execute(_MARK_STARTED, dict(s_ids=list(ids), s_run=run_id, s_now=now))
+            for fn in also:
+                fn(conn)
 
 
 def _mark_started_statement() -> sa.Update:

@@ -3,15 +3,17 @@
 ::
 
     feed ──claims──▶ queue of requests ──▶ work (× concurrency) ──answers──▶ pending ──flusher──▶ ledger.record
-     │  (rate-limited: the next requests            │  deliver(): stamp, send slot, gateway.send,
-     │   claimed while these wait for slots)        │  the policies (error storm → pause or failover)
+                                                    │  deliver(): stamp (and take the send slots),
+                                                    │  wait for the slots, gateway.send, the policies
      └─────────────── holding ≤ hold_limit: claimed and not yet recorded ──────────────┘
 
 * **feed** claims due rows of the active messages (the per-number cap applied) in chunks and hands
-  each request to an idle worker; with a rate limit it keeps the next requests claimed and hands
-  each out at its reserved send slot. It never holds more than ``hold_limit`` rows claimed and not
-  yet recorded, and it gives back what it claimed but never handed out.
+  the requests to the workers. It never holds more than ``hold_limit`` rows claimed and not yet
+  recorded, and it gives back what it claimed but never handed out.
 * **deliver** (one worker, one request) is the whole life of a delivery between claim and record.
+  Under a rate limit the start stamp's transaction also takes the request's send slots from the
+  shared bucket (``stamps``), and the worker waits for them; a slot gone stale meanwhile is
+  replaced by a take of its own. With or without a limit the loop is the same.
 * **flusher** records the answers every ``FLUSH_EVERY_S``, or at once when a chunk is answered, on
   the dispatcher's database thread, so the loop goes on sending while a commit runs.
 
@@ -22,7 +24,6 @@ its ``send`` awaits the response to its own submit, and the workers are that win
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,12 +53,9 @@ messages_t = table(Message)
 
 @dataclass
 class Request:
-    """Claimed rows for one gateway call. ``due``: its send slot (rate-limited), ``stamped``: its
-    start stamp, already under way (rate-limited: written while it waited for its slot)."""
+    """Claimed rows for one gateway call."""
 
     rows: list[Claimed]
-    due: float | None = None
-    stamped: asyncio.Future[None] | None = None
 
 
 class SendPass:
@@ -72,15 +70,11 @@ class SendPass:
         self.queue: asyncio.Queue[Request | None] = asyncio.Queue()
         self.holding = 0  # claimed and not yet recorded or given back
         self.room = asyncio.Event()  # set whenever rows stop being held
-        self.idle = d.concurrency  # workers without a request
-        self.worker_free = asyncio.Event()
-        self.ready: collections.deque[list[Claimed]] = collections.deque()  # rate-limited: claimed, not yet handed out
-        self.ahead: asyncio.Task[tuple[int, list[list[Claimed]]]] | None = None  # the next claim, under way
         self.pending: list[tuple[Claimed, SendResult]] = []  # answered, not yet recorded
         self.carried: dict[int, str] = {}  # delivery id -> the gateway that carried it
         self.paused: set[int] = set()
         self.storms: dict[int, ErrorStorm] = {}
-        self.stamps = StartStamps(d.db, self.engine, self.run_id, d.now)
+        self.stamps = StartStamps(d.db, self.engine, self.run_id, d.now, lambda: (d.limiter, d.req_limiter))
         self.flush_now = asyncio.Event()
         self.sent_all = False
         with self.engine.connect() as conn:
@@ -129,9 +123,6 @@ class SendPass:
     def give_back(self, req: Request) -> None:
         """Claimed rows whose request never started: queued again, and the worker is free."""
         ledger.release(self.engine, self.run_id, req.rows, self.d.now())
-        if req.stamped is not None:  # its stamp may still be written; nobody waits for it
-            req.stamped.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self.worker_done()
         self.freed(len(req.rows))
 
     # -- feed -----------------------------------------------------------------------------
@@ -152,20 +143,14 @@ class SendPass:
                 if quiet is not None and quiet.is_quiet(now, self.settings.timezone):
                     self.report.waiting_quiet.extend(m for m in active if m not in self.report.waiting_quiet)
                     break
-                step = self.feed_limited if self.d.limiter else self.feed_unlimited
-                if not await step(active, now):
+                if not await self.feed_some(active, now):
                     break
         finally:
-            if self.ahead is not None:
-                self.ready.extend((await self.ahead)[1])
-            for rows in self.ready:  # claimed, never handed to a worker: back to the queue
-                ledger.release(self.engine, self.run_id, rows, self.d.now())
-                self.freed(len(rows))
             for _ in range(self.d.concurrency):
                 self.queue.put_nowait(None)
 
-    async def feed_unlimited(self, active: list[int], now: datetime) -> bool:
-        """Claim what keeps every worker busy, with up to half of them again queued."""
+    async def feed_some(self, active: list[int], now: datetime) -> bool:
+        """Claim what keeps every worker busy, with up to half of them again queued; False: done."""
         want = self.d.hold_limit - self.holding
         if want < self.chunk():
             await self.wait_room()
@@ -175,39 +160,6 @@ class SendPass:
             return await self.nothing_due(active, now)
         for rows in batches:
             self.hand_out(Request(rows))
-        return True
-
-    async def feed_limited(self, active: list[int], now: datetime) -> bool:
-        """Keep the next requests claimed (about ``limiter.ahead`` rows, claimed while the current
-        ones wait for their slots) and hand each to an idle worker at its send slot; its start
-        stamp is written while it waits, and the worker waits for the stamp, not the feeder."""
-        limiter = self.d.limiter
-        assert limiter is not None
-        if self.ahead is not None and (not self.ready or self.ahead.done()):
-            self.ready.extend((await self.ahead)[1])
-            self.ahead = None
-        if self.ready:
-            room_left = self.d.hold_limit - self.holding
-            if (self.ahead is None and sum(map(len, self.ready)) <= limiter.ahead // 2
-                    and room_left >= self.d.max_batch):  # claim the next while these wait
-                self.ahead = asyncio.create_task(
-                    self.claim(active, min(room_left, max(self.d.max_batch, limiter.ahead)), now))
-            if self.idle <= 0:
-                self.worker_free.clear()
-                await self.worker_free.wait()
-                return True
-            rows = self.ready.popleft()
-            stamped = asyncio.ensure_future(self.stamps.started(rows))
-            self.hand_out(Request(rows, await limiter.acquire(len(rows)), stamped))
-            return True
-        want = min(self.d.hold_limit - self.holding, max(self.d.max_batch, limiter.ahead))
-        if want < self.d.max_batch:
-            await self.wait_room()
-            return True
-        claimed, batches = await self.claim(active, want, now)
-        if not claimed:
-            return await self.nothing_due(active, now)
-        self.ready.extend(batches)
         return True
 
     async def claim(self, active: list[int], want: int, now: datetime) -> tuple[int, list[list[Claimed]]]:
@@ -237,7 +189,6 @@ class SendPass:
         return True
 
     def hand_out(self, req: Request) -> None:
-        self.idle -= 1
         self.queue.put_nowait(req)
 
     # -- work -----------------------------------------------------------------------------
@@ -245,10 +196,6 @@ class SendPass:
     async def work(self) -> None:
         while (req := await self.queue.get()) is not None:
             await self.deliver(req)
-
-    def worker_done(self) -> None:
-        self.idle += 1
-        self.worker_free.set()
 
     def dropped(self, req: Request) -> bool:
         """Is this request no longer to be sent (the dispatcher stops, its message paused)?"""
@@ -259,7 +206,7 @@ class SendPass:
         if self.dropped(req):
             self.give_back(req)
             return
-        await (req.stamped if req.stamped is not None else self.stamps.started(req.rows))  # before it leaves
+        await self.stamps.started(req.rows)  # before it leaves; under a limit, with its send slots
         if self.d.limiter or self.d.req_limiter:
             await self.send_slots(req)
         if self.dropped(req):
@@ -271,20 +218,21 @@ class SendPass:
                                       for c in rows])
         self.carried.update({c.id: name for c in rows})
         self.pending.extend(zip(rows, results))
-        self.worker_done()
         self.apply_policies(rows, results, name)
         if len(self.pending) >= self.chunk():
             self.flush_now.set()
 
     async def send_slots(self, req: Request) -> None:
-        """Send slots that may be used now: the feeder's (at ``req.due``) if still fresh, else the
-        next ones; and a request slot where requests per second are limited. Nothing leaves on a
-        stale slot (``shared_rate.LATE_S``)."""
+        """Wait for the request's send slots (taken with its start stamp, or now if those went
+        stale), and a request slot where requests per second are limited. Nothing leaves on a
+        stale slot (``shared_rate.LATE_S``): one that went stale while the other was awaited is
+        taken again."""
         limiter, req_limiter = self.d.limiter, self.d.req_limiter
+        due: float | None = None
         req_due: float | None = None
         while True:
-            if limiter and (req.due is None or not limiter.fresh(req.due)):
-                req.due = await limiter.acquire(len(req.rows))
+            if limiter and (due is None or not limiter.fresh(due)):
+                due = await limiter.acquire(len(req.rows))
                 continue
             if req_limiter and (req_due is None or not req_limiter.fresh(req_due)):
                 req_due = await req_limiter.acquire(1)

@@ -22,9 +22,15 @@ The price: a long-run rate 1 % under the configured one, and slots a stalled pro
 A request carrying n recipients takes n consecutive slots and leaves at the last one, so with
 n above the burst the bound is ``rate × T + n``.
 
-The burst defaults to about 10 ms of tokens, at least 1 (measured here: a bucket of 1 token
-undershoots by up to 9 % at 1,000/s, a bucket of a whole second lets 2× the rate through in the
-first second; measurements.md §6).
+The burst defaults to about 10 ms of tokens, at least 1: a bucket of 1 token undershoots the
+rate, a bucket of a whole second lets twice the rate through in the first second.
+
+The dispatcher takes its slots with its requests' start stamps (``reserve_in``, in the stamps'
+write transaction, which ``dispatch.stamps`` writes a moment before the requests leave), so the
+limit costs no transaction of its own; a take there asks for the round's shortfall or for
+``size``, whichever is more, and the next rounds use what is left while it is fresh. ``acquire``
+then waits for the slots, and takes on its own only for slots that went stale meanwhile.
+Used on its own (``take_ahead``, as the tests drive it), the limiter reserves in the background.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from broadcast.db.dispatch_models import RateBucket
 from broadcast.db.engine import transaction
@@ -55,11 +61,22 @@ def default_burst(rate_per_s: float) -> float:
     return max(1.0, rate_per_s * 0.010)
 
 
-_SELECT = sa.select(buckets_t.c.tokens, buckets_t.c.updated).where(buckets_t.c.key == sa.bindparam("b_key"))
-_SELECT_LOCKED = _SELECT.with_for_update()
+def _take_statement() -> sa.Update:
+    """One statement a take: refill to ``b_now`` (never backwards), cap at the burst, take
+    ``b_n``, returning (level - n, now). The UPDATE locks the row until the transaction ends."""
+    b = buckets_t.c
+    now = sa.bindparam("b_now", type_=sa.Float)
+    start = sa.case((now > b.updated, now), else_=b.updated)
+    refilled = b.tokens + (start - b.updated) * sa.bindparam("b_rate", type_=sa.Float)
+    burst = sa.bindparam("b_burst", type_=sa.Float)
+    level = sa.case((refilled > burst, burst), else_=refilled)
+    return (buckets_t.update().where(b.key == sa.bindparam("b_key"))
+            .values(tokens=level - sa.bindparam("b_n", type_=sa.Float), updated=start)
+            .returning(b.tokens, b.updated))
+
+
+_TAKE = _take_statement()
 _INSERT = buckets_t.insert()
-_UPDATE = (buckets_t.update().where(buckets_t.c.key == sa.bindparam("b_key"))
-           .values(tokens=sa.bindparam("b_tokens"), updated=sa.bindparam("b_updated")))
 
 
 def moment(now: float, level: float, rate: float, j: int) -> float:
@@ -69,29 +86,31 @@ def moment(now: float, level: float, rate: float, j: int) -> float:
 
 def take(engine: Engine, key: str, n: int, rate: float, burst: float,
          clock: Callable[[], float] = time.time) -> tuple[float, float, int]:
-    """Take ``n`` tokens from the shared bucket ``key`` (it may go into debt). Returns the run of
-    slots ``(now, level, n)``: slot j is covered at ``moment(now, level, rate, j)``, immediately
-    for what the bucket held, then one every 1/``rate``. Times are ``clock()`` (wall-clock seconds,
-    comparable across hosts), read once the bucket's row is locked; a clock behind the newest time
-    seen never refills it."""
+    """Take ``n`` tokens from the shared bucket ``key`` in a write transaction of its own; see
+    ``take_in``."""
     with transaction(engine, write=True) as conn:
-        q = _SELECT_LOCKED if engine.dialect.name == "postgresql" else _SELECT
-        row = conn.execute(q, {"b_key": key}).first()
-        if row is None:
-            tokens, updated = 1.0, clock()  # a new bucket starts nearly empty: no first-second burst
-            try:
-                with conn.begin_nested():
-                    conn.execute(_INSERT, {"key": key, "tokens": tokens, "updated": updated})
-            except sa.exc.IntegrityError:  # another process created it first
-                row = conn.execute(q, {"b_key": key}).first()
-                assert row is not None
-                tokens, updated = row
-        else:
-            tokens, updated = row
-        now = max(clock(), updated)
-        level = min(burst, tokens + (now - updated) * rate)
-        conn.execute(_UPDATE, {"b_key": key, "b_tokens": level - n, "b_updated": now})
-    return now, level, n
+        return take_in(conn, key, n, rate, burst, clock)
+
+
+def take_in(conn: Connection, key: str, n: int, rate: float, burst: float,
+            clock: Callable[[], float] = time.time) -> tuple[float, float, int]:
+    """Take ``n`` tokens from the shared bucket ``key`` (it may go into debt), inside the write
+    transaction of ``conn``. Returns the run of slots ``(now, level, n)``: slot j is covered at
+    ``moment(now, level, rate, j)``, immediately for what the bucket held, then one every
+    1/``rate``. Times are ``clock()`` (wall-clock seconds, comparable across hosts); a clock behind
+    the newest time the bucket saw never refills it (the take is dated then)."""
+    params = {"b_key": key, "b_now": clock(), "b_rate": rate, "b_burst": burst, "b_n": n}
+    row = conn.execute(_TAKE, params).first()
+    if row is None:  # a new bucket starts nearly empty: no first-second burst
+        try:
+            with conn.begin_nested():
+                conn.execute(_INSERT, {"key": key, "tokens": 1.0, "updated": params["b_now"]})
+        except sa.exc.IntegrityError:  # another process created it first
+            pass
+        row = conn.execute(_TAKE, params).first()
+        assert row is not None
+    left, now = row
+    return now, left + n, n
 
 
 class _Run:
@@ -147,11 +166,14 @@ class SharedLimiter:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  monotonic: Callable[[], float] = time.monotonic,
-                 run_db: Callable[..., Awaitable[Any]] | None = None) -> None:
+                 run_db: Callable[..., Awaitable[Any]] | None = None, take_ahead: bool = True) -> None:
         """``run_db(fn, *args)``: where the reservation transactions run (the engine's database
-        thread); default: inline."""
+        thread); default: inline. ``take_ahead=False``: the slots come with the requests' start
+        stamps (``reserve_in``), and ``acquire`` takes on its own only what those did not bring
+        or what went stale, exactly that many, never ahead."""
         self.engine, self.key, self.rate = engine, key, rate
         self._run_db = run_db
+        self.take_ahead = take_ahead
         self.burst = burst if burst is not None else default_burst(rate)
         self.block = max(1, math.floor(self.burst))  # single requests that may leave at once
         self.ahead = max(self.block, math.ceil(rate * AHEAD_S))  # the most slots one take may ask for
@@ -164,6 +186,7 @@ class SharedLimiter:
         self._taking: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._used = 0  # slots used since slots last went stale
+        self._owed = 0  # slots held for requests stamped (reserve_in) that have not yet acquired them
         self._latency = 0.0  # a take's round trip (moving average), monotonic seconds
         self._lock = asyncio.Lock()
         self.stale = 0  # slots dropped because their sender came too late (tests, benchmarks)
@@ -179,9 +202,7 @@ class SharedLimiter:
         t0 = self._monotonic()
         try:
             args = (self.engine, self.key, n, self.bucket_rate, self.burst, clock)
-            now, level, got = await self._run_db(take, *args) if self._run_db else take(*args)
-            self._runs.append(_Run(now + read[1] - read[0], level, self.bucket_rate, got))
-            self._held += got
+            self._keep(await self._run_db(take, *args) if self._run_db else take(*args), read)
             self.reservations += 1
             self._latency += 0.3 * (self._monotonic() - t0 - self._latency)
         except Exception as e:  # for the next acquire
@@ -189,9 +210,36 @@ class SharedLimiter:
         finally:
             self._taking = None
 
+    def _keep(self, run: tuple[float, float, int], read: list[float]) -> None:
+        """Hold the slots of a take whose clocks read ``read`` = [wall, monotonic]."""
+        now, level, got = run
+        self._runs.append(_Run(now + read[1] - read[0], level, self.bucket_rate, got))
+        self._held += got
+
+    def reserve_in(self, n: int) -> Reservation | None:
+        """Slots for requests of ``n`` in all whose start stamps are about to be written: a take to
+        run inside that write transaction (so the limit costs no transaction of its own), or None
+        when the slots held, less those owed to requests stamped before, cover them and stay fresh
+        a while yet. A take asks for at least the shortfall, and for ``size`` (what the demand
+        used before its slots went stale, see ``_retire``): a take serves a few rounds."""
+        self._owed += n
+        short = self._owed - self._fresh_for(LATE_S / 2)
+        return Reservation(self, max(short, self.size)) if short > 0 else None
+
+    def _fresh_for(self, margin: float) -> int:
+        """Slots held that will still be fresh ``margin`` from now."""
+        limit = self._monotonic() - LATE_S + margin
+        old = 0
+        for run in self._runs:
+            k = run.older_than(limit)
+            old += k
+            if k < run.left():
+                break
+        return self._held - old
+
     def _start_take(self, n: int) -> asyncio.Task[None]:
         if self._taking is None:
-            self._taking = asyncio.ensure_future(self._reserve(max(n, self.size)))
+            self._taking = asyncio.ensure_future(self._reserve(max(n, self.size) if self.take_ahead else n))
         return self._taking
 
     def _retire(self, run: _Run) -> None:
@@ -247,7 +295,7 @@ class SharedLimiter:
 
     def _take_ahead(self, n: int) -> None:
         """Start the next take in the background if the slots held are about to run out."""
-        if self._taking is not None or self._error is not None:
+        if self._taking is not None or self._error is not None or not self.take_ahead:
             return
         if self._held < n + 1:
             self._start_take(n)
@@ -268,6 +316,7 @@ class SharedLimiter:
     async def acquire(self, n: int = 1) -> float:
         """Wait for ``n`` slots (reserving more when few are left) and take them; returns the
         moment of the last one (``monotonic``), which is now or a moment ago."""
+        self._owed = max(0, self._owed - n)
         async with self._lock:
             while True:
                 self._raise_error()
@@ -290,3 +339,30 @@ class SharedLimiter:
             return True
         self.stale += 1
         return False
+
+
+class Reservation:
+    """``r(conn)`` takes the slots inside the caller's write transaction (on the database
+    thread); ``r.keep()``, on the event loop once that transaction committed, hands them to the
+    limiter. A transaction that rolls back leaves the bucket as it was, and nothing is kept."""
+
+    __slots__ = ("limiter", "n", "run", "read")
+
+    def __init__(self, limiter: SharedLimiter, n: int) -> None:
+        self.limiter, self.n = limiter, n
+        self.run: tuple[float, float, int] | None = None
+        self.read: list[float] = []
+
+    def __call__(self, conn: Connection) -> None:
+        lim = self.limiter
+
+        def clock() -> float:
+            self.read[:] = [lim._clock(), lim._monotonic()]
+            return self.read[0]
+
+        self.run = take_in(conn, lim.key, self.n, lim.bucket_rate, lim.burst, clock)
+
+    def keep(self) -> None:
+        if self.run is not None:
+            self.limiter._keep(self.run, self.read)
+            self.limiter.reservations += 1

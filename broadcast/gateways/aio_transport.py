@@ -2,8 +2,8 @@
 
 Why: httpx 0.28's connection pool spends more CPU per request the more requests are in flight
 (encode/httpx#3215, encode/httpcore#1035); with a 50 ms gateway it stops tracking N/RTT above
-~30 in flight, and on this machine a bare httpx loop at 32 in flight reaches ~520 msg/s where
-aiohttp reaches the 640 that the latency allows (measurements.md; benchmarks/bench_dispatch.py (b)).
+~30 in flight, where aiohttp keeps up with what the latency allows (the figures: README,
+benchmarks/bench_dispatch.py (b)).
 Gateways keep speaking httpx (``client.post``, ``httpx.Response``, ``httpx.MockTransport`` in
 tests); only the bytes on the wire go through aiohttp.
 

@@ -273,7 +273,7 @@ def make_client(
 
     ``backend="aiohttp"`` (the default, BROADCAST_HTTP_TRANSPORT) puts ``aio_transport.AiohttpTransport``
     under the httpx API: httpx 0.28's own pool spends more CPU per request the more are in flight
-    and stops keeping up above ~30 (measurements.md); ``"httpx"`` keeps httpx's own transport. Bound
+    and stops keeping up above ~30 (see ``aio_transport``); ``"httpx"`` keeps httpx's own transport. Bound
     concurrency in the caller either way. ``transport`` is for tests (``httpx.MockTransport``).
     """
     if timeout_s <= 0:

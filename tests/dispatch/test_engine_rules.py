@@ -211,6 +211,52 @@ def test_requests_per_second_limit_holds_in_every_one_second_window(setup):
     assert at[-1] - at[0] >= (len(at) - RPS - burst) / RPS
 
 
+class OnePerRequest(Recording):
+    capabilities: ClassVar[Capabilities] = Capabilities(name="one-per-request", max_batch=1, mixed_texts=True)
+
+
+@pytest.mark.parametrize("burst", [None, "1000000"])
+def test_an_unbinding_rate_takes_its_slots_with_the_start_stamps(setup, monkeypatch, burst):
+    """BROADCAST_RATE=1000000 (a limit far above what the gateway takes), 200 deliveries, one per
+    request: the send slots come with the start stamps, in the same transactions, so the limit
+    adds next to no transaction of its own (a take for each few requests used to stall the send),
+    and a take asks for about what is sent, not for what the rate would allow."""
+    from broadcast.dispatch import shared_rate
+
+    ws = setup
+    for i in range(180):
+        add_member(ws, f"丙{i}", f"137000{i:05d}", ["一支部"])
+    mid = approved_message(ws)
+    monkeypatch.setenv("BROADCAST_RATE", "1000000")
+    if burst:
+        monkeypatch.setenv("BROADCAST_BURST", burst)
+    takes, rounds, slots_in_rounds = [0], [0], [0]
+    take, mark_started = shared_rate.take, ledger.mark_started
+
+    def counted_take(*args):
+        takes[0] += 1
+        return take(*args)
+
+    def counted_stamps(engine, run_id, ids, now, also=()):
+        rounds[0] += 1
+        slots_in_rounds[0] += sum(r.n for r in also)
+        return mark_started(engine, run_id, ids, now, also)
+
+    monkeypatch.setattr(shared_rate, "take", counted_take)
+    monkeypatch.setattr(ledger, "mark_started", counted_stamps)
+    gw = OnePerRequest()
+    engine = Dispatcher(as_operator(ws, "cron"), gw)
+    assert engine.limiter is not None and engine.limiter.rate == 1e6
+    try:
+        report = asyncio.run(engine.run_pass())
+    finally:
+        engine.close()
+    assert report.completed == [mid] and statuses(ws, mid) == {"accepted": 200}
+    assert len(gw.calls) == 200
+    assert takes[0] <= 5, takes[0]  # a slot gone stale now and then is taken again, on its own
+    assert 200 - 5 <= slots_in_rounds[0] <= 3 * 200  # the rest came with the stamps: about what was sent, not the rate
+
+
 # -- 4. the lower of two rates ------------------------------------------------------------------
 
 class Declared(Scripted):

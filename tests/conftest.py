@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stores import pg_schema, postgres_problem
+from tests.helpers.stores import pg_schema, postgres_problem
 
 REPO = Path(__file__).resolve().parent.parent
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -228,14 +228,17 @@ class SharedLimiter:
 
     def _fresh_for(self, margin: float) -> int:
         """Slots held that will still be fresh ``margin`` from now."""
-        limit = self._monotonic() - LATE_S + margin
+        return self._held - self._older_than(self._monotonic() - LATE_S + margin)
+
+    def _older_than(self, limit: float) -> int:
+        """How many of the slots held fall before ``limit`` (a prefix: moments never decrease)."""
         old = 0
         for run in self._runs:
             k = run.older_than(limit)
             old += k
             if k < run.left():
                 break
-        return self._held - old
+        return old
 
     def _start_take(self, n: int) -> asyncio.Task[None]:
         if self._taking is None:
@@ -279,13 +282,7 @@ class SharedLimiter:
     def _drop_stale(self, n: int) -> None:
         """Drop slots too old for a request of ``n`` (which leaves at its n-th slot): the front
         ones, until the n-th is fresh, or all if the last one is stale."""
-        limit = self._monotonic() - LATE_S
-        old = 0
-        for run in self._runs:
-            k = run.older_than(limit)
-            old += k
-            if k < run.left():
-                break
+        old = self._older_than(self._monotonic() - LATE_S)
         drop = self._held if old == self._held else max(0, old - n + 1)
         if drop:
             self._use(drop, stale=True)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.recipients.files import write_csv
+from tests.helpers.files import write_csv
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

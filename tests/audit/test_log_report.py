@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from broadcast.audit.report import build
 from broadcast.db.dispatch_models import DELIVERY_STATES, Delivery
 from broadcast.db.models import Message
-from tests.recipients.files import read_csv
+from tests.helpers.files import read_csv
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.dispatch import support as S
+from tests.helpers import sending as S
 
 PROGRESS_LINE = re.compile(
     r"^message (\d+): sent (\d+) failed (\d+) retrying (\d+) in doubt (\d+) \(([\d,]+)/s\)$")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.recipients.files import read_csv, write_csv
+from tests.helpers.files import read_csv, write_csv
 
 
 @pytest.fixture

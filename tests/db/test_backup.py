@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt
 from broadcast.db.migrate import LATEST
-from tests.dispatch import support as S
-from tests.stores import pg_schema, postgres_problem
+from tests.helpers import sending as S
+from tests.helpers.stores import pg_schema, postgres_problem
 
 D, A = Delivery.__table__, DeliveryAttempt.__table__
 
@@ -321,7 +321,7 @@ def test_restore_over_a_database_that_cannot_be_read_keeps_its_bytes(history: An
 
 def test_restore_migrates_an_older_backup(tmp_path: Path, cli: Any) -> None:
     from broadcast.db.engine import make_engine
-    from tests.db.test_migrations import migrate_only_to
+    from tests.helpers.migrations import migrate_only_to
 
     old = tmp_path / "v3.db"
     engine = make_engine(f"sqlite:///{old}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stores import pg_schema, postgres_problem
+from tests.helpers.stores import pg_schema, postgres_problem
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from broadcast.db.engine import make_engine
 from broadcast.db.migrate import LATEST, all_migrations
-from tests.db.test_migrations import migrate_only_to
+from tests.helpers.migrations import migrate_only_to
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

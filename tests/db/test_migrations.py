@@ -10,18 +10,9 @@ from alembic.migration import MigrationContext
 from broadcast.db.engine import make_engine
 from broadcast.db.migrate import LATEST, all_migrations, ensure_schema, migrate, status
 from broadcast.errors import StateError
+from tests.helpers.migrations import migrate_only_to
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
-
-
-def migrate_only_to(engine: sa.Engine, version: int) -> None:
-    """Apply migrations 1..version only, as an older release would have."""
-    import broadcast.db.migrate as m
-
-    old = [x for x in all_migrations() if x.version <= version]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(m, "all_migrations", lambda: old)
-        assert migrate(engine) == version
 
 
 def test_latest_matches_the_migration_files():

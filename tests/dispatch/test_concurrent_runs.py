@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcast.dispatch import ledger
 from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.gateways.base import Capabilities, Gateway, Outcome, SendItem, SendResult
-from tests.dispatch import support as S
+from tests.helpers import sending as S
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.dispatch import support as S
+from tests.helpers import sending as S
 
 N = 2000
 MIN_KILLS = 20

@@ -1,10 +1,8 @@
-"""More of the engine's rules, in-process with the scripted gateway of ``test_engine``: retry
-backoff with jitter, taking over a run on another host after its lease, the requests-per-second
-limit, the lower of two rates, one text per request where the gateway needs it, and a retry
-that would land past the delivery deadline.
-
-Runs on SQLite only: ``BOTH_STORES`` in conftest lists ``tests/dispatch/test_engine.py``, a
-prefix this file's name does not start with."""
+"""More of the engine's rules, in-process with the scripted gateway (``tests.helpers.scripted``):
+retry backoff with jitter, taking over a run on another host after its lease, the
+requests-per-second limit, an unbinding rate that costs no transactions of its own, the lower of
+two rates, one text per request where the gateway needs it, and a retry that would land past the
+delivery deadline."""
 
 from __future__ import annotations
 
@@ -27,8 +25,8 @@ from broadcast.dispatch.policies import effective_rate
 from broadcast.dispatch.shared_rate import default_burst
 from broadcast.gateways.base import Capabilities, SendItem, SendResult
 from broadcast.recipients.members import add_member
-from tests.dispatch import test_engine
-from tests.dispatch.test_engine import (
+from tests.helpers import scripted
+from tests.helpers.scripted import (
     RETRY,
     Scripted,
     approved_message,
@@ -39,7 +37,7 @@ from tests.dispatch.test_engine import (
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 
-setup = test_engine.setup  # the fixture: 20 members of 一支部, BROADCAST_NOW 2026-11-27T10:00, fast retries
+setup = scripted.setup  # the fixture: 20 members of 一支部, BROADCAST_NOW 2026-11-27T10:00, fast retries
 
 D = ledger.deliveries_t
 A = DeliveryAttempt.__table__

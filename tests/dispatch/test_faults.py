@@ -25,7 +25,7 @@ from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.dispatch.policies import MIN_PAUSE_SAMPLES
 from broadcast.gateways.base import make_client
 from broadcast.gateways.http import HttpGateway, HttpSettings
-from tests.dispatch import support as S
+from tests.helpers import sending as S
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

@@ -42,8 +42,8 @@ import pytest
 import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
-from tests.dispatch import support as S
-from tests.stores import postgres_problem
+from tests.helpers import sending as S
+from tests.helpers.stores import postgres_problem
 
 pytestmark = [pytest.mark.postgres, pytest.mark.both_stores]
 
@@ -242,12 +242,7 @@ def _logs(tmp: Path) -> str:
 
 
 def _wait(predicate: Any, timeout: float, step: float = 0.1) -> bool:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+    return S.wait_for(predicate, timeout, step)
 
 
 # -- the two races four workers found on PostgreSQL (SQLite's write lock hides them) ------------------

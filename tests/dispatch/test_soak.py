@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.dispatch import support as S
+from tests.helpers import sending as S
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.gateways.fakes import FakeAliyun, FakeProvider, FakeTencent, FakeTwilio
-from tests.receipts._serve import serve_cli
+from tests.helpers.serve import serve_cli
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from broadcast.gateways import registry
 from broadcast.messages.segments import count_segments
-from tests.receipts._serve import free_port, serve_cli
+from tests.helpers.serve import free_port, serve_cli
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.gateways.fakes import FakeAliyun, FakeProvider, FakeTencent, FakeTwilio
-from tests.receipts._serve import serve_cli
+from tests.helpers.serve import serve_cli
 
 SECRETS = {
     "aliyun": "SECRET-ALIYUN-7f3a9c1e55d2",

@@ -16,7 +16,7 @@ from broadcast.gateways.twilio_receipts import parse_twilio, twilio_public_url
 from broadcast.receipts.formats import FORMATS, BadCallback, Forbidden, Incoming
 from broadcast.receipts.pull import pull_once
 from broadcast.receipts.server import ReceiptsSettings, running
-from tests.receipts._db import receipt_rows, status_of
+from tests.helpers.receipt_rows import receipt_rows, status_of
 
 TOKEN = "unit-twilio-token"
 SID = "AC" + "1".ljust(32, "0")

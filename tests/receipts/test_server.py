@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from broadcast.receipts import store
 from broadcast.receipts.server import ReceiptsSettings, running
-from tests.receipts._db import receipt_rows, status_of
-from tests.receipts._serve import serve_cli
+from tests.helpers.receipt_rows import receipt_rows, status_of
+from tests.helpers.serve import serve_cli
 
 SECRET = "s3cret-Token"
 

@@ -16,7 +16,7 @@ from broadcast.receipts.formats import (
     parse_kannel,
     parse_simulator,
 )
-from tests.receipts._db import receipt_rows, status_of
+from tests.helpers.receipt_rows import receipt_rows, status_of
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

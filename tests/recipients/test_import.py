@@ -10,8 +10,7 @@ from broadcast.recipients.groups import add_group
 from broadcast.recipients.importer import ImportOptions, import_members
 from broadcast.recipients.members import add_member, list_members, show_member
 from broadcast.recipients.optouts import add_optout
-
-from .files import read_csv, write_csv, write_xlsx
+from tests.helpers.files import read_csv, write_csv, write_xlsx
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and on PostgreSQL
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .files import write_csv
+from tests.helpers.files import write_csv
 
 
 def _counts(db: Path) -> dict[str, int]:

@@ -17,8 +17,7 @@ from broadcast.recipients.members import add_member, edit_member, list_members, 
 from broadcast.recipients.optouts import add_optout
 from broadcast.recipients.phones import normalize_phone
 from broadcast.workspace import Workspace
-
-from .files import read_csv, write_csv
+from tests.helpers.files import read_csv, write_csv
 
 
 def library_says_mobile(national: str) -> bool:

@@ -48,6 +48,8 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from broadcast.gateways import log_redact
+
 if TYPE_CHECKING:
     from broadcast.gateways.push import Candidate, Format, Pull
 
@@ -70,6 +72,8 @@ __all__ = [
     "timeout_field",
     "transport_error_result",
 ]
+
+log_redact.install()  # no gateway's password in httpx's request log (Kannel's is in the URL)
 
 #: Connect/read/write timeout of one provider request, seconds, unless ``BROADCAST_<NAME>_TIMEOUT_S`` says.
 DEFAULT_TIMEOUT_S = 10.0

@@ -10,7 +10,8 @@ hang before answering a given number (``hang``: the client times out although th
 message — an in-doubt send), answers its pull APIs from that state, and can push delivery reports
 to a receipts endpoint in its own push format (``push``). It refuses the numbers of ``dead`` the
 way the provider refuses an invalid number (nothing sent), and with ``fail_status`` set answers
-every send with that HTTP status (a provider that is down).
+every send with that HTTP status (a provider that is down). ``transport()`` is the same fake behind an
+``httpx.MockTransport`` (no socket: the contract kit's cases, ``cases.py``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,17 @@ class FakeProvider:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         raise NotImplementedError
+
+    def transport(self) -> httpx.MockTransport:
+        """The same fake without a socket: ``handle`` behind an ``httpx.MockTransport`` (a ``hang``
+        sleeps in the handler, which no client timeout interrupts: use ``running`` for that)."""
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            status, extra, data = self.handle(request.method, request.url.raw_path.decode("ascii"), headers, request.content)
+            return httpx.Response(status, headers={"Content-Type": "application/json", **extra}, content=data)
+
+        return httpx.MockTransport(answer)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:

@@ -1,5 +1,5 @@
 """The aliyun gateway against an httpx.MockTransport playing dysmsapi (it verifies our signature the way
-Aliyun does), plus the shared contract kit."""
+Aliyun does) (the contract kit runs over it in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import tests.gateways.test_contract as kit
 from broadcast.errors import ConfigError
 from broadcast.gateways import registry
 from broadcast.gateways.aliyun import (
@@ -100,27 +99,6 @@ def same_text(n: int, text: str = "今日早餐：豆浆油条") -> list[SendIte
 
 def own_texts(n: int) -> list[SendItem]:
     return [SendItem(200 + i, f"+86139{i:08d}", f"第{i}条 message") for i in range(n)]
-
-
-# -- contract kit ---------------------------------------------------------------------------------
-
-CASES = [
-    kit.Case("aliyun", lambda: gateway(ok), lambda: AliyunGateway(settings(), make_client(2, 4, transport=httpx.MockTransport(raiser(httpx.ReadError))))),
-    kit.Case("aliyun-throttled", lambda: gateway(ok), lambda: gateway(lambda p: httpx.Response(200, json={"Code": "Throttling.User", "Message": "Request was denied due to user flow control."}))),
-]
-CHECKS = [
-    kit.test_declares_capabilities_and_settings,
-    kit.test_one_result_per_item_in_order,
-    kit.test_more_than_max_batch_is_split_not_dropped,
-    kit.test_failures_are_classified_never_raised,
-    kit.test_empty_batch_query_and_receipts,
-]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("test_") for c in CHECKS])
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_contract_kit(case: kit.Case, check: Callable[[kit.Case], None]) -> None:
-    check(case)
 
 
 # -- request shape ----------------------------------------------------------------------------------
@@ -264,16 +242,20 @@ def test_one_bad_number_splits_the_batch_so_the_good_ones_go() -> None:
     assert len(sent) <= 2 * 4  # bisection, not one request per number
 
 
-def test_split_also_works_for_send_batch_sms_and_two_bad_numbers() -> None:
-    bad = {"+8613900000003", "+8613900000011"}
+def refusing(bad: set[str]) -> Handler:
+    """Aliyun refusing any request (SendSms or SendBatchSms) that carries one of ``bad``."""
 
     def handler(params: dict[str, str]) -> httpx.Response:
         numbers = json.loads(params["PhoneNumberJson"]) if "PhoneNumberJson" in params else params["PhoneNumbers"].split(",")
         if bad & set(numbers):
-            return httpx.Response(200, json={"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "x"})
+            return httpx.Response(200, json={"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"})
         return ok(params)
 
-    results = run_send(gateway(handler), own_texts(16))
+    return handler
+
+
+def test_split_also_works_for_send_batch_sms_and_two_bad_numbers() -> None:
+    results = run_send(gateway(refusing({"+8613900000003", "+8613900000011"})), own_texts(16))
     failed = {r.delivery_id for r in results if r.outcome is Outcome.PERMANENT}
     assert failed == {203, 211}
     assert sum(r.outcome is Outcome.ACCEPTED for r in results) == 14
@@ -496,15 +478,7 @@ def test_only_codes_naming_one_number_are_recipient_faults(code: str, message: s
 
 
 def test_the_bad_number_of_a_bisected_batch_is_the_only_recipient_fault() -> None:
-    bad = {"+8613900000002", "+8613900000013"}
-
-    def handler(params: dict[str, str]) -> httpx.Response:
-        numbers = json.loads(params["PhoneNumberJson"]) if "PhoneNumberJson" in params else params["PhoneNumbers"].split(",")
-        if bad & set(numbers):
-            return httpx.Response(200, json={"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"})
-        return ok(params)
-
-    results = run_send(gateway(handler), own_texts(16))
+    results = run_send(gateway(refusing({"+8613900000002", "+8613900000013"})), own_texts(16))
     assert {r.delivery_id for r in results if r.recipient_fault} == {202, 213}
     assert all(r.outcome is Outcome.ACCEPTED for r in results if not r.recipient_fault)
 

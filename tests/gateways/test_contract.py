@@ -1,180 +1,47 @@
-"""The gateway contract kit: every built-in gateway goes through the same checks.
+"""The gateway contract kit (``broadcast.testing``) over every installed gateway.
 
-A new gateway joins by adding a ``Case``: how to build it when all is well, and when its
-provider or transport is failing. Every built-in must have a case (``test_every_builtin_has_a_case``).
+Every entry point of the group ``broadcast.gateways`` must have a case in ``cases.py`` (a
+built-in) or be a third-party gateway installed by the test itself: the kit runs over each, check
+by check. The last tests install a tiny third-party gateway from a real ``.dist-info`` directory
+(``entry_points.txt``), as pip would, and run the same kit over it, and over a broken one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
+import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from pathlib import Path
 
-import httpx
 import pytest
-from pydantic_settings import BaseSettings
 
 from broadcast.gateways import registry
-from broadcast.gateways.base import (
-    Capabilities,
-    Gateway,
-    Outcome,
-    Receipt,
-    SendItem,
-    SendResult,
-    make_client,
-)
+from broadcast.gateways.base import Outcome, SendItem, SendResult
 from broadcast.gateways.console import ConsoleGateway, ConsoleSettings
-from broadcast.gateways.http import HttpGateway, HttpSettings
-from broadcast.gateways.simulator import SimulatorGateway, SimulatorSettings
+from broadcast.testing import CHECKS, GatewayCase, check_gateway
+from tests.gateways.cases import CASES
 
 
-def _ok_http(request: httpx.Request) -> httpx.Response:
-    import json
-
-    body = json.loads(request.content)
-    if "messages" in body:
-        return httpx.Response(200, json={"results": [{"id": m["id"], "status": "accepted", "provider_id": "p" + m["id"]} for m in body["messages"]]})
-    return httpx.Response(200, json={"id": "p" + body["id"]})
-
-
-def _broken_http(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadError("connection reset by peer", request=request)
-
-
-def _http(handler: Callable[[httpx.Request], httpx.Response], batch: int = 1) -> Gateway:
-    client = make_client(2, 4, transport=httpx.MockTransport(handler))
-    return HttpGateway(HttpSettings(url="https://sms.example.com/send", batch=batch), client)
-
-
-async def _instant(_: float) -> None:
-    return None
-
-
-@dataclass
-class Case:
-    name: str
-    healthy: Callable[[], Gateway]  # every send accepted
-    failing: Callable[[], Gateway]  # provider/transport failing: nothing accepted, nothing raised
-
-
-CASES = [
-    Case(
-        "simulator",
-        lambda: SimulatorGateway(SimulatorSettings(seed=1, latency_ms=0, failure_rate=0), sleep=_instant),
-        lambda: SimulatorGateway(SimulatorSettings(seed=1, latency_ms=0, failure_rate=0.5, throttle_rate=0.5), sleep=_instant),
-    ),
-    Case("console", lambda: ConsoleGateway(ConsoleSettings(), writer=lambda line: None), lambda: ConsoleGateway(ConsoleSettings(), writer=lambda line: None)),
-    Case("http", lambda: _http(_ok_http), lambda: _http(_broken_http)),
-    Case("http-batch", lambda: _http(_ok_http, batch=25), lambda: _http(_broken_http, batch=25)),
-]
-IDS = [c.name for c in CASES]
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def sample(gateway: Gateway, n: int | None = None) -> list[SendItem]:
-    n = n or min(gateway.capabilities.max_batch, 30)
-    return [SendItem(1000 + 7 * i, f"+86137{i:08d}", f"【测试】第{i}条 text") for i in range(n)]
-
-
-async def _send_and_close(gateway: Gateway, items: list[SendItem]) -> list[SendResult]:
-    try:
-        return await gateway.send(items)
-    finally:
-        await gateway.aclose()
-        await gateway.aclose()  # idempotent
-
-
-def all_cases() -> list[Case]:
-    """These cases and the ones each gateway's own test module runs the kit over."""
-    from tests.gateways import test_aliyun, test_kannel, test_tencent, test_twilio
-
-    return [*CASES, *test_aliyun.CASES, *test_tencent.CASES, *test_twilio.CASES, test_kannel.KANNEL_CASE]
-
-
-def test_every_builtin_has_a_case() -> None:
-    assert set(registry.BUILTINS) <= {c.name for c in all_cases()}
+def test_every_entry_point_has_a_case() -> None:
+    installed = {ep.name for ep in entry_points(group=registry.GROUP)}
+    assert set(registry.BUILTINS) <= installed
+    assert installed <= {c.name for c in CASES}, f"no contract-kit case for {installed - {c.name for c in CASES}}"
 
 
 def test_builtins_match_the_entry_points() -> None:
     import tomllib
-    from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     assert registry.BUILTINS == pyproject["project"]["entry-points"][registry.GROUP]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_declares_capabilities_and_settings(case: Case) -> None:
-    gateway = case.healthy()
-    cls = type(gateway)
-    assert isinstance(cls.capabilities, Capabilities) and isinstance(gateway.capabilities, Capabilities)
-    assert case.name.startswith(cls.capabilities.name)
-    assert registry.load(cls.capabilities.name) is cls
-    caps = gateway.capabilities
-    assert caps.max_batch >= 1 and caps.description
-    assert caps.max_per_second is None or caps.max_per_second > 0
-    assert issubclass(cls.settings_class, BaseSettings)
-    assert str(cls.settings_class.model_config.get("env_prefix", "")).startswith("BROADCAST_")
-    assert isinstance(gateway.check(), list)
-    run(gateway.aclose())
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_one_result_per_item_in_order(case: Case) -> None:
-    gateway = case.healthy()
-    items = sample(gateway)
-    results = run(_send_and_close(gateway, items))
-    assert [r.delivery_id for r in results] == [i.delivery_id for i in items]
-    assert all(isinstance(r, SendResult) and r.outcome is Outcome.ACCEPTED for r in results)
-    assert all(r.provider_id for r in results)
-    assert not any(r.maybe_sent or r.pause for r in results)
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_more_than_max_batch_is_split_not_dropped(case: Case) -> None:
-    gateway = case.healthy()
-    items = sample(gateway, gateway.capabilities.max_batch * 2 + 1)
-    results = run(_send_and_close(gateway, items))
-    assert [r.delivery_id for r in results] == [i.delivery_id for i in items]
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_failures_are_classified_never_raised(case: Case) -> None:
-    gateway = case.failing()
-    items = sample(gateway)
-    results = run(_send_and_close(gateway, items))
-    assert [r.delivery_id for r in results] == [i.delivery_id for i in items]
-    for r in results:
-        assert isinstance(r.outcome, Outcome)
-        if r.outcome is not Outcome.ACCEPTED:
-            assert r.code, r
-        if r.maybe_sent:
-            assert r.outcome is Outcome.RETRYABLE
-        assert r.retry_after_s is None or r.retry_after_s >= 0
-    if case.name != "console":
-        assert all(r.outcome is not Outcome.ACCEPTED for r in results)
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_empty_batch_query_and_receipts(case: Case) -> None:
-    gateway = case.healthy()
-
-    async def go() -> None:
-        assert await gateway.send([]) == []
-        items = sample(gateway, 3)
-        answers = await gateway.query(items)
-        assert len(answers) == 3 and all(a is None or a.delivery_id == i.delivery_id for a, i in zip(answers, items))
-        receipts = await gateway.fetch_receipts()
-        assert isinstance(receipts, list) and all(isinstance(r, Receipt) for r in receipts)
-        await gateway.aclose()
-
-    run(go())
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_contract(case: GatewayCase, check: Callable[[GatewayCase], str | None]) -> None:
+    check(case)
 
 
 def test_results_and_items_are_immutable() -> None:
@@ -187,9 +54,110 @@ def test_results_and_items_are_immutable() -> None:
 def test_console_prints_what_would_be_sent(capsys: pytest.CaptureFixture[str]) -> None:
     lines: list[str] = []
     gateway = ConsoleGateway(ConsoleSettings(), writer=lines.append)
-    (result,) = run(gateway.send([SendItem(42, "+8613800000000", "早安\n第二行")]))
+    (result,) = asyncio.run(gateway.send([SendItem(42, "+8613800000000", "早安\n第二行")]))
     assert result.outcome is Outcome.ACCEPTED and result.provider_id == "console-42"
     assert lines == ["[console] #42 → +8613800000000: 早安⏎第二行"]
-    run(ConsoleGateway(ConsoleSettings()).send([SendItem(1, "+8613800000001", "hi")]))
+    asyncio.run(ConsoleGateway(ConsoleSettings()).send([SendItem(1, "+8613800000001", "hi")]))
     captured = capsys.readouterr()
     assert "+8613800000001: hi" in captured.err and captured.out == ""
+
+
+# -- a third-party gateway, installed by entry point ------------------------------------------------
+
+ACME = '''
+"""A tiny third-party gateway: ACME's HTTP API, one message per request, a bearer token."""
+
+from typing import ClassVar
+
+import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcast.gateways.base import Capabilities, Gateway, Outcome, SendResult, timeout_field
+
+
+class AcmeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROADCAST_ACME_")
+    url: str = "https://api.acme.example/sms"
+    token: SecretStr = SecretStr("")
+    timeout_s: float = timeout_field()
+
+
+class AcmeGateway(Gateway):
+    capabilities: ClassVar[Capabilities] = Capabilities(name="acme", max_batch=1, description="ACME SMS (test)")
+    settings_class = AcmeSettings
+
+    def __init__(self, settings: AcmeSettings, client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(settings, client)
+        self.acme = settings
+
+    async def send(self, batch):
+        out = []
+        for item in batch:
+            try:
+                r = await self._http().post(self.acme.url, json={"to": item.phone, "text": item.text},
+                                            headers={"Authorization": "Bearer " + self.acme.token.get_secret_value()},
+                                            timeout=self.timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                out.append(SendResult(item.delivery_id, Outcome.RETRYABLE, code=type(e).__name__))
+                continue
+            except httpx.HTTPError as e:
+                out.append(SendResult(item.delivery_id, Outcome.RETRYABLE, code=type(e).__name__, maybe_sent=True))
+                continue
+            if r.status_code == 200:
+                out.append(SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=r.json()["id"]))
+            else:
+                out.append(SendResult(item.delivery_id, LEAK_OR_OUTCOME(r), code=str(r.status_code)))
+        return out
+'''
+
+
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, package: str) -> None:
+    """``package`` on a fresh sys.path entry with a dist-info declaring ``acme`` in our group."""
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = tmp_path / f"{package}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[{registry.GROUP}]\nacme = {package}:AcmeGateway\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def acme_case(package: str) -> GatewayCase:
+    import httpx
+
+    from broadcast.gateways.base import make_client
+
+    def gateway(handler: Callable[[httpx.Request], httpx.Response] | None = None, **over: object):
+        cls = registry.load("acme")
+        settings = cls.settings_class(token="acme-token-8d2f61", **over)  # type: ignore[call-arg]
+        return cls(settings, make_client(2, 4, transport=httpx.MockTransport(handler)) if handler else None)
+
+    return GatewayCase(
+        "acme",
+        healthy=lambda: gateway(lambda r: httpx.Response(200, json={"id": "a1"})),
+        failing=lambda: gateway(lambda r: httpx.Response(503, json={"error": "down"})),
+        hanging=lambda url, t: gateway(url=url + "/sms", timeout_s=t),
+        recipients=lambda request: 1,
+    )
+
+
+def test_a_third_party_gateway_installed_by_entry_point_keeps_the_contract(tmp_path, monkeypatch) -> None:
+    install(tmp_path, monkeypatch, ACME.replace("LEAK_OR_OUTCOME(r)", "Outcome.RETRYABLE"), "acme_sms")
+    assert "acme" in registry.names() and registry.load("acme").__module__ == "acme_sms"
+    assert registry.available()["acme"].description == "ACME SMS (test)"
+    assert check_gateway(acme_case("acme_sms")) == []  # every check applied, none failed
+
+
+def test_the_kit_fails_a_third_party_gateway_that_breaks_the_contract(tmp_path, monkeypatch) -> None:
+    """A gateway that accepts a failed answer and puts its token in the result's code."""
+    broken = ACME.replace("LEAK_OR_OUTCOME(r), code=str(r.status_code)",
+                          "Outcome.ACCEPTED, code=self.acme.token.get_secret_value()")
+    install(tmp_path, monkeypatch, broken, "acme_broken")
+    with pytest.raises(AssertionError) as failed:
+        check_gateway(acme_case("acme_broken"))
+    text = str(failed.value)
+    assert "gateway 'acme' fails the contract" in text
+    assert "check_failures_classified" in text

@@ -1,16 +1,15 @@
 """The ``kannel`` gateway against ``httpx.MockTransport``: exact sendsms queries, every answer
-mapping, the part limit, ``check()``, and the shared contract kit."""
+mapping, the part limit, ``check()`` (the contract kit runs over it in test_contract.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 
-import tests.gateways.test_contract as kit
 from broadcast.gateways import registry
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client
 from broadcast.gateways.kannel import (
@@ -221,39 +220,7 @@ def test_password_never_in_results() -> None:
     assert "pw" not in f"{r}"
 
 
-# -- the shared contract kit ------------------------------------------------------------------
-
-KANNEL_CASE = kit.Case(
-    "kannel",
-    lambda: gateway(accepted),
-    lambda: gateway(kit._broken_http),
-)
-
-
-@pytest.fixture
-def kannel_registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Until pyproject declares the entry point, make the registry find ``kannel`` as a built-in."""
-    monkeypatch.setitem(registry.BUILTINS, "kannel", "broadcast.gateways.kannel:KannelGateway")
-    yield
-
-
-@pytest.mark.usefixtures("kannel_registered")
-@pytest.mark.parametrize(
-    "check",
-    [
-        kit.test_declares_capabilities_and_settings,
-        kit.test_one_result_per_item_in_order,
-        kit.test_more_than_max_batch_is_split_not_dropped,
-        kit.test_failures_are_classified_never_raised,
-        kit.test_empty_batch_query_and_receipts,
-    ],
-    ids=lambda f: f.__name__,
-)
-def test_contract_kit(check: Callable[[kit.Case], None]) -> None:
-    check(KANNEL_CASE)
-
-
-def test_registry_loads_kannel(kannel_registered: None) -> None:
+def test_registry_loads_kannel() -> None:
     assert registry.load("kannel") is KannelGateway
     assert urlsplit(URL).path == "/cgi-bin/sendsms"
 

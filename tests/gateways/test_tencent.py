@@ -1,5 +1,5 @@
 """The tencent gateway against an httpx.MockTransport playing the SMS API 3.0 (it re-derives our TC3
-signature from the received request, as Tencent does), plus the shared contract kit."""
+signature from the received request, as Tencent does) (the contract kit runs over it in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import tests.gateways.test_contract as kit
 from broadcast.errors import ConfigError
 from broadcast.gateways import registry
 from broadcast.gateways.base import Outcome, SendItem, SendResult, make_client
@@ -110,27 +109,6 @@ def same_text(n: int, text: str = "今日早餐：豆浆油条") -> list[SendIte
 
 def error(code: str, message: str = "msg") -> Handler:
     return lambda a, b: httpx.Response(200, json={"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "r"}})
-
-
-# -- contract kit ---------------------------------------------------------------------------------
-
-CASES = [
-    kit.Case("tencent", lambda: gateway(ok), lambda: TencentGateway(settings(), make_client(2, 4, transport=httpx.MockTransport(raiser(httpx.ReadTimeout))))),
-    kit.Case("tencent-throttled", lambda: gateway(ok), lambda: gateway(error("RequestLimitExceeded"))),
-]
-CHECKS = [
-    kit.test_declares_capabilities_and_settings,
-    kit.test_one_result_per_item_in_order,
-    kit.test_more_than_max_batch_is_split_not_dropped,
-    kit.test_failures_are_classified_never_raised,
-    kit.test_empty_batch_query_and_receipts,
-]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("test_") for c in CHECKS])
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_contract_kit(case: kit.Case, check: Callable[[kit.Case], None]) -> None:
-    check(case)
 
 
 # -- request shape ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The twilio gateway against an httpx.MockTransport playing the Messages API (basic auth checked), the
-StatusCallback parser and signature validation, plus the shared contract kit."""
+StatusCallback parser and signature validation (the contract kit runs over it in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import tests.gateways.test_contract as kit
 from broadcast.errors import ConfigError
 from broadcast.gateways import registry
 from broadcast.gateways.base import Outcome, SendItem, SendResult, make_client
@@ -87,27 +86,6 @@ def one(handler: Handler, **over: Any) -> SendResult:
 def fail(status: int, code: int | None, headers: dict[str, str] | None = None) -> Handler:
     body = {"code": code, "message": f"error {code}", "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
     return lambda r, f: httpx.Response(status, json=body, headers=headers)
-
-
-# -- contract kit ---------------------------------------------------------------------------------
-
-CASES = [
-    kit.Case("twilio", lambda: gateway(ok), lambda: TwilioGateway(settings(), make_client(2, 4, transport=httpx.MockTransport(raiser(httpx.ReadTimeout))))),
-    kit.Case("twilio-throttled", lambda: gateway(ok), lambda: gateway(fail(429, 20429))),
-]
-CHECKS = [
-    kit.test_declares_capabilities_and_settings,
-    kit.test_one_result_per_item_in_order,
-    kit.test_more_than_max_batch_is_split_not_dropped,
-    kit.test_failures_are_classified_never_raised,
-    kit.test_empty_batch_query_and_receipts,
-]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("test_") for c in CHECKS])
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_contract_kit(case: kit.Case, check: Callable[[kit.Case], None]) -> None:
-    check(case)
 
 
 # -- requests -------------------------------------------------------------------------------------

@@ -369,3 +369,66 @@ def test_pushed_reports_settle_each_delivery_by_msg_group_and_mobile(ws: Any, mo
     logged = receipt_rows(engine)
     assert len(logged) == 8 and {x.gateway for x in logged} == {"cmas"}  # 4 reports, pushed twice
     assert {x.applied for x in logged} == {1}  # applied or duplicates: none flagged, none unknown
+
+
+# -- through the dispatcher -------------------------------------------------------------------------------
+
+
+def test_12000_recipients_go_in_requests_of_at_most_5000(ws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from broadcast.dispatch.dispatcher import Dispatcher
+    from tests.helpers.sending import approved_message, open_workspace, populate
+
+    w = open_workspace(monkeypatch)
+    phones = populate(w, 12_000, tmp_path)
+    mid = approved_message(w)
+    f = fake()
+
+    async def send() -> Any:
+        async with make_client(5, 8, transport=f.transport()) as client:
+            d = Dispatcher(w, CmasGateway(settings(), client))
+            try:
+                return await d.run_pass(wait_for_retries=False)
+            finally:
+                d.close()
+
+    report = asyncio.run(send())
+    assert report.completed == [mid] and not report.paused
+    assert sorted(f.batches) == [2000, 5000, 5000] and f.rejected == 0
+    assert Counter("+86" + s.phone for s in f.sent) == Counter(phones)  # everyone once
+    rows = _deliveries(w.engine)
+    assert {s for s, _, _ in rows.values()} == {"accepted"}
+    assert len({pid for _, _, pid in rows.values()}) == 12_000  # msgGroup:mobile, unique per delivery
+
+
+def test_failover_to_aliyun_when_cmas_refuses_the_account(ws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """BROADCAST_GATEWAYS=cmas,aliyun and 云MAS answers InvalidUsrOrPwd: the requests already refused
+    fail with that code on cmas (nothing was sent), the rest goes through aliyun, every member is
+    tried exactly once, and aliyun takes each number at most once."""
+    from broadcast.dispatch import service
+    from tests.gateways.fakes import FakeAliyun
+    from tests.helpers.sending import approved_message, open_workspace, populate
+
+    cm, ali = fake(), FakeAliyun("LTAI-failover", "failover-aliyun-secret")
+    with cm.running() as cm_url, ali.running() as ali_url:
+        for key, value in {"GATEWAYS": "cmas,aliyun", "CMAS_URL": cm_url + "/sms/", "CMAS_EC_NAME": EC, "CMAS_AP_ID": AP,
+                           "CMAS_SECRET_KEY": "not-the-right-secret", "CMAS_SIGN": SIGN,
+                           "ALIYUN_ACCESS_KEY_ID": "LTAI-failover", "ALIYUN_ACCESS_KEY_SECRET": "failover-aliyun-secret",
+                           "ALIYUN_SIGN_NAME": "城南新区", "ALIYUN_TEMPLATE_CODE": "SMS_100001",
+                           "ALIYUN_ENDPOINT": ali_url + "/", "HTTP_TRANSPORT": "httpx"}.items():
+            monkeypatch.setenv(f"BROADCAST_{key}", value)
+        w = open_workspace(monkeypatch)
+        phones = populate(w, 40, tmp_path)
+        mid = approved_message(w, "{name}同志：明天上午九点开会。")  # a text each: one request per member on cmas
+        report = service.run_once(w)
+    assert report.failovers and report.failovers[0]["from"] == "cmas" and report.failovers[0]["to"] == "aliyun"
+    assert "InvalidUsrOrPwd" in report.failovers[0]["reason"]
+    assert report.completed == [mid] and not report.paused
+    with w.engine.connect() as conn:
+        rows = conn.execute(sa.text("select phone, status, gateway, error_code from deliveries")).all()
+        tries = conn.execute(sa.text("select delivery_id, count(*) from delivery_attempts group by delivery_id")).all()
+    refused = {p for p, s, g, c in rows if (s, g, c) == ("failed", "cmas", "InvalidUsrOrPwd")}
+    through = {p for p, s, g, _ in rows if (s, g) == ("accepted", "aliyun")}
+    assert refused | through == set(phones) and not refused & through
+    assert 0 < len(refused) <= 8 < len(through)  # at most a concurrency's worth were in flight on cmas
+    assert {n for _, n in tries} == {1}  # every member tried exactly once
+    assert cm.sent == [] and Counter(s.phone for s in ali.sent) == Counter(through)  # aliyun gets E.164

@@ -225,7 +225,11 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
         elif r.outcome is Outcome.RETRYABLE and r.maybe_sent and policy.in_doubt == "hold":
             values.update(b_status=IN_DOUBT, b_sent=now)
             out.in_doubt += 1
-        elif r.outcome is Outcome.RETRYABLE:
+        elif r.outcome is Outcome.RETRYABLE or r.pause:
+            # ``pause``: the gateway refused the account (credentials, signature, balance, a bad
+            # URL), so nothing went out: the delivery waits for the next gateway or for the
+            # message's resume, never failed for a fault of the account (a 云MAS request carries
+            # up to 5,000 numbers)
             deadline = (policy.deadline_at or {}).get(c.message_id)
             wait = max(r.retry_after_s or 0.0, backoff_s(c.attempts, policy.retry_base_s, policy.retry_max_s))
             nxt = now + timedelta(seconds=wait)

@@ -133,7 +133,8 @@ class Submits(list[Submit]):
                 parts.setdefault(key, {})[udh[4]] = decode(payload, s.data_coding)
                 totals[key] = udh[3]
                 if len(parts[key]) == totals[key]:
-                    out.setdefault(s.destination, []).append("".join(parts.pop(key)[i] for i in range(1, totals[key] + 1)))
+                    got = parts.pop(key)
+                    out.setdefault(s.destination, []).append("".join(got[i] for i in range(1, totals[key] + 1)))
             else:
                 out.setdefault(s.destination, []).append(decode(payload, s.data_coding))
         assert not parts, f"incomplete concatenated messages: {sorted(parts)}"

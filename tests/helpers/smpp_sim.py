@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SIM_DIR = Path(__file__).resolve().parent.parent / "smpp_sim"
 SERVER = SIM_DIR / "server.js"
 INSTALL = "npm install --prefix tests/smpp_sim"
@@ -147,3 +149,14 @@ def decode(payload: bytes, data_coding: int) -> str:
     from broadcast.gateways.segments import decode_gsm7
 
     return decode_gsm7(payload)
+
+
+@pytest.fixture
+def smpp_simulator(tmp_path: Path) -> Iterator[Sim]:
+    """The simulator with one account ``broadcast:secret`` and no faults; skipped, saying why, where
+    it cannot run (import this fixture into the test module)."""
+    problem = sim_problem()
+    if problem:
+        pytest.skip(problem)
+    with smpp_sim(tmp_path) as sim:
+        yield sim

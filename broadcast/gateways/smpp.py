@@ -282,15 +282,19 @@ class SmppGateway(SessionGateway):
         finally:
             self._submitting -= 1
 
-    async def _on_request(self, frame: Frame) -> None:
-        if frame.command_id == pdu.DELIVER_SM and self._submitting:
-            with contextlib.suppress(pdu.PduError):
-                report = pdu.delivery_report(pdu.decode_deliver_sm(frame.raw)[1])
-                for _ in range(RECEIPT_TURNS):
-                    if report is None or not self._submitting or self._known_id(report.message_id) in self._parts:
-                        break
-                    await asyncio.sleep(0)
-        await super()._on_request(frame)
+    async def _on_request(self, frames: list[Frame]) -> None:
+        ids: list[str] = []
+        for frame in frames if self._submitting else []:
+            if frame.command_id == pdu.DELIVER_SM:
+                with contextlib.suppress(pdu.PduError):
+                    report = pdu.delivery_report(pdu.decode_deliver_sm(frame.raw)[1])
+                    if report is not None:
+                        ids.append(report.message_id)
+        for _ in range(RECEIPT_TURNS if ids else 0):
+            if not self._submitting or all(self._known_id(i) in self._parts for i in ids):
+                break
+            await asyncio.sleep(0)
+        await super()._on_request(frames)
 
     def _known_id(self, message_id: str) -> str:
         """The message_id we were given for the part a receipt names: as is, or its hex/decimal twin."""

@@ -27,10 +27,12 @@ from broadcast.gateways.kannel import KannelGateway, KannelSettings
 from broadcast.gateways.push import Incoming
 from broadcast.gateways.signing import twilio_signature
 from broadcast.gateways.simulator import SimulatorGateway, SimulatorSettings
+from broadcast.gateways.smpp import SmppGateway, SmppSettings
 from broadcast.gateways.tencent import TencentGateway, TencentSettings
 from broadcast.gateways.twilio import TwilioGateway, TwilioSettings
 from broadcast.testing import GatewayCase
 from tests.gateways.fake_cmas import FakeCmas
+from tests.gateways.fake_smsc import shared
 from tests.gateways.fakes import FakeAliyun, FakeKannel, FakeProvider, FakeTencent, FakeTwilio
 
 SECRET = {
@@ -39,6 +41,7 @@ SECRET = {
     "tencent": "kit-tencent-secret-7c1d0a",
     "twilio": "kit-twilio-token-5e2a66",
     "kannel": "kit-kannel-pass-31d8",
+    "smpp": "kitpass1",
     "cmas": "kit-cmas-secret-6a0f42",
 }
 ALIYUN_KEY, TENCENT_ID, TWILIO_SID = "LTAI-kit", "AKID-kit", "AC" + "0" * 31 + "9"
@@ -235,6 +238,22 @@ def _ms(timeout_s: float) -> dict[str, Any]:
     return {"timeout_s": timeout_s}
 
 
+def smpp(port: int, password: str = SECRET["smpp"], **over: Any) -> SmppGateway:
+    """An SMPP gateway bound to a fake SMSC (tests/gateways/fake_smsc.py) on 127.0.0.1:``port``."""
+    settings = SmppSettings(host="127.0.0.1", port=port, system_id="kit", password=SecretStr(password),
+                            source_addr="10690", **{"response_timeout_s": 2.0, **over})
+    return SmppGateway(settings)
+
+
+# The SMPP case: a fake SMSC on 127.0.0.1 (its own thread); failing = a refused bind (pauses) and an
+# SMSC that refuses every destination. No hanging(): the kit's timeout check expects an HTTP endpoint
+# whose silence means "written, never answered"; an SMSC that never answers the bind means "never
+# written" for SMPP. test_smpp.py checks the submit that is never answered (in doubt) itself.
+SMPP_CASES = variants("smpp", lambda: smpp(shared("ok").port), {
+    "bind-refused": lambda: smpp(shared("ok").port, password="wrong1"),
+    "refusing": lambda: smpp(shared("refusing", refuse={f"86137{i:08d}" for i in range(200)}).port),
+})
+
 CASES: list[GatewayCase] = [
     GatewayCase("simulator", simulator, lambda: simulator(failure_rate=0.5, throttle_rate=0.5),
                 push_samples={"simulator": SIMULATOR_PUSH}),
@@ -267,6 +286,7 @@ CASES: list[GatewayCase] = [
         "down": lambda: kannel(down(fake_kannel(), 503)),
     }, hanging=lambda url, t: kannel(url=url + "/cgi-bin/sendsms", **_ms(t)), recipients=lambda request: 1,
         push_samples={"kannel": KANNEL_PUSH}),
+    *SMPP_CASES,
     *variants("cmas", lambda: cmas(fake_cmas().transport()), {
         "reset": lambda: cmas(httpx.MockTransport(reset)),
         "down": lambda: cmas(down(fake_cmas(), 500)),

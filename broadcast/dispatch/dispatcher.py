@@ -283,6 +283,8 @@ class Dispatcher:
                 return
             await asyncio.sleep(0.05)
             report.receipts += await self.pull_receipts()
+            # reports that came before their delivery's answer was recorded waited: apply them
+            report.receipts += await self.db(self._apply_deferred_receipts)
 
     # -- what a send pass asks ------------------------------------------------------------
 

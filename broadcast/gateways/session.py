@@ -142,6 +142,7 @@ class Session:
         self.dialect, self.settings, self.on_request = dialect, settings, on_request
         self.window = asyncio.Semaphore(settings.window)
         self.pending: dict[int, asyncio.Future[Frame]] = {}
+        self.noting: dict[int, Callable[[Frame], None]] = {}  # seq -> what to note of its response at once
         self.alive = False
         self.last_rx = time.monotonic()
         self._seq = 0
@@ -152,6 +153,7 @@ class Session:
         self._inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
         self._why = "not connected"
         self._lost = False
+        self._closing = False
 
     def next_seq(self) -> int:
         self._seq = self._seq % SEQ_MAX + 1
@@ -196,14 +198,18 @@ class Session:
         return self.alive and not self.window.locked()
 
     async def request(self, build: Callable[[int], bytes], *, windowed: bool = True,
-                      timeout_s: float | None = None) -> Frame:
-        """Write ``build(seq)`` and wait for its response (see the module docstring for errors)."""
+                      timeout_s: float | None = None, note: Callable[[Frame], None] | None = None) -> Frame:
+        """Write ``build(seq)`` and wait for its response (see the module docstring for errors).
+        ``note(response)`` runs in the read loop as the response is read, before the next PDU is:
+        a status report the server writes right behind a submit's response then finds the part's
+        id already noted (the task awaiting the response resumes only some loop turns later)."""
         if not windowed:
-            return await self._exchange(build, timeout_s)
+            return await self._exchange(build, timeout_s, note)
         async with self.window:
-            return await self._exchange(build, timeout_s)
+            return await self._exchange(build, timeout_s, note)
 
-    async def _exchange(self, build: Callable[[int], bytes], timeout_s: float | None) -> Frame:
+    async def _exchange(self, build: Callable[[int], bytes], timeout_s: float | None,
+                        note: Callable[[Frame], None] | None = None) -> Frame:
         writer = self._writer
         if not self.alive or writer is None or writer.is_closing():
             raise LinkDown(self._why, sent=False)
@@ -211,6 +217,8 @@ class Session:
         data = build(seq)
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self.pending[seq] = fut
+        if note is not None:
+            self.noting[seq] = note
         writer.write(data)
         try:
             return await asyncio.wait_for(fut, timeout_s or self.settings.response_timeout_s)
@@ -219,6 +227,7 @@ class Session:
                                   f"{timeout_s or self.settings.response_timeout_s:g} s") from None
         finally:
             self.pending.pop(seq, None)
+            self.noting.pop(seq, None)
 
     # -- the link's own traffic ---------------------------------------------------------------
 
@@ -231,6 +240,9 @@ class Session:
                 if self.dialect.is_response(frame.command_id):
                     fut = self.pending.get(frame.seq)
                     if fut is not None and not fut.done():
+                        note = self.noting.pop(frame.seq, None)
+                        if note is not None:
+                            note(frame)
                         fut.set_result(frame)
                     else:
                         log.warning("%s: a response to no request (seq %d), ignored", self.dialect.name, frame.seq)
@@ -297,7 +309,7 @@ class Session:
         """The link is dead: every request waiting for a response learns it was written."""
         if self._lost:
             return
-        if why != "closed":
+        if why != "closed" and not self._closing:
             log.warning("%s %s:%d: %s", self.dialect.name, self.settings.host, self.settings.port, why)
         self._lost, self.alive, self._why = True, False, why
         for fut in self.pending.values():
@@ -317,6 +329,7 @@ class Session:
         give_up = time.monotonic() + drain_s
         while self.alive and self.pending and time.monotonic() < give_up:
             await asyncio.sleep(0.01)
+        self._closing = True  # a server that hangs up after our logout ends the link quietly
         if self.alive:
             with contextlib.suppress(LinkDown, OSError):
                 await self._exchange(self.dialect.logout, min(self.settings.response_timeout_s, 5.0))
@@ -355,10 +368,11 @@ class SessionPool:
     def in_flight(self) -> int:
         return sum(len(s.pending) for s in self.sessions if s is not None)
 
-    async def request(self, build: Callable[[int], bytes]) -> Frame:
-        """One windowed request on some connection (connecting as needed); see the module docstring."""
+    async def request(self, build: Callable[[int], bytes], note: Callable[[Frame], None] | None = None) -> Frame:
+        """One windowed request on some connection (connecting as needed); see the module docstring
+        and ``Session.request`` for ``note``."""
         session = await self._session()
-        return await session.request(build)
+        return await session.request(build, note=note)
 
     async def ping(self) -> None:
         """Log in on one connection (``LoginRefused`` / ``LinkDown``)."""

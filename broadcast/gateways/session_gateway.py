@@ -156,18 +156,23 @@ class SessionGateway(Gateway):
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding))
+                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding),
+                                               note=lambda r: self._note(r, tally, part.number))
             except (LinkDown, LoginRefused) as exc:
                 return exc
             answer = self.classify(resp)
             if not answer.throttled:
-                if answer.ok and answer.msg_id:
-                    self._remember(answer.msg_id, tally, part.number)
                 return answer
             self._slow_until = max(self._slow_until, time.monotonic() + delay)
             delay = min(delay * 2, 2.0)
         assert answer is not None
         return answer
+
+    def _note(self, resp: Frame, tally: _Tally, number: int) -> None:
+        """As the response is read: an accepted part's id, for the report that may come right behind."""
+        answer = self.classify(resp)
+        if answer.ok and answer.msg_id:
+            self._remember(answer.msg_id, tally, number)
 
     def _remember(self, msg_id: str, tally: _Tally, number: int) -> None:
         if number == 1:

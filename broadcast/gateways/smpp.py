@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,7 +64,6 @@ THROTTLED = {pdu.STATUS[n] for n in ("ESME_RTHROTTLED", "ESME_RMSGQFUL", "ESME_R
 RECIPIENT = {pdu.STATUS[n] for n in ("ESME_RINVDSTADR", "ESME_RINVDSTTON", "ESME_RINVDSTNPI")}
 ACCOUNT = {pdu.STATUS[n] for n in ("ESME_RINVSRCADR", "ESME_RINVSRCTON", "ESME_RINVSRCNPI", "ESME_RINVSERTYP",
                                    "ESME_RINVSYSTYP")}
-RECEIPT_TURNS = 50  # event-loop turns a receipt waits for the submit it names (see SmppGateway._on_request)
 DELIVERED = {"DELIVRD", "DELIVERED"}
 FAILED = {"UNDELIV", "UNDELIVERABLE", "EXPIRED", "REJECTD", "REJECTED", "DELETED", "UNKNOWN"}
 
@@ -216,7 +215,6 @@ class SmppGateway(SessionGateway):
     def __init__(self, settings: SmppSettings, client: object | None = None) -> None:
         self.settings: SmppSettings = settings
         super().__init__(settings, client)
-        self._submitting = 0
         self._rx: SessionPool | None = None
         self._rx_task: asyncio.Task[None] | None = None
         if settings.bind == "transmitter+receiver":
@@ -268,33 +266,6 @@ class SmppGateway(SessionGateway):
             return PartReport(self._known_id(report.message_id), status, code, now_utc())
         phone = f"+{sm.source_addr}" if sm.source_addr_ton == 1 else sm.source_addr
         return Inbound("smpp", None, phone, sm.destination_addr, decode_text(sm), now_utc(), frame.raw)
-
-    # -- a receipt right behind its response ---------------------------------------------------------
-    # An SMSC may write the receipt immediately after the submit_sm_resp: the session hands the
-    # deliver_sm to ``_on_request`` before the submitting task has read its response and noted the
-    # part's id, and the report would name no delivery. While submits are in progress, a receipt
-    # whose id is unknown lets them run first (a bounded number of event-loop turns, no real time).
-
-    async def _submit(self, item: SendItem, part: Part, coding: int, tally: Any) -> PartAnswer | BaseException:
-        self._submitting += 1
-        try:
-            return await super()._submit(item, part, coding, tally)
-        finally:
-            self._submitting -= 1
-
-    async def _on_request(self, frames: list[Frame]) -> None:
-        ids: list[str] = []
-        for frame in frames if self._submitting else []:
-            if frame.command_id == pdu.DELIVER_SM:
-                with contextlib.suppress(pdu.PduError):
-                    report = pdu.delivery_report(pdu.decode_deliver_sm(frame.raw)[1])
-                    if report is not None:
-                        ids.append(report.message_id)
-        for _ in range(RECEIPT_TURNS if ids else 0):
-            if not self._submitting or all(self._known_id(i) in self._parts for i in ids):
-                break
-            await asyncio.sleep(0)
-        await super()._on_request(frames)
 
     def _known_id(self, message_id: str) -> str:
         """The message_id we were given for the part a receipt names: as is, or its hex/decimal twin."""

@@ -1,0 +1,289 @@
+"""What CMPP and SMPP gateways share above the session layer: parts, answers, reports, replies.
+
+A protocol module (``cmpp``, ``smpp``) subclasses ``SessionGateway`` and provides its ``Dialect``,
+the submit PDU of one part, the meaning of a submit response (``PartAnswer``) and of a request the
+server sends (``PartReport`` for a status report, ``Inbound`` for a mobile-originated message).
+This module does the rest, the same for both:
+
+* **one delivery, several parts**: the text is split (``segments.split``) and every part is
+  submitted through the pool's window, in order, without waiting for the one before. The delivery
+  is ``accepted`` only when every part is; a part refused after others were accepted makes it
+  ``permanent`` with code ``partial`` and a detail the auditors read ("2 of 3 parts accepted;
+  part 3: …"), never a silent success or a resend of the parts that went;
+* **throttling** (CMPP Result 8, SMPP ESME_RTHROTTLED): the part is submitted again after a
+  backoff that every submit of the gateway waits out (the whole link slows down), a few times,
+  then the delivery is ``retryable`` — never a failure;
+* **a lost link**: a part written whose response never came makes the delivery ``retryable`` with
+  ``maybe_sent`` (in doubt under the engine's rules); a part that could not be written is safe to
+  send again; a refused login pauses the account (``pause``) with the server's reason;
+* **status reports** arrive on the session (``on_request``): each part's id is mapped to its
+  delivery as soon as its submit is answered, and one ``Receipt`` per delivery is made: delivered
+  when every part is, failed when a part fails. A report whose id this process never saw (a
+  restart) is passed on by provider id, which is the first part's id;
+* **mobile-originated messages** are kept with their raw PDU (``Inbound``).
+
+Reports and replies go to the ``sink`` the dispatcher attaches (``listen``), which records them
+before the server is answered; without one they wait in memory for ``fetch_receipts`` /
+``fetch_inbound``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from pydantic_settings import BaseSettings
+
+from broadcast.gateways.base import Gateway, Outcome, Receipt, SendItem, SendResult
+from broadcast.gateways.segments import Part, split
+from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
+
+__all__ = ["Inbound", "PartAnswer", "PartReport", "SessionGateway", "Sink"]
+
+THROTTLE_TRIES = 6  # submits of one part while the server says "too fast", then the delivery waits
+THROTTLE_BACKOFF_S = 0.1  # first pause after a throttle answer, doubled each time, at most 2 s
+PART_MAP_MAX = 500_000  # part ids remembered for matching reports (oldest forgotten first)
+
+
+@dataclass(frozen=True)
+class PartAnswer:
+    """What a submit response says of one part."""
+
+    ok: bool
+    msg_id: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    throttled: bool = False
+    recipient_fault: bool = False
+    pause: bool = False
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """A status report for one submitted part."""
+
+    msg_id: str
+    status: Literal["delivered", "failed"]
+    code: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A mobile-originated message (a reply), as it arrived."""
+
+    gateway: str
+    provider_id: str | None
+    phone: str  # the sender, E.164 where it could be told
+    to: str  # our number it was sent to (service number + extension)
+    text: str
+    at: datetime
+    raw: bytes  # the whole PDU
+
+
+Sink = Callable[[list[Receipt], list[Inbound]], Awaitable[None]]
+
+
+@dataclass
+class _Tally:
+    delivery_id: int
+    parts: int
+    first_id: str | None = None
+    ids: list[str] = field(default_factory=list)  # part ids answered so far
+    delivered: set[str] = field(default_factory=set)
+
+
+class SessionGateway(Gateway):
+    """Base of the gateways that speak an operator protocol over ``session.SessionPool``."""
+
+    settings_class: ClassVar[type[BaseSettings]]
+    gsm7: ClassVar[bool] = True  # may a GSM text go as GSM-7 (else UCS-2 always)
+
+    def __init__(self, settings: BaseSettings, client: object | None = None) -> None:
+        super().__init__(settings, None)  # no HTTP: the shared client is not used
+        self.pool = SessionPool(self.dialect, self.session_settings(), self._on_request)
+        self.sink: Sink | None = None
+        self._receipts: list[Receipt] = []
+        self._inbound: list[Inbound] = []
+        self._parts: OrderedDict[str, _Tally] = OrderedDict()
+        self._refs = itertools.count(1)
+        self._slow_until = 0.0
+
+    # -- what a protocol module provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    def dialect(self) -> Dialect: ...
+
+    @abc.abstractmethod
+    def session_settings(self) -> SessionSettings: ...
+
+    @abc.abstractmethod
+    def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def classify(self, resp: Frame) -> PartAnswer: ...
+
+    @abc.abstractmethod
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
+        """A request the server sent: a status report, a reply, or None (nothing to keep)."""
+
+    # -- send -------------------------------------------------------------------------------
+
+    async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
+        return [await self._deliver(item) for item in batch]
+
+    async def _deliver(self, item: SendItem) -> SendResult:
+        try:
+            coding, parts = split(item.text, next(self._refs) % 256, gsm7=self.gsm7)
+        except ValueError as exc:
+            return SendResult(item.delivery_id, Outcome.PERMANENT, code="too_long", detail=str(exc))
+        tally = _Tally(item.delivery_id, len(parts))
+        answers = await asyncio.gather(*(self._submit(item, p, coding, tally) for p in parts))
+        return _aggregate(item.delivery_id, answers)
+
+    async def _submit(self, item: SendItem, part: Part, coding: int, tally: _Tally) -> PartAnswer | BaseException:
+        delay = THROTTLE_BACKOFF_S
+        answer: PartAnswer | None = None
+        for _ in range(THROTTLE_TRIES):
+            wait = self._slow_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding))
+            except (LinkDown, LoginRefused) as exc:
+                return exc
+            answer = self.classify(resp)
+            if not answer.throttled:
+                if answer.ok and answer.msg_id:
+                    self._remember(answer.msg_id, tally, part.number)
+                return answer
+            self._slow_until = max(self._slow_until, time.monotonic() + delay)
+            delay = min(delay * 2, 2.0)
+        assert answer is not None
+        return answer
+
+    def _remember(self, msg_id: str, tally: _Tally, number: int) -> None:
+        if number == 1:
+            tally.first_id = msg_id
+        tally.ids.append(msg_id)
+        self._parts[msg_id] = tally
+        while len(self._parts) > PART_MAP_MAX:
+            self._parts.popitem(last=False)
+
+    # -- what the server sends ------------------------------------------------------------------
+
+    def listen(self, sink: Sink) -> None:
+        """Hand reports and replies to ``sink`` (awaited before the server is answered)."""
+        self.sink = sink
+
+    async def _on_request(self, frame: Frame) -> None:
+        parsed = self.parse_request(frame)
+        receipts: list[Receipt] = []
+        inbound: list[Inbound] = []
+        if isinstance(parsed, PartReport):
+            receipt = self._receipt(parsed)
+            if receipt is not None:
+                receipts.append(receipt)
+        elif isinstance(parsed, Inbound):
+            inbound.append(parsed)
+        if not (receipts or inbound):
+            return
+        if self.sink is not None:
+            await self.sink(receipts, inbound)
+        else:
+            self._receipts += receipts
+            self._inbound += inbound
+
+    def _receipt(self, r: PartReport) -> Receipt | None:
+        tally = self._parts.get(r.msg_id)
+        if tally is None:  # sent by an earlier process: the first part's id is the delivery's provider id
+            return Receipt(None, r.msg_id, r.status, r.code, r.at)
+        if r.status == "failed":
+            self._forget(tally)
+            return Receipt(tally.delivery_id, tally.first_id or r.msg_id, "failed", r.code, r.at)
+        tally.delivered.add(r.msg_id)
+        if len(tally.delivered) < tally.parts:
+            return None
+        self._forget(tally)
+        return Receipt(tally.delivery_id, tally.first_id or r.msg_id, "delivered", r.code, r.at)
+
+    def _forget(self, tally: _Tally) -> None:
+        for key in tally.ids:
+            self._parts.pop(key, None)
+
+    async def fetch_receipts(self) -> list[Receipt]:
+        out, self._receipts = self._receipts, []
+        return out
+
+    async def fetch_inbound(self) -> list[Inbound]:
+        out, self._inbound = self._inbound, []
+        return out
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def ping(self) -> str | None:
+        try:
+            await self.pool.ping()
+        except LoginRefused as exc:
+            return f"login refused: {exc.reason}"
+        except LinkDown as exc:
+            return exc.reason
+        finally:
+            await self.pool.aclose()
+            self.pool = SessionPool(self.dialect, self.session_settings(), self._on_request)
+        return None
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        await super().aclose()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aggregate(delivery_id: int, answers: Sequence[PartAnswer | BaseException]) -> SendResult:
+    """One result for a delivery from the answers to its parts (the module docstring's rules)."""
+    total = len(answers)
+    ok = [a for a in answers if isinstance(a, PartAnswer) and a.ok]
+    refused = next((a for a in answers if isinstance(a, LoginRefused)), None)
+    if refused is not None and not ok:
+        return SendResult(delivery_id, Outcome.PERMANENT, code="login_refused", detail=refused.reason, pause=True)
+    lost = [a for a in answers if isinstance(a, LinkDown)]
+    if any(a.sent for a in lost):
+        why = next(a.reason for a in lost if a.sent)
+        return SendResult(delivery_id, Outcome.RETRYABLE, code="link_lost", detail=why, maybe_sent=True,
+                          provider_id=ok[0].msg_id if ok else None)
+    if len(ok) == total:
+        first = ok[0].msg_id
+        return SendResult(delivery_id, Outcome.ACCEPTED, provider_id=first,
+                          detail=f"{total} parts" if total > 1 else None)
+    first_bad_i, first_bad = next((i, a) for i, a in enumerate(answers, 1)
+                                  if not (isinstance(a, PartAnswer) and a.ok))
+    if ok:  # some parts went, one did not: the handset may show a fragment; never resent
+        why = _why(first_bad)
+        fault = isinstance(first_bad, PartAnswer) and first_bad.recipient_fault
+        return SendResult(delivery_id, Outcome.PERMANENT, provider_id=ok[0].msg_id, code="partial",
+                          detail=f"{len(ok)} of {total} parts accepted; part {first_bad_i}: {why}",
+                          recipient_fault=fault)
+    if isinstance(first_bad, LinkDown):  # nothing was written
+        return SendResult(delivery_id, Outcome.RETRYABLE, code="link_down", detail=first_bad.reason)
+    assert isinstance(first_bad, PartAnswer)
+    if first_bad.throttled:
+        return SendResult(delivery_id, Outcome.RETRYABLE, code=first_bad.code, detail=first_bad.detail,
+                          retry_after_s=2.0)
+    return SendResult(delivery_id, Outcome.PERMANENT, code=first_bad.code, detail=first_bad.detail,
+                      recipient_fault=first_bad.recipient_fault, pause=first_bad.pause)
+
+
+def _why(a: PartAnswer | BaseException) -> str:
+    if isinstance(a, PartAnswer):
+        return " ".join(x for x in (a.code, a.detail) if x) or "refused"
+    return str(a)

@@ -39,6 +39,7 @@ BUILTINS: dict[str, str] = {
     "tencent": "broadcast.gateways.tencent:TencentGateway",
     "twilio": "broadcast.gateways.twilio:TwilioGateway",
     "kannel": "broadcast.gateways.kannel:KannelGateway",
+    "cmpp": "broadcast.gateways.cmpp:CmppGateway",
 }
 
 

@@ -26,9 +26,10 @@ import hashlib
 import json
 import signal
 import struct
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -138,13 +139,13 @@ class CmppServer:
                  results: dict[str, int] | None = None, throttle_first: int = 0, max_rate: float | None = None,
                  stats: dict[str, str] | None = None, receipts: bool = True, window: int | None = None,
                  refuse_overflow: bool = False, heartbeat_s: float | None = None, silent: bool = False,
-                 cut_after: int | None = None, hold_after: int | None = None, port: int = 0) -> None:
+                 cut_after: int | None = None, cut_repeat: bool = False, hold_after: int | None = None, port: int = 0) -> None:
         self.accounts = dict(accounts or {"901234": "kit-cmpp-secret-1"})
         self.max_version, self.latency_s = max_version, latency_s
         self.results, self.stats = dict(results or {}), dict(stats or {})
         self.throttle_first, self.max_rate, self.receipts = throttle_first, max_rate, receipts
         self.window, self.refuse_overflow, self.heartbeat_s = window, refuse_overflow, heartbeat_s
-        self.silent, self.cut_after, self.hold_after = silent, cut_after, hold_after
+        self.silent, self.cut_after, self.cut_repeat, self.hold_after = silent, cut_after, cut_repeat, hold_after
         self.port = port
         # what happened
         self.logins: list[tuple[str, int, int]] = []  # (source_addr, version, status)
@@ -307,7 +308,8 @@ class CmppServer:
             self.overflows += 1
         n = len(self.submits)
         if self.cut_after is not None and n >= self.cut_after:
-            self.cut_after = None
+            if not self.cut_repeat:
+                self.cut_after = None
             self.cuts += 1
             return False
         if self.silent or (self.hold_after is not None and n > self.hold_after):
@@ -376,6 +378,33 @@ class CmppServer:
             "client_active_tests": len(self.client_active_tests), "active_test_answers": self.active_test_answers,
             "terminates": self.terminates, "connections": self.connections, "cuts": self.cuts,
         }
+
+
+@contextlib.contextmanager
+def in_thread(**options: Any) -> Iterator[CmppServer]:
+    """A ``CmppServer(**options)`` running in an event loop of its own thread (for code that runs
+    its own loops, such as the contract kit's checks); stopped on exit."""
+    srv = CmppServer(**options)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(srv.start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(srv.stop())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="cmpp-test-server", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the CMPP test server did not start")
+    try:
+        yield srv
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:

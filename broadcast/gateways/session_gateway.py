@@ -49,6 +49,7 @@ __all__ = ["Inbound", "PartAnswer", "PartReport", "SessionGateway", "Sink"]
 
 THROTTLE_TRIES = 6  # submits of one part while the server says "too fast", then the delivery waits
 THROTTLE_BACKOFF_S = 0.1  # first pause after a throttle answer, doubled each time, at most 2 s
+ANSWER_TURNS = 20  # loop turns a report with an unknown id waits for answered submits to be mapped
 PART_MAP_MAX = 500_000  # part ids remembered for matching reports (oldest forgotten first)
 
 
@@ -188,6 +189,7 @@ class SessionGateway(Gateway):
         receipts: list[Receipt] = []
         inbound: list[Inbound] = []
         if isinstance(parsed, PartReport):
+            await self._answers_first(parsed.msg_id)
             receipt = self._receipt(parsed)
             if receipt is not None:
                 receipts.append(receipt)
@@ -200,6 +202,15 @@ class SessionGateway(Gateway):
         else:
             self._receipts += receipts
             self._inbound += inbound
+
+    async def _answers_first(self, msg_id: str) -> None:
+        """A report can be read right behind the submit response it follows, before the coroutine
+        waiting for that response has run and mapped the part's id (an ISMG that reports at once):
+        let the answered submits finish first (a few turns of the loop, only for an unknown id)."""
+        for _ in range(ANSWER_TURNS):
+            if msg_id in self._parts or not self.pool.in_flight:
+                return
+            await asyncio.sleep(0)
 
     def _receipt(self, r: PartReport) -> Receipt | None:
         tally = self._parts.get(r.msg_id)

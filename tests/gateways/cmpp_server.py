@@ -9,7 +9,8 @@ with a correct AuthenticatorISMG; answers every SUBMIT after ``latency_s`` with 
 default) and counts the DELIVER_RESPs. It measures the unanswered submits per connection (the
 client's window in use) and flags an overflow of ``window``; it can go ``silent`` (answer nothing
 after the login), cut the link after ``cut_after`` submits (``hold_after``: submits past that count
-are left unanswered until then), send its own ACTIVE_TEST every ``heartbeat_s`` and mobile-originated
+are left unanswered until then; the next link is served normally; ``cut_repeat``: every submit from
+the ``cut_after``-th on cuts the link), send its own ACTIVE_TEST every ``heartbeat_s`` and mobile-originated
 DELIVERs (``send_mo``). Every submit is recorded (``submits``); ``texts()`` joins the parts.
 
 In-process: ``async with CmppServer(accounts={"901234": "secret"}) as srv: ... srv.port``.
@@ -308,8 +309,8 @@ class CmppServer:
             self.overflows += 1
         n = len(self.submits)
         if self.cut_after is not None and n >= self.cut_after:
-            if not self.cut_repeat:
-                self.cut_after = None
+            if not self.cut_repeat:  # once: the next link is served normally
+                self.cut_after = self.hold_after = None
             self.cuts += 1
             return False
         if self.silent or (self.hold_after is not None and n > self.hold_after):

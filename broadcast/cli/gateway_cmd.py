@@ -21,13 +21,18 @@ def list_(json_: bool = JSON_OPTION) -> None:
 
     caps = registry.available()
     out = Output.for_(json_)
-    out.table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "About"],
+    out.table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "Window", "About"],
               ([c.name, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
                 c.max_per_second or "", c.per_number_daily_cap or "", "yes" if c.can_query else "",
-                "pull" if c.pull_receipts else "", c.description] for c in caps.values()),
+                "pull" if c.pull_receipts else "", _window(c), c.description] for c in caps.values()),
               data=[asdict(c) for c in caps.values()])
     for name, problem in registry.broken().items():
         out.warn(f"plugin {name} could not be loaded: {problem}")
+
+
+def _window(c: Any) -> str:
+    """An operator link's window × connections, as configured (``16 × 2``)."""
+    return f"{c.window} × {c.connections or 1}" if c.window else ""
 
 
 GATEWAY_OPTION = typer.Option(None, "--gateway", help="This gateway instead of BROADCAST_GATEWAY.")

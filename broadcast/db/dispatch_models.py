@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from broadcast.db.types import UTCDateTime, utcnow
@@ -123,3 +123,21 @@ class RateBucket(SQLModel, table=True):
     key: str = Field(sa_column=Column(String(100), primary_key=True))
     tokens: float = Field(sa_column=Column(Float, nullable=False))
     updated: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class InboundMessage(SQLModel, table=True):
+    """A mobile-originated message (a reply) as it arrived; created by migration v0006."""
+
+    __tablename__ = "inbound"
+    __table_args__ = (UniqueConstraint("gateway", "provider_id", name="uq_inbound_provider_id"),
+                      Index("ix_inbound_phone", "phone"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    gateway: str = Field(sa_column=Column(String(50), nullable=False))
+    provider_id: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    phone: str = Field(sa_column=Column(String(32), nullable=False))
+    to_addr: str = Field(sa_column=Column(String(32), nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    sent_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    raw: str = Field(sa_column=Column(Text, nullable=False))  # the PDU, hex

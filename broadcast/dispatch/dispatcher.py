@@ -22,7 +22,7 @@ import collections
 import concurrent.futures
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,11 +40,12 @@ from broadcast.dispatch.policies import Deadlines, Failover, PerNumberCap, effec
 from broadcast.dispatch.run_report import Progress, RunReport
 from broadcast.dispatch.send_pass import SendPass
 from broadcast.dispatch.shared_rate import SharedLimiter
-from broadcast.gateways.base import Gateway, SendItem, SendResult
+from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult
 from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for
 from broadcast.messages.states import transition
+from broadcast.receipts import inbound as inbound_store
 from broadcast.receipts import store
 from broadcast.workspace import Workspace
 
@@ -64,7 +65,8 @@ class Dispatcher:
         goes through the next instead of pausing."""
         self.ws, self.kind, self.progress = ws, kind, progress
         self.receipt_wait_s = receipt_wait_s  # after sending, wait this long for pulled receipts
-        self.concurrency = ws.settings.concurrency
+        caps = gateway.capabilities  # an operator link's window is its concurrency: the workers fill it
+        self.concurrency = caps.window * (caps.connections or 1) if caps.window else ws.settings.concurrency
         self.lease = timedelta(seconds=ws.settings.lease_s)
         self.failover = Failover(gateway, fallbacks)
         self.primary_adds_signature = gateway.capabilities.adds_signature
@@ -75,6 +77,9 @@ class Dispatcher:
         self.stopping = False
         self.run: runs.RunHandle | None = None
         self._receipts_after: int | None = None  # receipts logged by this dispatcher have higher ids
+        self._heard = 0  # deliveries changed by reports a gateway's own connection brought
+        for g in (gateway, *fallbacks):
+            g.listen(self._sink_for(g.capabilities.name))
 
     def use(self, gateway: Gateway) -> None:
         """Send through ``gateway`` from now on: its batch size, its rate limits, its cap."""
@@ -160,6 +165,7 @@ class Dispatcher:
             report.receipts += await self.pull_receipts()
             await self._await_receipts(ids, report)
             report.receipts += self._apply_deferred_receipts()
+            report.receipts, self._heard = report.receipts + self._heard, 0
             self._settle_messages(ids, report)
         finally:
             beat.cancel()
@@ -226,6 +232,23 @@ class Dispatcher:
         return out
 
     # -- receipts -------------------------------------------------------------------------
+
+    def _sink_for(self, name: str) -> Callable[[list[Receipt], list[Any]], Awaitable[None]]:
+        """Where an operator link's reports and replies go: recorded (the same receipt path as
+        pushed ones) before the link acknowledges them."""
+        async def sink(receipts: list[Receipt], inbound: list[Any]) -> None:
+            await self.db(self._keep, name, receipts, inbound)
+        return sink
+
+    def _keep(self, name: str, receipts: list[Receipt], inbound: list[Any]) -> None:
+        now = self.now()
+        if inbound:
+            inbound_store.record(self.ws.engine, inbound, now)
+        if receipts:
+            first, applied = store.ingest(self.ws.engine, name, receipts, now)
+            if self._receipts_after is None:
+                self._receipts_after = first - 1
+            self._heard += applied.changed
 
     async def pull_receipts(self) -> int:
         """Delivery reports the gateway offers to pull, logged and applied by the same rules as

@@ -56,6 +56,14 @@ async def _close(gateway: Gateway) -> None:
         await client.aclose()
 
 
+async def _close_links(gateway: Gateway, fallbacks: list[Gateway]) -> None:
+    """Close the gateways while the dispatcher can still record what their links bring in (an
+    operator link drains its window and logs out); closing again later is a no-op."""
+    for g in (gateway, *fallbacks):
+        if g.capabilities.window:
+            await g.aclose()
+
+
 async def _with_gateways(ws: Workspace, fn: Callable[[Gateway, list[Gateway]], object]) -> object:
     """The failover list, opened: the first gateway and the ones to fall back to."""
     names = ws.settings.gateway_names
@@ -87,6 +95,7 @@ def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable
         try:
             return await dispatcher.run_pass(only)
         finally:
+            await _close_links(gateway, fallbacks)  # reports still arriving are recorded first
             dispatcher.close()
 
     return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
@@ -103,6 +112,7 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
         try:
             return await _worker_passes(dispatcher, gateway, fallbacks)
         finally:
+            await _close_links(gateway, fallbacks)
             dispatcher.close()
 
     async def _worker_passes(dispatcher: Dispatcher, gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:

@@ -38,7 +38,7 @@ import email.utils
 import ipaddress
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -119,6 +119,10 @@ class Capabilities:
     can_query: bool = False  # can it be asked whether a past send happened?
     pull_receipts: bool = False  # does fetch_receipts() return delivery reports?
     description: str = ""
+    # operator links (CMPP, SMPP): unacknowledged requests per connection, and connections; the
+    # dispatcher keeps window × connections requests in flight (BROADCAST_CONCURRENCY does not cap it)
+    window: int | None = None
+    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,12 @@ class Gateway(abc.ABC):
         for r in receipts or []:
             pull.add(r, {"pulled": "fetch_receipts", "delivery_id": r.delivery_id, "provider_id": r.provider_id,
                          "status": r.status, "code": r.code})
+
+    def listen(self, sink: Callable[[list[Receipt], list[Any]], Awaitable[None]]) -> None:
+        """A gateway whose status reports and replies arrive on its own connection (CMPP, SMPP)
+        hands them to ``sink`` (the dispatcher records them) before it acknowledges them to the
+        server. HTTP gateways receive nothing on their own: the default ignores the sink."""
+        return None
 
     def check(self) -> list[str]:
         """Problems found without sending anything; an empty list means OK."""

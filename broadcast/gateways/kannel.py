@@ -1,6 +1,7 @@
 """``kannel``: the Kannel SMS gateway, through smsbox's ``sendsms`` HTTP interface.
 
-Kannel fronts the operator protocols (SMPP, CMPP, SGIP, SMGP, UCP/EMI, CIMD…); broadcast talks to
+Kannel fronts an operator's SMSC over SMPP, EMI/UCP, CIMD, OIS, SEMA or an AT modem (mainline
+Kannel has no CMPP, SGIP or SMGP: for China Mobile's CMPP use the ``cmpp`` gateway); broadcast talks to
 its smsbox (research notes: ../shared/research/gateway-protocols.md §4). One request per recipient:
 
 ``GET BROADCAST_KANNEL_URL?username=…&password=…&to=<phone>&text=<UTF-8>&charset=UTF-8``
@@ -73,7 +74,7 @@ CAPABILITIES = Capabilities(
     name="kannel",
     max_batch=1,
     mixed_texts=True,
-    description="Kannel smsbox sendsms over HTTP (SMPP/CMPP/SGIP/… behind it); receipts via dlr-url.",
+    description="Kannel smsbox sendsms over HTTP (SMPP/EMI/CIMD/modems behind it); receipts via dlr-url.",
 )
 
 #: Report types Kannel sets in ``%d`` and that ``dlr-mask=31`` asks for.

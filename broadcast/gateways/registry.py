@@ -40,6 +40,7 @@ BUILTINS: dict[str, str] = {
     "twilio": "broadcast.gateways.twilio:TwilioGateway",
     "kannel": "broadcast.gateways.kannel:KannelGateway",
     "cmpp": "broadcast.gateways.cmpp:CmppGateway",
+    "cmas": "broadcast.gateways.cmas:CmasGateway",
 }
 
 

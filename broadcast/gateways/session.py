@@ -12,8 +12,9 @@ does not depend on the protocol:
   ``heartbeat_timeout_s`` (T) is a miss, and ``heartbeat_tries`` (N) misses in a row declare the
   link dead, so a dead link is noticed within C + N × T. The server's own heartbeats are answered;
 * **requests from the server** (status reports, mobile-originated messages) go to ``on_request``
-  one at a time in arrival order, and are answered only after it returns, so nothing the server
-  is told we have is only in flight;
+  in arrival order, as many at once as arrived while the last batch was handled, and are answered
+  only after it returns, so nothing the server is told we have is only in memory (the gateway's
+  sink records a batch in one transaction);
 * **several connections** per account (``connections``), each with its own window, reconnected
   with exponential backoff;
 * **graceful stop** (``aclose``): no new requests, the windows drain (up to ``drain_s``), then a
@@ -131,7 +132,7 @@ class SessionSettings:
     drain_s: float = 10.0
 
 
-OnRequest = Callable[[Frame], Awaitable[None]]
+OnRequest = Callable[[list[Frame]], Awaitable[None]]
 
 
 class Session:
@@ -248,18 +249,27 @@ class Session:
         self._lose(why)
 
     async def _answer_loop(self) -> None:
-        """Requests from the server, in order: handled, then answered."""
-        while (frame := await self._inbox.get()) is not None:
+        """Requests from the server, in order, a batch at a time: handled, then answered."""
+        done = False
+        while not done:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            frames = [f for f in batch if f is not None]
+            done = len(frames) < len(batch)
+            if not frames:
+                continue
             if self.on_request is not None:
                 try:
-                    await self.on_request(frame)
+                    await self.on_request(frames)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a bug or a broken PDU: unanswered, so the server sends it again
-                    log.exception("%s: a request from the server could not be handled", self.dialect.name)
+                except Exception:  # a bug or no database: unanswered, so the server sends them again
+                    log.exception("%s: requests from the server could not be handled", self.dialect.name)
                     continue
             if self.alive:
-                self._write(self.dialect.answer(frame))
+                for frame in frames:
+                    self._write(self.dialect.answer(frame))
 
     async def _heartbeat(self) -> None:
         s, misses = self.settings, 0
@@ -355,6 +365,8 @@ class SessionPool:
         await self._connected(0)
 
     async def _session(self) -> Session:
+        if self._locks is None:
+            self._locks = [asyncio.Lock() for _ in self.sessions]
         n = len(self.sessions)
         for k in range(n):  # a live connection with room in its window, round robin
             i = (self._next + k) % n
@@ -362,9 +374,9 @@ class SessionPool:
             if s is not None and s.free:
                 self._next = i + 1
                 return s
-        for i in range(n):  # else one not connected yet (or lost): connect it
+        for i in range(n):  # else one not connected yet (or lost) that nobody is connecting
             s = self.sessions[i]
-            if s is None or not s.alive:
+            if (s is None or not s.alive) and not self._locks[i].locked():
                 return await self._connected(i)
         i = self._next % n  # every window full: queue on the next one
         self._next = i + 1

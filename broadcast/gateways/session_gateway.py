@@ -184,17 +184,18 @@ class SessionGateway(Gateway):
         """Hand reports and replies to ``sink`` (awaited before the server is answered)."""
         self.sink = sink
 
-    async def _on_request(self, frame: Frame) -> None:
-        parsed = self.parse_request(frame)
+    async def _on_request(self, frames: list[Frame]) -> None:
         receipts: list[Receipt] = []
         inbound: list[Inbound] = []
-        if isinstance(parsed, PartReport):
-            await self._answers_first(parsed.msg_id)
-            receipt = self._receipt(parsed)
-            if receipt is not None:
-                receipts.append(receipt)
-        elif isinstance(parsed, Inbound):
-            inbound.append(parsed)
+        for frame in frames:
+            parsed = self.parse_request(frame)
+            if isinstance(parsed, PartReport):
+                await self._answers_first(parsed.msg_id)
+                receipt = self._receipt(parsed)
+                if receipt is not None:
+                    receipts.append(receipt)
+            elif isinstance(parsed, Inbound):
+                inbound.append(parsed)
         if not (receipts or inbound):
             return
         if self.sink is not None:

@@ -254,7 +254,9 @@ def test_an_unbinding_rate_takes_its_slots_with_the_start_stamps(setup, monkeypa
     # a slot gone stale now and then (a loaded machine holds the loop up past LATE_S) is taken
     # again, on its own; the rest came with the stamps
     assert takes[0] <= 5 + engine.limiter.stale, (takes[0], engine.limiter.stale)
-    assert 200 - 5 <= slots_in_rounds[0] <= 3 * 200  # the rest came with the stamps: about what was sent, not the rate
+    # the rest came with the stamps: about what was sent (a few times that where slots went stale
+    # on a loaded machine), never what the rate allows (1,750,000 for these 200 before the fix)
+    assert 200 - 5 <= slots_in_rounds[0] <= 10 * 200
 
 
 # -- 4. the lower of two rates ------------------------------------------------------------------

@@ -8,6 +8,7 @@ that throttles. Every secret is a recognisable fake, searched for by ``check_no_
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -21,6 +22,7 @@ from pydantic import SecretStr
 
 from broadcast.gateways.aliyun import AliyunGateway, AliyunSettings
 from broadcast.gateways.base import Gateway, make_client
+from broadcast.gateways.cmas import CmasGateway, CmasSettings
 from broadcast.gateways.cmpp import CmppGateway, CmppSettings
 from broadcast.gateways.console import ConsoleGateway, ConsoleSettings
 from broadcast.gateways.http import HttpGateway, HttpSettings
@@ -32,6 +34,7 @@ from broadcast.gateways.tencent import TencentGateway, TencentSettings
 from broadcast.gateways.twilio import TwilioGateway, TwilioSettings
 from broadcast.testing import GatewayCase
 from tests.gateways import cmpp_server
+from tests.gateways.fake_cmas import FakeCmas
 from tests.gateways.fakes import FakeAliyun, FakeKannel, FakeProvider, FakeTencent, FakeTwilio
 
 SECRET = {
@@ -41,6 +44,7 @@ SECRET = {
     "twilio": "kit-twilio-token-5e2a66",
     "kannel": "kit-kannel-pass-31d8",
     "cmpp": "kit-cmpp-secret-1",
+    "cmas": "kit-cmas-secret-6a0f42",
 }
 CMPP_SP = "901234"
 ALIYUN_KEY, TENCENT_ID, TWILIO_SID = "LTAI-kit", "AKID-kit", "AC" + "0" * 31 + "9"
@@ -193,6 +197,30 @@ KANNEL_PUSH = Incoming("GET", [("id", "7"), ("type", "1"), ("ts", "1772328608"),
                                ("reply", "id:1 sub:001 dlvrd:001 stat:DELIVRD err:000"), ("fid", "kannel-1")], {}, b"")
 
 
+# -- cmas ------------------------------------------------------------------------------------------------
+
+CMAS_EC, CMAS_AP = "城南新区政务服务中心", "cnxq-api"
+
+
+def cmas(transport: httpx.AsyncBaseTransport | None = None, **over: Any) -> CmasGateway:
+    settings = CmasSettings(**{"url": "https://mas.example.test/sms/", "ec_name": CMAS_EC, "ap_id": CMAS_AP,
+                               "secret_key": SecretStr(SECRET["cmas"]), "sign": "wHwvfNuH5", **over})
+    return CmasGateway(settings, client(transport) if transport else None)
+
+
+def cmas_recipients(request: httpx.Request) -> int:
+    return len(json.loads(base64.b64decode(request.content))["mobiles"].split(","))
+
+
+CMAS_PUSH = Incoming("POST", [], {"content-type": "application/json"}, json.dumps(
+    {"reportStatus": "DELIVRD", "mobile": "13800000001", "submitDate": "2026-03-01 09:30:00",
+     "receiveDate": "2026-03-01 09:30:08", "errorCode": "DELIVRD", "msgGroup": "0301093000001000833076"}).encode())
+
+
+def fake_cmas() -> FakeCmas:
+    return FakeCmas(CMAS_EC, CMAS_AP, SECRET["cmas"])
+
+
 def fake_aliyun() -> FakeAliyun:
     return FakeAliyun(ALIYUN_KEY, SECRET["aliyun"])
 
@@ -272,6 +300,12 @@ CASES: list[GatewayCase] = [
         push_samples={"kannel": KANNEL_PUSH}),
     *variants("cmpp", lambda: cmpp(cmpp_ismg("healthy").port), {"reset": lambda: cmpp(cmpp_ismg("reset").port)},
               hanging=lambda url, t: cmpp(int(url.rsplit(":", 1)[1]), timeout_s=t), silent_server=cmpp_silent),
+    *variants("cmas", lambda: cmas(fake_cmas().transport()), {
+        "reset": lambda: cmas(httpx.MockTransport(reset)),
+        "down": lambda: cmas(down(fake_cmas(), 500)),
+        "throttled": lambda: cmas(answer(200, {"rspcod": "FlowOverLimit", "msgGroup": "", "success": False})),
+    }, hanging=lambda url, t: cmas(url=url + "/sms/", **_ms(t)), recipients=cmas_recipients,
+        push_samples={"cmas": CMAS_PUSH}),
 ]
 
 _: Callable[..., Awaitable[None]] = _instant

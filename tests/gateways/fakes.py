@@ -12,6 +12,8 @@ to a receipts endpoint in its own push format (``push``). It refuses the numbers
 way the provider refuses an invalid number (nothing sent), and with ``fail_status`` set answers
 every send with that HTTP status (a provider that is down). ``transport()`` is the same fake behind an
 ``httpx.MockTransport`` (no socket: the contract kit's cases, ``cases.py``).
+
+The fake of China Mobile 云MAS (``FakeCmas``) is in ``fake_cmas.py``, on the same ``FakeProvider``.
 """
 
 from __future__ import annotations

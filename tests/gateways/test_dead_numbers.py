@@ -5,7 +5,8 @@ A message to 200 members whose first ten numbers the provider refuses as invalid
 ~17 attempts, 183 members never tried. Now, for each gateway refusing them its own way (the http
 webhook with ``"fault": "recipient"``, smsbox's black-list, Aliyun's ``isv.MOBILE_NUMBER_ILLEGAL``,
 Tencent's ``InvalidParameterValue.IncorrectPhoneNumber`` for the request or per number, Twilio's
-21211, the simulator's 空号): the ten fail with the provider's reason, everyone else is sent once,
+21211, the simulator's 空号; cmas, which 云MAS cannot send to, refuses ten numbers that are not
+mainland mobiles itself): the ten fail with the provider's reason, everyone else is sent once,
 the message is not paused. And a real storm — every request failing (500, or smsbox's 503), bad
 credentials, or throttling past the retry budget — still pauses within the window, most of the
 audience untouched. (``console`` accepts everything: it has nothing to refuse.)
@@ -30,6 +31,7 @@ from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.dispatch.policies import MIN_PAUSE_SAMPLES
 from broadcast.gateways.aliyun import AliyunGateway, AliyunSettings
 from broadcast.gateways.base import Gateway, make_client
+from broadcast.gateways.cmas import CmasGateway, CmasSettings
 from broadcast.gateways.http import HttpGateway, HttpSettings
 from broadcast.gateways.kannel import KannelGateway, KannelSettings
 from broadcast.gateways.mockserver import start_in_thread
@@ -41,11 +43,13 @@ from broadcast.messages.store import create_message
 from broadcast.recipients.groups import add_group
 from broadcast.recipients.members import add_member
 from broadcast.workspace import Workspace
+from tests.gateways.fake_cmas import FakeCmas
 from tests.gateways.fakes import FakeAliyun, FakeKannel, FakeProvider, FakeTencent, FakeTwilio
 
 N = 200
 PHONES = [f"+861380000{i:04d}" for i in range(N)]
 DEAD = PHONES[:10]
+FOREIGN = [f"+8525123{i:04d}" for i in range(10)]  # Hong Kong mobiles: no 云MAS can send to them
 CONCURRENCY = 8  # the default BROADCAST_CONCURRENCY
 PERSONAL = "{name}同志：明天上午九点开会。"  # a text per member: one recipient per request where texts cannot mix
 SAME = "明天上午九点开会。"
@@ -123,6 +127,8 @@ def provider(name: str, fault: str, tmp_path: Path) -> Iterator[tuple[Callable[[
         fake = FakeKannel("bc", "right-secret")
     elif base == "aliyun":
         fake = FakeAliyun("LTAI-dead", "right-secret")
+    elif base == "cmas":
+        fake = FakeCmas("城南新区政务服务中心", "cnxq-dead", "right-secret")
     elif base == "tencent":
         fake = FakeTencent("AKID-dead", "right-secret")
         fake.dead_request_level = name.endswith("request")
@@ -140,12 +146,15 @@ def provider(name: str, fault: str, tmp_path: Path) -> Iterator[tuple[Callable[[
                 gw: Gateway = AliyunGateway(AliyunSettings(access_key_id="LTAI-dead", access_key_secret=secret, sign_name="城南新区",
                                                            template_code="SMS_100001", endpoint=url + "/"), client)
                 return gw if name == "aliyun-batch" else one_per_request(gw)
+            if base == "cmas":
+                return CmasGateway(CmasSettings(url=url + "/sms/", ec_name="城南新区政务服务中心", ap_id="cnxq-dead",
+                                                secret_key=secret, sign="wHwvfNuH5"), client)
             if base == "tencent":
                 return TencentGateway(TencentSettings(secret_id="AKID-dead", secret_key=secret, sdk_app_id="1400006666",
                                                       sign_name="城南新区", template_id="449739", endpoint=url + "/"), client)
             return TwilioGateway(TwilioSettings(account_sid=TWILIO_SID, auth_token=secret, from_="+15005550006", endpoint=url), client)
 
-        yield cloud, lambda: [s.phone for s in fake.sent]
+        yield cloud, lambda: [s.phone if s.phone.startswith("+") else "+86" + s.phone for s in fake.sent]
 
 
 def _mock_phones(record: Path) -> list[str]:
@@ -154,14 +163,18 @@ def _mock_phones(record: Path) -> list[str]:
     return [json.loads(line)["to"] for line in record.read_text(encoding="utf-8").splitlines()] if record.exists() else []
 
 
-@pytest.fixture
-def members(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def enrol(ws: Workspace, monkeypatch: pytest.MonkeyPatch, phones: list[str]) -> Workspace:
     monkeypatch.setenv("BROADCAST_NOW", "2026-11-27T10:00")
     monkeypatch.setenv("BROADCAST_RETRY_BASE_S", "600")  # no retry comes due within the pass
     add_group(ws, "一支部")
-    for i, phone in enumerate(PHONES):
-        add_member(ws, f"人{i}", phone[3:], ["一支部"])
+    for i, phone in enumerate(phones):
+        add_member(ws, f"人{i}", phone[3:] if phone.startswith("+86") else phone, ["一支部"])
     return ws
+
+
+@pytest.fixture
+def members(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    return enrol(ws, monkeypatch, PHONES)
 
 
 def message(ws: Workspace, text: str) -> int:
@@ -204,8 +217,25 @@ def test_dead_numbers_first_fail_alone_and_the_rest_is_sent(case: Case, members:
     assert sorted(took) == sorted(PHONES[10:])  # everyone else reached the provider, once
 
 
-STORMS = [(name, "500") for name in ("simulator", "http", "kannel", "aliyun", "tencent", "twilio")] + [
-    (name, "credentials") for name in ("kannel", "aliyun", "tencent", "twilio")]
+@pytest.mark.parametrize("text", [PERSONAL, SAME], ids=["a-text-each", "one-text"])
+def test_cmas_fails_the_numbers_it_cannot_send_alone(text: str, ws: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """云MAS sends to mainland mobiles only: ten Hong Kong numbers first fail as ``not_mainland``
+    (recipient faults, never sent), the other 190 go out once (in one request when they share a text)."""
+    w = enrol(ws, monkeypatch, FOREIGN + PHONES[10:])
+    mid = message(w, text)
+    with provider("cmas", "dead", tmp_path) as (make, taken):
+        report = run_pass(w, make)
+        took = taken()
+    assert not report.paused, report.paused
+    assert report.completed == [mid]
+    rows = deliveries(w, mid)
+    assert {p: r for p, r in rows.items() if r[0] == "failed"} == {p: ("failed", "not_mainland") for p in FOREIGN}
+    assert sorted(took) == sorted(PHONES[10:])
+
+
+STORMS = [(name, "500") for name in ("simulator", "http", "kannel", "aliyun", "tencent", "twilio", "cmas")] + [
+    (name, "credentials") for name in ("kannel", "aliyun", "tencent", "twilio", "cmas")]
 
 
 @pytest.mark.parametrize(("name", "fault"), STORMS, ids=[f"{n}-{f}" for n, f in STORMS])

@@ -252,3 +252,18 @@ def test_status_reports_through_the_dispatcher(setup, version: str) -> None:
 
     asyncio.run(main())
     assert statuses(ws, mid) == {"delivered": 19, "failed": 1}
+
+
+@pytest.mark.parametrize(("msg_fmt", "text", "sent_as"), [(15, "开会通知：周五", 15), (15, "emoji 🎉 无GBK", 8),
+                                                          (0, "meeting at 9", 0), (0, "会议", 8)])
+def test_msg_fmt_gbk_or_ascii_when_the_text_fits(msg_fmt: int, text: str, sent_as: int) -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, msg_fmt=msg_fmt)
+            (r,) = await gw.send(items(1, text))
+            await gw.aclose()
+            assert r.outcome is Outcome.ACCEPTED
+            (s,) = srv.submits
+            assert (s.msg_fmt, s.text) == (sent_as, text)
+
+    asyncio.run(main())

@@ -40,6 +40,7 @@ BUILTINS: dict[str, str] = {
     "twilio": "broadcast.gateways.twilio:TwilioGateway",
     "kannel": "broadcast.gateways.kannel:KannelGateway",
     "smpp": "broadcast.gateways.smpp:SmppGateway",
+    "cmpp": "broadcast.gateways.cmpp:CmppGateway",
     "cmas": "broadcast.gateways.cmas:CmasGateway",
 }
 

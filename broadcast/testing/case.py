@@ -50,6 +50,11 @@ class GatewayCase:
     * ``env`` — environment variables set while the checks run (a push format that reads its
       settings from the environment).
     * ``variant`` — tells several cases of one gateway apart (``aliyun-throttled``).
+    * ``silent_server()`` — for a gateway that logs in on a long-lived connection before it sends
+      (CMPP, SMPP): a context manager yielding the URL (``scheme://127.0.0.1:PORT``) of a server that
+      accepts the login and then never answers, used instead of the kit's silent HTTP endpoint
+      (which never answers the login either, so no message would ever be written). ``hanging``
+      is given that URL.
     """
 
     name: str
@@ -61,6 +66,7 @@ class GatewayCase:
     secrets: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     variant: str = ""
+    silent_server: Callable[[], contextlib.AbstractContextManager[str]] | None = None
 
     @property
     def id(self) -> str:

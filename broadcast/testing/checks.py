@@ -4,6 +4,7 @@ saying what the gateway got wrong; ``None`` when it passed, or a sentence when i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -198,7 +199,7 @@ async def _exercise(case: GatewayCase, texts: list[tuple[str, str]]) -> None:
         finally:
             await closed(gateway)
     if case.hanging is not None:
-        with silent_endpoint() as url:
+        with _silent(case) as url:
             gateway = case.hanging(url, TIMEOUT_S)
             try:
                 texts += [("timed-out result", repr(r)) for r in await _send(case, gateway, sample_items(1))]
@@ -230,12 +231,17 @@ def check_no_secret_leaks(case: GatewayCase) -> str | None:
 # -- (f) timeouts ---------------------------------------------------------------------------------------
 
 
+def _silent(case: GatewayCase) -> contextlib.AbstractContextManager[str]:
+    """The case's silent server (a login-first gateway's), else the kit's silent HTTP endpoint."""
+    return case.silent_server() if case.silent_server is not None else silent_endpoint()
+
+
 def check_timeouts(case: GatewayCase) -> str | None:
     """A provider that never answers: a retryable, in-doubt result within the configured timeout, no hang."""
     if case.hanging is None:
         return "skipped: the case has no hanging() (a gateway that makes no network request)"
     budget = 2 * TIMEOUT_S + SLACK_S
-    with silent_endpoint() as url:
+    with _silent(case) as url:
         gateway = case.hanging(url, TIMEOUT_S)
         if settings_timeout(gateway.settings) != TIMEOUT_S:
             raise _fail(case, f"hanging(url, {TIMEOUT_S}) must configure timeout_s={TIMEOUT_S} "

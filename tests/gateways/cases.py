@@ -9,8 +9,10 @@ that throttles. Every secret is a recognisable fake, searched for by ``check_no_
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -21,6 +23,7 @@ from pydantic import SecretStr
 from broadcast.gateways.aliyun import AliyunGateway, AliyunSettings
 from broadcast.gateways.base import Gateway, make_client
 from broadcast.gateways.cmas import CmasGateway, CmasSettings
+from broadcast.gateways.cmpp import CmppGateway, CmppSettings
 from broadcast.gateways.console import ConsoleGateway, ConsoleSettings
 from broadcast.gateways.http import HttpGateway, HttpSettings
 from broadcast.gateways.kannel import KannelGateway, KannelSettings
@@ -31,6 +34,7 @@ from broadcast.gateways.smpp import SmppGateway, SmppSettings
 from broadcast.gateways.tencent import TencentGateway, TencentSettings
 from broadcast.gateways.twilio import TwilioGateway, TwilioSettings
 from broadcast.testing import GatewayCase
+from tests.gateways import cmpp_server
 from tests.gateways.fake_cmas import FakeCmas
 from tests.gateways.fake_smsc import shared
 from tests.gateways.fakes import FakeAliyun, FakeKannel, FakeProvider, FakeTencent, FakeTwilio
@@ -42,8 +46,10 @@ SECRET = {
     "twilio": "kit-twilio-token-5e2a66",
     "kannel": "kit-kannel-pass-31d8",
     "smpp": "kitpass1",
+    "cmpp": "kit-cmpp-secret-1",
     "cmas": "kit-cmas-secret-6a0f42",
 }
+CMPP_SP = "901234"
 ALIYUN_KEY, TENCENT_ID, TWILIO_SID = "LTAI-kit", "AKID-kit", "AC" + "0" * 31 + "9"
 NOW = datetime(2026, 3, 1, 1, 30, tzinfo=UTC)
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -234,6 +240,31 @@ def fake_kannel() -> FakeKannel:
     return FakeKannel("bc", SECRET["kannel"])
 
 
+@functools.cache
+def cmpp_ismg(kind: str) -> cmpp_server.CmppServer:
+    """A CMPP test ISMG in a thread of its own, started on first use and kept for the session:
+    ``healthy`` (accepts everything), ``reset`` (cuts the link at every submit)."""
+    options = {"healthy": {}, "reset": {"cut_after": 1, "cut_repeat": True}}[kind]
+    running = cmpp_server.in_thread(accounts={CMPP_SP: SECRET["cmpp"]}, **options)
+    _KEPT.append(running)  # a context manager collected would stop its server
+    return running.__enter__()
+
+
+_KEPT: list[contextlib.AbstractContextManager[cmpp_server.CmppServer]] = []
+
+
+def cmpp(port: int, **kw: Any) -> CmppGateway:
+    return CmppGateway(CmppSettings(host="127.0.0.1", port=port, sp_id=CMPP_SP, secret=SecretStr(SECRET["cmpp"]),
+                                    src_id="1065712345", service_id="KIT", **kw))
+
+
+@contextlib.contextmanager
+def cmpp_silent() -> Iterator[str]:
+    """An ISMG that accepts the login, then answers nothing (neither submits nor heartbeats)."""
+    with cmpp_server.in_thread(accounts={CMPP_SP: SECRET["cmpp"]}, silent=True) as srv:
+        yield f"cmpp://127.0.0.1:{srv.port}"
+
+
 def _ms(timeout_s: float) -> dict[str, Any]:
     return {"timeout_s": timeout_s}
 
@@ -287,6 +318,8 @@ CASES: list[GatewayCase] = [
     }, hanging=lambda url, t: kannel(url=url + "/cgi-bin/sendsms", **_ms(t)), recipients=lambda request: 1,
         push_samples={"kannel": KANNEL_PUSH}),
     *SMPP_CASES,
+    *variants("cmpp", lambda: cmpp(cmpp_ismg("healthy").port), {"reset": lambda: cmpp(cmpp_ismg("reset").port)},
+              hanging=lambda url, t: cmpp(int(url.rsplit(":", 1)[1]), timeout_s=t), silent_server=cmpp_silent),
     *variants("cmas", lambda: cmas(fake_cmas().transport()), {
         "reset": lambda: cmas(httpx.MockTransport(reset)),
         "down": lambda: cmas(down(fake_cmas(), 500)),

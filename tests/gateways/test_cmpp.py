@@ -1,0 +1,269 @@
+"""The ``cmpp`` gateway against the test ISMG (``cmpp_server``, written apart from the client):
+login, window, heartbeats both ways, a dead link, long texts, status reports through the real
+dispatcher, flow control, a link cut mid-window, replies, and CMPP 3.0 end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from broadcast.dispatch.dispatcher import Dispatcher
+from broadcast.gateways.base import Outcome, SendItem, SendResult
+from broadcast.gateways.cmpp import CmppGateway, CmppSettings
+from tests.gateways.cmpp_server import MSG_ID_BASE, CmppServer
+from tests.helpers import scripted
+from tests.helpers.scripted import approved_message, as_operator, statuses
+
+SP, SECRET, SRC = "901234", "kit-cmpp-secret-1", "1065712345"
+setup = scripted.setup  # 20 members of 一支部, 13800000000..13800000019
+
+LONG = "各位党员同志：" + "请于本周五下午三点到区委三楼会议室参加专题学习会，带好笔记本。" * 5  # 3 parts of UCS-2
+
+
+def gateway(port: int, **kw: Any) -> CmppGateway:
+    settings: dict[str, Any] = {"host": "127.0.0.1", "port": port, "sp_id": SP, "secret": SecretStr(SECRET),
+                                "src_id": SRC, "service_id": "MBJ0019901", **kw}
+    return CmppGateway(CmppSettings(**settings))
+
+
+def items(n: int, text: str = "【区委办】今晚八点停电检修", start: int = 1) -> list[SendItem]:
+    return [SendItem(start + i, f"+861390000{i:04d}", text) for i in range(n)]
+
+
+async def send_each(gw: CmppGateway, batch: list[SendItem]) -> list[SendResult]:
+    """Every item in its own send() at once, as the dispatcher's concurrent workers do."""
+    return [r for rs in await asyncio.gather(*(gw.send([i]) for i in batch)) for r in rs]
+
+
+def test_login_and_send_one() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port)
+            (r,) = await gw.send(items(1))
+            await gw.aclose()
+            assert r.outcome is Outcome.ACCEPTED and int(r.provider_id or 0) > MSG_ID_BASE
+            assert srv.logins == [(SP, 0x20, 0)] and srv.terminates == 1  # a graceful logout
+            (s,) = srv.submits
+            assert (s.dest, s.text, s.msg_fmt, s.src_id, s.msg_src, s.service_id, s.registered_delivery) == (
+                "13900000000", "【区委办】今晚八点停电检修", 8, SRC, SP, "MBJ0019901", 1)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("secret", "sp", "status", "words"), [
+    ("wrong-secret-123", SP, 3, "认证错"), (SECRET, "999999", 2, "非法源地址")])
+def test_a_refused_login_pauses_with_the_servers_status(secret: str, sp: str, status: int, words: str) -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, secret=SecretStr(secret), sp_id=sp)
+            results = await gw.send(items(2))
+            assert "status" in (await gw.ping() or "")  # the pool remembers the refusal: no new login
+            await gw.aclose()
+            for r in results:
+                assert r.outcome is Outcome.PERMANENT and r.pause and r.code == "login_refused"
+                assert f"status {status}" in (r.detail or "") and words in (r.detail or "")
+            assert secret not in repr(results)
+            assert len(srv.logins) == 1  # never retried
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("window", [1, 16])
+def test_the_window_is_respected(window: int) -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, latency_s=0.02, window=window) as srv:
+            gw = gateway(srv.port, window=window)
+            results = await send_each(gw, items(40))
+            await gw.aclose()
+            assert all(r.outcome is Outcome.ACCEPTED for r in results)
+            assert srv.overflows == 0 and srv.max_unanswered == window  # used to the full, never over
+
+    asyncio.run(main())
+
+
+def test_heartbeats_both_ways() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, heartbeat_s=0.1) as srv:
+            gw = gateway(srv.port, idle_s=0.15, heartbeat_timeout_s=0.2)
+            await gw.send(items(1))
+            await asyncio.sleep(0.7)
+            assert srv.active_test_answers >= 4  # the server's ACTIVE_TESTs answered
+            # the client's own: the server's traffic keeps the link busy, so stop it and watch ours
+            srv.heartbeat_s = None
+            before = len(srv.client_active_tests)
+            async with CmppServer({SP: SECRET}) as quiet:
+                gw2 = gateway(quiet.port, idle_s=0.1, heartbeat_timeout_s=0.2)
+                await gw2.send(items(1))
+                await asyncio.sleep(0.55)
+                assert len(quiet.client_active_tests) >= 3 and gw2.pool.sessions[0] is not None
+                assert gw2.pool.sessions[0].alive
+                await gw2.aclose()
+            await gw.aclose()
+            assert len(srv.client_active_tests) >= before
+
+    asyncio.run(main())
+
+
+def test_a_dead_link_is_noticed_within_c_plus_n_times_t() -> None:
+    c, t, n = 0.1, 0.1, 3
+
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, idle_s=c, heartbeat_timeout_s=t, heartbeat_tries=n)
+            await gw.send(items(1))
+            session = gw.pool.sessions[0]
+            assert session is not None
+            srv.silent = True
+            silent_since = time.monotonic()
+            while session.alive:
+                await asyncio.sleep(0.01)
+            noticed = time.monotonic() - silent_since
+            assert noticed <= c + n * t + 0.15, noticed
+            assert len(srv.client_active_tests) >= n
+            srv.silent = False
+            (r,) = await gw.send(items(1, start=50))  # a new link
+            await gw.aclose()
+            assert r.outcome is Outcome.ACCEPTED and srv.connections == 2
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0"])
+def test_a_long_text_goes_as_parts_the_server_joins(version: str) -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, version=version)
+            (r,) = await gw.send(items(1, LONG))
+            await asyncio.sleep(0.05)
+            receipts = await gw.fetch_receipts()
+            await gw.aclose()
+            assert r.outcome is Outcome.ACCEPTED and r.detail == "3 parts"
+            parts = srv.submits
+            assert [(p.pk_total, p.pk_number) for p in parts] == [(3, 1), (3, 2), (3, 3)]
+            assert len({p.udh[:-2] for p in parts}) == 1 and parts[0].udh.startswith("050003")
+            assert srv.texts() == [("13900000000", LONG)]
+            assert srv.logins[0][1] == (0x30 if version == "3.0" else 0x20)
+            # one receipt for the delivery, when all three parts are delivered; by the first part's id
+            assert [(x.delivery_id, x.provider_id, x.status) for x in receipts] == [(1, r.provider_id, "delivered")]
+            assert len(srv.deliver_resps) == 3
+
+    asyncio.run(main())
+
+
+def test_recipient_faults_and_account_faults() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, results={"13900000001": 13, "13900000002": 9, "13900000003": 10}) as srv:
+            gw = gateway(srv.port)
+            ok, dest13, dest9, src10 = await gw.send(items(4))
+            (bad,) = await gw.send([SendItem(9, "+86-139-x", "hi")])
+            await gw.aclose()
+        assert ok.outcome is Outcome.ACCEPTED
+        for r in (dest13, dest9):
+            assert r.outcome is Outcome.PERMANENT and r.recipient_fault and not r.pause
+        assert dest13.code == "cmpp_13" and "Dest_terminal_Id" in (dest13.detail or "")
+        assert src10.outcome is Outcome.PERMANENT and src10.pause and not src10.recipient_fault
+        assert bad.outcome is Outcome.PERMANENT and bad.recipient_fault and bad.code == "bad_number"
+
+    asyncio.run(main())
+
+
+def test_flow_control_slows_down_and_loses_nothing() -> None:
+    async def main() -> tuple[float, float]:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port)
+            t0 = time.monotonic()
+            plain = await send_each(gw, items(20))
+            fast = time.monotonic() - t0
+            await gw.aclose()
+        async with CmppServer({SP: SECRET}, throttle_first=12) as srv:
+            gw = gateway(srv.port)
+            t0 = time.monotonic()
+            throttled = await send_each(gw, items(20))
+            slow = time.monotonic() - t0
+            await gw.aclose()
+            assert all(r.outcome is Outcome.ACCEPTED for r in plain + throttled), throttled
+            assert sum(1 for s in srv.submits if s.result == 8) == 12 and len(srv.submits) == 32
+            assert srv.per_number() == Counter({f"1390000{i:04d}": 1 for i in range(20)})
+        return fast, slow
+
+    fast, slow = asyncio.run(main())
+    assert slow > fast + 0.09, (fast, slow)  # the link waited out the backoff
+
+
+def test_a_link_cut_mid_window() -> None:
+    """4 answered, 4 written and never answered (the window is full), then the link is cut: the 4
+    answered are accepted and never sent again, the 4 unanswered are in doubt, the 4 that waited
+    for the window were never written and go on the next link."""
+
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, hold_after=4, cut_after=8, receipts=False) as srv:
+            gw = gateway(srv.port, window=4)
+            batch = items(12)
+            first = {r.delivery_id: r for r in await send_each(gw, batch)}
+            accepted = [i for i, r in first.items() if r.outcome is Outcome.ACCEPTED]
+            doubt = [i for i, r in first.items() if r.maybe_sent]
+            unsent = [i for i, r in first.items() if r.outcome is Outcome.RETRYABLE and not r.maybe_sent]
+            assert (len(accepted), len(doubt), len(unsent)) == (4, 4, 4), first
+            assert all(first[i].code == "link_lost" for i in doubt)
+            again = await send_each(gw, [i for i in batch if i.delivery_id in unsent])
+            await gw.aclose()
+            assert all(r.outcome is Outcome.ACCEPTED for r in again) and srv.connections == 2
+            per_number = Counter(s.dest for s in srv.submits)
+            assert sorted(per_number.values()) == [1] * 12  # nobody got two
+            assert len(srv.accepted()) == 8
+
+    asyncio.run(main())
+
+
+def test_replies_are_kept_with_their_pdu() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, version="3.0")
+            await gw.send(items(1))
+            await srv.send_mo("13900000000", "收到，退订", dest_id=SRC + "01")
+            await asyncio.sleep(0.05)
+            (mo,) = await gw.fetch_inbound()
+            await gw.aclose()
+        assert (mo.gateway, mo.phone, mo.to, mo.text) == ("cmpp", "+8613900000000", SRC + "01", "收到，退订")
+        assert mo.raw[4:8] == b"\0\0\0\x05" and len(mo.raw) == 12 + 77 + 10 + 20
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0"])
+def test_status_reports_through_the_dispatcher(setup, version: str) -> None:
+    ws = setup
+    mid = approved_message(ws, text="明天下午三点开会，{name}同志请准时参加")
+
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, stats={"13800000007": "UNDELIV"}, latency_s=0.005) as srv:
+            gw = gateway(srv.port, version=version)
+            try:
+                await Dispatcher(as_operator(ws, "cron"), gw, receipt_wait_s=5).run_pass()
+            finally:
+                await gw.aclose()
+            assert len(srv.texts()) == 20 and len(srv.deliver_resps) == 20
+            assert {v for _, v, _ in srv.logins} == {0x30 if version == "3.0" else 0x20}
+
+    asyncio.run(main())
+    assert statuses(ws, mid) == {"delivered": 19, "failed": 1}
+
+
+@pytest.mark.parametrize(("msg_fmt", "text", "sent_as"), [(15, "开会通知：周五", 15), (15, "emoji 🎉 无GBK", 8),
+                                                          (0, "meeting at 9", 0), (0, "会议", 8)])
+def test_msg_fmt_gbk_or_ascii_when_the_text_fits(msg_fmt: int, text: str, sent_as: int) -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, msg_fmt=msg_fmt)
+            (r,) = await gw.send(items(1, text))
+            await gw.aclose()
+            assert r.outcome is Outcome.ACCEPTED
+            (s,) = srv.submits
+            assert (s.msg_fmt, s.text) == (sent_as, text)
+
+    asyncio.run(main())

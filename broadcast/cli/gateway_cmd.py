@@ -19,7 +19,7 @@ def list_(json_: bool = JSON_OPTION) -> None:
     from broadcast.cli._output import Output
     from broadcast.gateways import registry
 
-    caps = registry.available()
+    caps = {name: _as_configured(name, c) for name, c in registry.available().items()}
     out = Output.for_(json_)
     out.table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "Window", "About"],
               ([c.name, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
@@ -28,6 +28,22 @@ def list_(json_: bool = JSON_OPTION) -> None:
               data=[asdict(c) for c in caps.values()])
     for name, problem in registry.broken().items():
         out.warn(f"plugin {name} could not be loaded: {problem}")
+
+
+def _as_configured(name: str, caps: Any) -> Any:
+    """An operator link's capabilities with the window and connections its settings give, where
+    they load (the declared defaults otherwise)."""
+    if not caps.window:
+        return caps
+    from dataclasses import replace
+
+    from broadcast.gateways import registry
+
+    try:
+        s = registry.load_settings(registry.load(name))
+    except Exception:  # not configured here: the defaults
+        return caps
+    return replace(caps, window=getattr(s, "window", caps.window), connections=getattr(s, "connections", caps.connections))
 
 
 def _window(c: Any) -> str:

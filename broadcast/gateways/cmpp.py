@@ -56,6 +56,8 @@ CAPABILITIES = Capabilities(
     max_batch=1,
     mixed_texts=True,
     pull_receipts=True,
+    window=16,
+    connections=1,
     description="China Mobile CMPP 2.0/3.0 to the operator's ISMG over TCP; status reports on the same link.",
 )
 VERSION_BYTE = {"2.0": 0x20, "3.0": 0x30}

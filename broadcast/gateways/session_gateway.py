@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import OrderedDict
@@ -108,6 +109,10 @@ class SessionGateway(Gateway):
 
     def __init__(self, settings: BaseSettings, client: object | None = None) -> None:
         super().__init__(settings, None)  # no HTTP: the shared client is not used
+        declared = type(self).capabilities  # this account's window and connections, as configured
+        self.capabilities = dataclasses.replace(  # type: ignore[misc]
+            declared, window=getattr(settings, "window", declared.window),
+            connections=getattr(settings, "connections", declared.connections))
         self.pool = SessionPool(self.dialect, self.session_settings(), self._on_request)
         self.sink: Sink | None = None
         self._receipts: list[Receipt] = []

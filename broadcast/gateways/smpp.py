@@ -56,6 +56,8 @@ CAPABILITIES = Capabilities(
     max_batch=1,
     mixed_texts=True,
     pull_receipts=True,
+    window=16,
+    connections=1,
     description="SMPP 3.4 to an SMSC or aggregator (bind transceiver or transmitter+receiver); receipts by deliver_sm.",
 )
 

@@ -473,3 +473,17 @@ def test_reporter_in_a_terminal_draws_a_rich_progress_bar(monkeypatch: pytest.Mo
         rep.close()
     assert not rep.bar.live.is_started
     assert "message 1: sent" not in err.getvalue()  # no log lines in a terminal
+
+
+def test_gateway_list_shows_an_operator_links_window_and_connections(cli: Any) -> None:
+    """The declared defaults (16 × 1), and an account's own once its settings load."""
+    caps = {c["name"]: c for c in cli("gateway", "list", "--json").json()}
+    assert (caps["cmpp"]["window"], caps["cmpp"]["connections"]) == (16, 1)
+    assert (caps["smpp"]["window"], caps["smpp"]["connections"]) == (16, 1) and caps["http"]["window"] is None
+    env = {"BROADCAST_CMPP_HOST": "127.0.0.1", "BROADCAST_CMPP_SP_ID": "901234", "BROADCAST_CMPP_SECRET": "s3cret",
+           "BROADCAST_CMPP_SRC_ID": "10690", "BROADCAST_CMPP_WINDOW": "32", "BROADCAST_CMPP_CONNECTIONS": "2",
+           "COLUMNS": "400"}
+    caps = {c["name"]: c for c in cli("gateway", "list", "--json", env=env).json()}
+    assert (caps["cmpp"]["window"], caps["cmpp"]["connections"]) == (32, 2)
+    table = cli("gateway", "list", env=env).stdout
+    assert "32 × 2" in table and "16 × 1" in table

@@ -267,3 +267,22 @@ def test_msg_fmt_gbk_or_ascii_when_the_text_fits(msg_fmt: int, text: str, sent_a
             assert (s.msg_fmt, s.text) == (sent_as, text)
 
     asyncio.run(main())
+
+
+def test_gateway_check_online_logs_in_and_out_and_says_what_the_ismg_answered(cli: Any, monkeypatch: Any) -> None:
+    from tests.gateways.cmpp_server import in_thread
+
+    with in_thread(accounts={"901234": "online-secret"}) as srv:
+        for key, value in {"HOST": "127.0.0.1", "PORT": str(srv.port), "SP_ID": "901234", "SECRET": "online-secret",
+                           "SRC_ID": "10690"}.items():
+            monkeypatch.setenv(f"BROADCAST_CMPP_{key}", value)
+        ok = cli("gateway", "check", "--gateway", "cmpp", "--online", "--json")
+        assert ok.exit_code == 0 and ok.json()["online"] == "ok", ok
+        monkeypatch.setenv("BROADCAST_CMPP_SECRET", "wrong-secret")
+        bad = cli("gateway", "check", "--gateway", "cmpp", "--online")
+        assert bad.exit_code == 1 and "login refused" in bad.stderr and "status 3" in bad.stderr, bad
+        assert "wrong-secret" not in bad.stdout + bad.stderr
+        give_up = time.monotonic() + 5
+        while srv.live and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert len(srv.logins) == 2 and srv.terminates == 1 and srv.live == 0  # logged out, none left open

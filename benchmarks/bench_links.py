@@ -7,8 +7,9 @@ For each protocol, answer latency (ms) and window: a local simulator in its own 
 CPU 1) answers every submit after the latency, and two clients in this process (CPU 0), one after
 the other, keep `window` submits unanswered on one connection:
 
-* **bare**: a loop written here, the least a client can do: one login, a submit PDU prebuilt once
-  (only its sequence number patched), a reader that matches responses to a dict of futures;
+* **bare**: a loop written here, the least a client can do: one login; per message a submit PDU
+  packed with struct from its fields (the destination and the UCS-2 text), a reader that matches
+  responses to a dict of futures and reads each one's status;
 * **gateway**: `broadcast`'s own `cmpp` / `smpp` gateway (`SessionGateway.send`, as the dispatcher
   calls it with window × connections workers): the text split and encoded, a PDU built per part,
   the session layer's window and matching, the answer classified and the result aggregated.
@@ -108,43 +109,51 @@ def simulator(protocol: str, latency_s: float, ready: mp.Queue) -> None:  # type
 
 # -- the bare loop --------------------------------------------------------------------------------
 
-def bare_pdus(protocol: str) -> tuple[int, bytes, bytes]:
-    """(header length, login PDU, a submit PDU with sequence 0) built by hand."""
-    text = TEXT.encode("utf-16-be")
+CMPP_SUBMIT = struct.Struct(">IIIQBBBB10sB21sBBB6s2s6s17s17s21sB21sB")
+
+
+def bare_pdus(protocol: str) -> tuple[int, bytes, Callable[[int, str, str], bytes]]:
+    """(header length, login PDU, submit(seq, phone, text) -> PDU), packed by hand."""
     if protocol == "cmpp":
         stamp = time.strftime("%m%d%H%M%S")
         auth = hashlib.md5(SP_ID.encode() + b"\0" * 9 + SECRET.encode() + stamp.encode()).digest()
         login = struct.pack(">III6s16sBI", 39, 1, 1, SP_ID.encode(), auth, 0x20, int(stamp))
-        body = (struct.pack(">QBBBB10sB21sBBB6s2s6s17s17s21sB21sB", 0, 1, 1, 1, 1, b"bench", 0, b"", 0, 0, 8,
-                            SP_ID.encode(), b"01", b"000000", b"", b"", b"10690", 1, b"13800000000", len(text))
-                + text + b"\0" * 8)
-        return 12, login, struct.pack(">III", 12 + len(body), 4, 0) + body
+
+        def cmpp_submit(seq: int, phone: str, text: str) -> bytes:
+            content = text.encode("utf-16-be")
+            return CMPP_SUBMIT.pack(CMPP_SUBMIT.size + len(content) + 8, 4, seq, 0, 1, 1, 1, 1, b"bench", 0, b"",
+                                    0, 0, 8, SP_ID.encode(), b"01", b"", b"", b"", b"10690", 1,
+                                    phone.removeprefix("+86").encode(), len(content)) + content + b"\0" * 8
+        return 12, login, cmpp_submit
     bind = b"".join((SYSTEM_ID.encode(), b"\0", PASSWORD.encode(), b"\0", b"\0", bytes((0x34, 0, 0)), b"\0"))
     login = struct.pack(">IIII", 16 + len(bind), 9, 0, 1) + bind
-    body = b"".join((b"\0", bytes((0, 0)), b"10690\0", bytes((1, 1)), b"8613800000000\0",
-                     bytes((0, 0, 0)), b"\0\0", bytes((1, 0, 8, 0, len(text)))), ) + text
-    return 16, login, struct.pack(">IIII", 16 + len(body), 4, 0, 0) + body
+
+    def smpp_submit(seq: int, phone: str, text: str) -> bytes:
+        content = text.encode("utf-16-be")
+        body = b"".join((b"\0\0\0" b"10690\0" b"\1\1", phone.removeprefix("+").encode(), b"\0\0\0\0\0\0",
+                         bytes((1, 0, 8, 0, len(content))), content))
+        return struct.pack(">IIII", 16 + len(body), 4, 0, seq) + body
+    return 16, login, smpp_submit
 
 
 async def bare(protocol: str, port: int, window: int, seconds: float) -> float:
-    header, login, template = bare_pdus(protocol)
+    header, login, submit = bare_pdus(protocol)
     seq_at = header - 4
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(login)
     head = await reader.readexactly(header)
     await reader.readexactly(struct.unpack(">I", head[:4])[0] - header)
-    pending: dict[int, asyncio.Future[None]] = {}
+    pending: dict[int, asyncio.Future[int]] = {}
 
     async def read() -> None:
         while True:
             h = await reader.readexactly(header)
-            await reader.readexactly(struct.unpack(">I", h[:4])[0] - header)
+            body = await reader.readexactly(struct.unpack(">I", h[:4])[0] - header)
             fut = pending.pop(struct.unpack(">I", h[seq_at:header])[0], None)
-            if fut is not None:
-                fut.set_result(None)
+            if fut is not None:  # CMPP: the Result after the Msg_Id; SMPP: command_status
+                fut.set_result(body[8] if protocol == "cmpp" else struct.unpack(">I", h[8:12])[0])
 
     reading = asyncio.create_task(read())
-    buf = bytearray(template)
     seqs = iter(range(2, 1 << 31))
     loop = asyncio.get_running_loop()
     done = [0]
@@ -153,10 +162,10 @@ async def bare(protocol: str, port: int, window: int, seconds: float) -> float:
     async def worker() -> None:
         while time.perf_counter() < stop:
             seq = next(seqs)
-            struct.pack_into(">I", buf, seq_at, seq)
             fut = pending[seq] = loop.create_future()
-            writer.write(bytes(buf))
-            await fut
+            writer.write(submit(seq, "+8613800000000", TEXT))
+            if await fut != 0:
+                raise RuntimeError("refused")
             done[0] += 1
 
     t0 = time.perf_counter()

@@ -74,8 +74,11 @@ def split(text: str, ref: int, *, gsm7: bool = True) -> tuple[int, list[Part]]:
     ``gsm7=False`` sends UCS-2 even for a GSM text (a link that takes only UCS-2). A UCS-2 text
     with ``gsm7=False`` splits at 67 units, like a GSM text split as UCS-2 would not: the parts are
     recomputed for UCS-2 here."""
-    use_gsm = gsm7 and count_segments(text).encoding == "GSM-7"
-    if use_gsm:
+    info = count_segments(text)
+    use_gsm = gsm7 and info.encoding == "GSM-7"
+    if info.parts == 1 and (use_gsm or info.encoding == "UCS-2" or len(text) <= 70):
+        chunks = [text]  # one SMS (the common case): no walk over the characters
+    elif use_gsm:
         chunks = split_parts(text)
     else:
         chunks = _ucs2_parts(text)

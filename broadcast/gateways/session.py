@@ -153,6 +153,7 @@ class Session:
         self._inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
         self._why = "not connected"
         self._lost = False
+        self._out: list[bytes] = []  # PDUs written in this turn of the loop, sent together at its end
         self._closing = False
 
     def next_seq(self) -> int:
@@ -219,15 +220,19 @@ class Session:
         self.pending[seq] = fut
         if note is not None:
             self.noting[seq] = note
-        writer.write(data)
+        self._send(data)
+        limit = timeout_s or self.settings.response_timeout_s
+        timer = asyncio.get_running_loop().call_later(limit, self._expire, fut, seq, limit)  # cheaper than wait_for
         try:
-            return await asyncio.wait_for(fut, timeout_s or self.settings.response_timeout_s)
-        except TimeoutError:
-            raise ResponseTimeout(f"{self.dialect.name}: no response to request {seq} within "
-                                  f"{timeout_s or self.settings.response_timeout_s:g} s") from None
+            return await fut
         finally:
+            timer.cancel()
             self.pending.pop(seq, None)
             self.noting.pop(seq, None)
+
+    def _expire(self, fut: asyncio.Future[Frame], seq: int, limit: float) -> None:
+        if not fut.done():
+            fut.set_exception(ResponseTimeout(f"{self.dialect.name}: no response to request {seq} within {limit:g} s"))
 
     # -- the link's own traffic ---------------------------------------------------------------
 
@@ -302,8 +307,20 @@ class Session:
                 return
 
     def _write(self, data: bytes | None) -> None:
-        if data is not None and self._writer is not None and not self._writer.is_closing():
-            self._writer.write(data)
+        if data is not None:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """Queue a PDU for the socket: what the loop's tasks write in one turn goes out in one
+        system call (a window of responses answered at once is refilled with one write)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(out))
 
     def _lose(self, why: str) -> None:
         """The link is dead: every request waiting for a response learns it was written."""

@@ -150,6 +150,8 @@ class SessionGateway(Gateway):
         except ValueError as exc:
             return SendResult(item.delivery_id, Outcome.PERMANENT, code="too_long", detail=str(exc))
         tally = _Tally(item.delivery_id, len(parts))
+        if len(parts) == 1:
+            return _aggregate(item.delivery_id, [await self._submit(item, parts[0], coding, tally)])
         answers = await asyncio.gather(*(self._submit(item, p, coding, tally) for p in parts))
         return _aggregate(item.delivery_id, answers)
 
@@ -160,12 +162,15 @@ class SessionGateway(Gateway):
             wait = self._slow_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            noted: list[PartAnswer] = []
+
+            def note(resp: Frame, noted: list[PartAnswer] = noted) -> None:
+                noted.append(self._note(resp, tally, part.number))
             try:
-                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding),
-                                               note=lambda r: self._note(r, tally, part.number))
+                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding), note=note)
             except (LinkDown, LoginRefused) as exc:
                 return exc
-            answer = self.classify(resp)
+            answer = noted[0] if noted else self.classify(resp)
             if not answer.throttled:
                 return answer
             self._slow_until = max(self._slow_until, time.monotonic() + delay)
@@ -173,11 +178,12 @@ class SessionGateway(Gateway):
         assert answer is not None
         return answer
 
-    def _note(self, resp: Frame, tally: _Tally, number: int) -> None:
+    def _note(self, resp: Frame, tally: _Tally, number: int) -> PartAnswer:
         """As the response is read: an accepted part's id, for the report that may come right behind."""
         answer = self.classify(resp)
         if answer.ok and answer.msg_id:
             self._remember(answer.msg_id, tally, number)
+        return answer
 
     def _remember(self, msg_id: str, tally: _Tally, number: int) -> None:
         if number == 1:

@@ -286,3 +286,40 @@ def test_gateway_check_online_logs_in_and_out_and_says_what_the_ismg_answered(cl
         while srv.live and time.monotonic() < give_up:
             time.sleep(0.01)
         assert len(srv.logins) == 2 and srv.terminates == 1 and srv.live == 0  # logged out, none left open
+
+
+def test_a_reply_during_a_send_is_recorded_before_it_is_answered_and_only_once(setup) -> None:
+    """A mobile-originated DELIVER on the link while the dispatcher sends: the dispatcher's sink
+    stores it in ``inbound`` (raw PDU kept) before the DELIVER_RESP goes back; the same reply sent
+    again (an ISMG that did not see our answer) is not stored twice."""
+    import sqlalchemy as sa
+
+    from broadcast.receipts import inbound as inbound_store
+
+    ws = setup
+    approved_message(ws, text="明天下午三点开会")
+
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, latency_s=0.01) as srv:
+            gw = gateway(srv.port)
+            dispatcher = Dispatcher(as_operator(ws, "cron"), gw, receipt_wait_s=2)
+            try:
+                sending = asyncio.create_task(dispatcher.run_pass())
+                while not srv.live:
+                    await asyncio.sleep(0.005)
+                await srv.send_mo("13800000003", "收到，谢谢")
+                c = next(iter(srv._conns.values()))
+                before = len(srv.deliver_resps)
+                c.send(srv._deliver(c, MSG_ID_BASE + 0x10_0000 + srv._msg_ids, SRC, "13800000003", 0, 8,
+                                    "收到，谢谢".encode("utf-16-be")))  # the same Msg_Id again
+                await sending
+                assert len(srv.deliver_resps) >= before + 1  # both answered
+            finally:
+                await gw.aclose()
+                dispatcher.close()
+
+    asyncio.run(main())
+    assert inbound_store.count(ws.engine) == 1
+    with ws.engine.connect() as conn:
+        phone, text, raw = conn.execute(sa.text("select phone, text, raw from inbound")).one()
+    assert (phone, text) == ("+8613800000003", "收到，谢谢") and bytes.fromhex(raw)[4:8] == b"\0\0\0\x05"

@@ -80,6 +80,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    http_url,
     timeout_field,
     transport_error_result,
 )
@@ -146,11 +147,7 @@ class AliyunSettings(BaseSettings):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @field_validator("sign_name")
     @classmethod

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
@@ -64,6 +65,7 @@ __all__ = [
     "Receipt",
     "SendItem",
     "SendResult",
+    "http_url",
     "is_local_host",
     "make_client",
     "parse_retry_after",
@@ -93,6 +95,16 @@ def request_timeout(timeout_s: float) -> httpx.Timeout:
 def settings_timeout(settings: object) -> float:
     """A gateway's configured ``timeout_s`` (``DEFAULT_TIMEOUT_S`` for a gateway without one)."""
     return float(getattr(settings, "timeout_s", DEFAULT_TIMEOUT_S))
+
+
+def http_url(value: str, what: str = "") -> str:
+    """A settings URL, stripped: ``ValueError`` unless it is http:// or https:// with a host (the
+    one check of every HTTP gateway's URL fields; ``what`` names the URL in the message)."""
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL" + (f" ({what})" if what else ""))
+    return value
 
 
 def is_local_host(host: str) -> bool:

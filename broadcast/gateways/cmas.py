@@ -86,6 +86,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    http_url,
     is_local_host,
     timeout_field,
     transport_error_result,
@@ -139,11 +140,7 @@ class CmasSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        base = value.rstrip("/")
+        base = http_url(value).rstrip("/")
         for tail in ("/norsubmit", "/tmpsubmit"):  # given the full submit URL: keep its base
             base = base.removesuffix(tail)
         return base + "/"

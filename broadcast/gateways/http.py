@@ -62,6 +62,7 @@ from broadcast.gateways.base import (
     Outcome,
     SendItem,
     SendResult,
+    http_url,
     is_local_host,
     parse_retry_after,
     timeout_field,
@@ -125,11 +126,7 @@ class HttpSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @field_validator("headers")
     @classmethod

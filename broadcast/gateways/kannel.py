@@ -60,6 +60,7 @@ from broadcast.gateways.base import (
     Outcome,
     SendItem,
     SendResult,
+    http_url,
     is_local_host,
     parse_retry_after,
     timeout_field,
@@ -110,11 +111,8 @@ class KannelSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL (smsbox's sendsms URL)")
-        if parts.query:
+        value = http_url(value, "smsbox's sendsms URL")
+        if urlsplit(value).query:
             raise ValueError("must not carry a query; credentials go in BROADCAST_KANNEL_USERNAME/_PASSWORD")
         return value
 
@@ -124,9 +122,7 @@ class KannelSettings(BaseSettings):
         value = value.strip()
         if not value:
             return ""
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
+        parts = urlsplit(http_url(value))
         if parts.query or parts.fragment:
             raise ValueError("must be a base URL without '?' or '#'")
         return value.rstrip("/")

@@ -50,6 +50,7 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
+    http_url,
     parse_retry_after,
     timeout_field,
     transport_error_result,
@@ -100,11 +101,7 @@ class TwilioSettings(BaseSettings):
     @classmethod
     def _url(cls, value: str) -> str:
         value = value.strip()
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an http:// or https:// URL")
-        return value
+        return http_url(value) if value else value
 
     @field_validator("messaging_service_sid")
     @classmethod

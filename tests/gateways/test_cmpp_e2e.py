@@ -93,7 +93,8 @@ def test_a_broadcast_run_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     """SIGKILL a ``broadcast run`` while its CMPP window is full (the ISMG answers each SUBMIT after
     50 ms), then run again: every member got the text once, except those whose SUBMIT was written
     and unanswered when the process died: they are held in doubt (never resent), and the ISMG got
-    each of them at most once. Nothing is lost: every member is delivered or in doubt."""
+    each of them at most once. Nothing is lost: every member is delivered or in doubt. In doubt are
+    the deliveries whose SUBMIT had left: unanswered, or answered and not yet recorded."""
     from tests.helpers.sending import base_env
 
     n = 300
@@ -147,6 +148,8 @@ def test_a_broadcast_run_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     assert set(status.values()) <= {"accepted", "delivered", "in_doubt"} and len(status) == n, Counter(status.values())
     assert max(got.values()) == 1, [p for p, c in got.items() if c > 1]  # nobody twice
     assert {p for p in phones if got[p] == 0} <= in_doubt  # nobody silently left out
-    assert 0 < len(in_doubt) <= 16  # at most the window was written and unanswered
+    # at most what the run held: written and unanswered (the window, 16), or answered and not yet
+    # recorded (the dispatcher's hold limit is 1.5 x what is in flight)
+    assert 0 < len(in_doubt) <= 24
     print(f"\nCMPP kill: {n} members, killed after {done} answered; {len(in_doubt)} in doubt "
           f"({sum(1 for p in in_doubt if got[p])} of them had reached the ISMG), none twice")

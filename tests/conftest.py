@@ -19,11 +19,14 @@ from tests.helpers.stores import pg_schema, postgres_problem
 REPO = Path(__file__).resolve().parent.parent
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_stores`` (``pytestmark = pytest.mark.both_stores`` in a module) run on
-    SQLite and on PostgreSQL; the rest on SQLite. The SIGKILL crash test (test_crash) stays on
+    SQLite and on PostgreSQL; the rest on SQLite. The PostgreSQL runs are marked slow: the inner
+    loop (``-m "not slow"``) stays on SQLite, the whole suite runs both. The SIGKILL crash test (test_crash) stays on
     SQLite: the PostgreSQL kill path is test_postgres_workers' 4-worker test."""
     if "store" in metafunc.fixturenames:
         both = metafunc.definition.get_closest_marker("both_stores") is not None
-        metafunc.parametrize("store", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+        # the PostgreSQL runs belong to the whole suite (CI): the inner loop (-m "not slow") is SQLite's
+        pg = pytest.param("postgresql", marks=pytest.mark.slow)
+        metafunc.parametrize("store", ["sqlite", pg] if both else ["sqlite"], indirect=True)
 
 
 @pytest.fixture

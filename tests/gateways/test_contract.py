@@ -39,7 +39,8 @@ def test_builtins_match_the_entry_points() -> None:
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.variant else c for c in CASES],
+                         ids=[c.id for c in CASES])  # the failing variants run in the whole suite
 def test_contract(case: GatewayCase, check: Callable[[GatewayCase], str | None]) -> None:
     check(case)
 

@@ -15,9 +15,9 @@ A slot is *used at its moment or not at all*: a request leaves no earlier than i
 most ``LATE_S`` after it; a sender that wakes later (an event loop held up by a commit, a
 descheduled process) drops the slot and takes the next. Were late slots spent, they would pile
 into the next second on top of the slots other processes spend on time. The bucket refills a
-little slower than the rate (``MARGIN_S``: 1 %), which pays for that lateness and the way to the
+little slower than the rate (``MARGIN_S``: 1.7 %), which pays for that lateness and the way to the
 gateway's socket: every one-second window where the gateway counts stays within ``rate + burst``.
-The price: a long-run rate 1 % under the configured one, and slots a stalled process loses.
+The price: a long-run rate 1.7 % under the configured one, and slots a stalled process loses.
 
 A request carrying n recipients takes n consecutive slots and leaves at the last one, so with
 n above the burst the bound is ``rate × T + n``.
@@ -51,8 +51,8 @@ from broadcast.db.types import table
 
 buckets_t = table(RateBucket)
 
-LATE_S = 0.005  # a slot not used this long after its moment is dropped
-MARGIN_S = 0.010  # the bucket refills at rate / (1 + MARGIN_S): LATE_S plus the way to the gateway
+LATE_S = 0.012  # a slot not used this long after its moment is dropped
+MARGIN_S = 0.017  # the bucket refills at rate / (1 + MARGIN_S): LATE_S plus the way to the gateway
 AHEAD_S = 0.05  # slots reserved per transaction: this long of sending at the full rate
 
 

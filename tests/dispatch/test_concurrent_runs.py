@@ -34,7 +34,7 @@ N = 2000
 RATE = 200.0
 BURST = max(1.0, RATE * 0.010)  # the default: about 10 ms of tokens, at least 1
 # The limit is strict where the gateway counts: requests leave at their send slots or not at all
-# (shared_rate.LATE_S), and the bucket's 1 % margin pays for the way to the gateway's socket.
+# (shared_rate.LATE_S), and the bucket's margin (MARGIN_S) pays for the way to the gateway's socket.
 
 
 @pytest.mark.slow

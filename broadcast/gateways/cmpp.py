@@ -170,7 +170,7 @@ def cmpp_number(phone: str) -> str | None:
     digits = phone.strip().removeprefix("+")
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
-    return digits if re.fullmatch(r"\d{3,20}", digits) else None
+    return digits if 3 <= len(digits) <= 20 and digits.isascii() and digits.isdigit() else None
 
 
 def e164(number: str) -> str:

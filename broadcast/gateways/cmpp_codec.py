@@ -281,32 +281,44 @@ class Submit:
     msg_id: int = 0
 
 
+#: The SUBMIT up to Msg_Content, header included (one pack a submit; ``s`` pads with NULs):
+#: Msg_Id Pk_total Pk_number Registered_Delivery Msg_level Service_Id Fee_UserType Fee_terminal_Id
+#: [Fee_terminal_type] TP_pId TP_udhi Msg_Fmt Msg_src FeeType FeeCode ValId_Time At_Time Src_Id
+#: DestUsr_tl Dest_terminal_Id [Dest_terminal_type] Msg_Length
+_SUBMIT_HEAD = {False: struct.Struct(">IIIQBBBB10sB21sBBB6s2s6s17s17s21sB21sB"),
+                True: struct.Struct(">IIIQBBBB10sB32sBBBB6s2s6s17s17s21sB32sBB")}
+_SUBMIT_SIZES = (("Service_Id", 10), ("Msg_src", 6), ("FeeType", 2), ("FeeCode", 6), ("ValId_Time", 17),
+                 ("At_Time", 17), ("Src_Id", 21))
+
+
 def encode_submit(seq: int, s: Submit, version: int) -> bytes:
     v3 = is_v3(version)
     tid = 32 if v3 else 21
     if len(s.content) > MAX_CONTENT:
         raise ValueError(f"Msg_Content is {len(s.content)} octets, at most {MAX_CONTENT} fit")
-    body = b"".join([
-        struct.pack(">QBBBB", s.msg_id, s.pk_total, s.pk_number, s.registered_delivery, s.msg_level),
-        _fixed(s.service_id, 10, "Service_Id"),
-        bytes([s.fee_user_type]),
-        _fixed(s.fee_terminal, tid, "Fee_terminal_Id"),
-        b"\0" if v3 else b"",  # Fee_terminal_type
-        bytes([s.tp_pid, int(s.udhi), s.msg_fmt]),
-        _fixed(s.msg_src, 6, "Msg_src"),
-        _fixed(s.fee_type, 2, "FeeType"),
-        _fixed(s.fee_code, 6, "FeeCode"),
-        _fixed(s.valid_time, 17, "ValId_Time"),
-        _fixed(s.at_time, 17, "At_Time"),
-        _fixed(s.src_id, 21, "Src_Id"),
-        b"\x01",  # DestUsr_tl
-        _fixed(s.dest, tid, "Dest_terminal_Id"),
-        b"\0" if v3 else b"",  # Dest_terminal_type: 0 = a real number
-        bytes([len(s.content)]),
-        s.content,
-        _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8,
-    ])
-    return _pdu(SUBMIT, seq, body)
+    fields = [_ascii(v) for v in (s.service_id, s.msg_src, s.fee_type, s.fee_code, s.valid_time, s.at_time, s.src_id)]
+    fee_terminal, dest = _ascii(s.fee_terminal), _ascii(s.dest)
+    for (name, size), raw in zip((*_SUBMIT_SIZES, ("Fee_terminal_Id", tid), ("Dest_terminal_Id", tid)),
+                                 (*fields, fee_terminal, dest)):
+        if len(raw) > size:
+            raise ValueError(f"{name} is {len(raw)} bytes, at most {size} fit")
+    service_id, msg_src, fee_type, fee_code, valid_time, at_time, src_id = fields
+    tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
+    head = _SUBMIT_HEAD[v3]
+    total = head.size + len(s.content) + len(tail)
+    if v3:
+        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
+                           s.msg_level, service_id, s.fee_user_type, fee_terminal, 0, s.tp_pid, int(s.udhi), s.msg_fmt,
+                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, 0, len(s.content))
+    else:
+        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
+                           s.msg_level, service_id, s.fee_user_type, fee_terminal, s.tp_pid, int(s.udhi), s.msg_fmt,
+                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, len(s.content))
+    return packed + s.content + tail
+
+
+def _ascii(value: str | bytes) -> bytes:
+    return value.encode("ascii") if isinstance(value, str) else value
 
 
 def decode_submit(body: bytes, version: int) -> Submit:

@@ -79,7 +79,7 @@ app = typer.Typer(
     help="Bulk SMS broadcaster: recipient groups, contact-list import, schedules and a crash-safe send queue.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich's help renderer alone costs ~100 ms of start-up
+    rich_markup_mode=None,  # plain help: rich's help renderer slows every start-up
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

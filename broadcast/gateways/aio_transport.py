@@ -1,8 +1,8 @@
 """An httpx transport that sends through aiohttp: the httpx API for every gateway, a faster pool under it.
 
 Why: httpx 0.28's connection pool spends more CPU per request the more requests are in flight
-(encode/httpx#3215, encode/httpcore#1035); with a 50 ms gateway it stops tracking N/RTT above
-~30 in flight, where aiohttp keeps up with what the latency allows (the figures: README,
+(encode/httpx#3215, encode/httpcore#1035); with a slow gateway and many requests in flight it
+stops keeping up with what the latency allows, where aiohttp does (the figures: README,
 benchmarks/bench_dispatch.py (b)).
 Gateways keep speaking httpx (``client.post``, ``httpx.Response``, ``httpx.MockTransport`` in
 tests); only the bytes on the wire go through aiohttp.

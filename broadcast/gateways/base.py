@@ -321,7 +321,7 @@ def make_client(
 
 class _NoCookies(httpx.Cookies):
     """An SMS API needs no cookies: nothing is kept from answers (httpx would otherwise build a
-    urllib cookie-jar request for every answer, ~7 % of a send's CPU)."""
+    urllib cookie-jar request for every answer, a measurable share of a send's CPU)."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None

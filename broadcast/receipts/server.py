@@ -12,7 +12,7 @@ Record first — group commit. A callback is parsed, handed to the ``Recorder`` 
 only once its rows are committed to the ``receipts`` table. The recorder takes *everything that
 queued up while the previous transaction ran* as its next batch (one multi-row INSERT, one commit),
 so under a burst batches grow by themselves (hundreds of rows per commit) and at low load a
-callback waits for one small commit (~1 ms on SQLite WAL). Why this and not a write-ahead file or
+callback waits for one small commit. Why this and not a write-ahead file or
 an in-memory queue answered at once:
 
 * nothing acknowledged can be lost: a crash before the commit means no 2xx was sent, and a crash

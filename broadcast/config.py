@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1, description="Keep phone numbers and texts of deliveries this many days; 'broadcast purge' without --before erases older ones. Empty: keep (purge only with --before).")
     busy_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="How long a command waits for an SQLite database another process is writing before it gives up.")
     lease_s: float = Field(default=60.0, ge=5, description="How long a claimed delivery belongs to a run that stops renewing it (a crashed run on another host).")
+    reply_window: str = Field(default="7d", description="A reply is taken to answer the last message sent to that phone within this long before it.")
+    optout_keywords: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["T", "TD", "R", "N", "退订", "取消", "拒收", "STOP", "UNSUBSCRIBE"],
+        description="A reply that is exactly one of these (after trimming, case folding and full-width to half-width) opts the number out.",
+    )
+    resubscribe_keywords: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["订阅", "START"],
+        description="A reply that is exactly one of these lifts an opt-out that a reply made (never one made by hand or by the carrier).",
+    )
+    submit_prefix: str = Field(default="投稿", description="A branch submitter's reply that starts with this is a line handed in for the daily series.")
+    inbound_max_chars: int = Field(default=2000, ge=70, le=100_000, description="Longer replies are cut to this many characters (the raw payload is kept as received).")
 
     @field_validator("banned_words", mode="before")
     @classmethod
@@ -105,6 +116,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [w.strip() for w in re.split(r"[,，、]", value) if w.strip()]
         return value
+
+    @field_validator("optout_keywords", "resubscribe_keywords", mode="before")
+    @classmethod
+    def _keywords(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [w.strip() for w in re.split(r"[,，、]", value) if w.strip()]
+        return value
+
+    @field_validator("reply_window")
+    @classmethod
+    def _reply_window(cls, value: str) -> str:
+        from broadcast.clock import parse_duration
+
+        try:
+            parse_duration(value)
+        except Exception:
+            raise ValueError(f"not a duration like 7d or 48h: {value!r}") from None
+        return value.strip()
 
     @field_validator("extra_mobile_prefixes", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ from broadcast.errors import ConflictError, StateError
 
 ORDER = ("groups", "members", "memberships", "optouts", "schedules", "schedule_targets", "messages",
          "message_targets", "runs", "deliveries", "delivery_attempts", "receipts", "rate_buckets",
-         "audit_log", "audit_head")
+         "inbound", "feedback", "submissions", "audit_log", "audit_head")
 CHUNK = 5000
 
 

@@ -126,11 +126,12 @@ class RateBucket(SQLModel, table=True):
 
 
 class InboundMessage(SQLModel, table=True):
-    """A mobile-originated message (a reply) as it arrived; created by migration v0006."""
+    """A mobile-originated message (a reply) as it arrived; created by migration v0006, matched
+    and classified since v0007 (``broadcast.twoway.intake``)."""
 
     __tablename__ = "inbound"
     __table_args__ = (UniqueConstraint("gateway", "provider_id", name="uq_inbound_provider_id"),
-                      Index("ix_inbound_phone", "phone"))
+                      Index("ix_inbound_phone", "phone"), Index("ix_inbound_received_at", "received_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     gateway: str = Field(sa_column=Column(String(50), nullable=False))
@@ -140,4 +141,9 @@ class InboundMessage(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     sent_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    raw: str = Field(sa_column=Column(Text, nullable=False))  # the PDU, hex
+    raw: str = Field(sa_column=Column(Text, nullable=False))  # the payload as received, hex
+    extension: str = Field(default="", sa_column=Column(String(32), nullable=False, server_default=""))
+    member_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))  # matched by phone
+    message_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))  # the message it answers
+    # what it was taken for: optout | resubscribe | submission | feedback | empty
+    kind: str = Field(default="new", sa_column=Column(String(12), nullable=False, server_default="new"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from broadcast.db.types import UTCDateTime, utcnow
@@ -60,6 +60,8 @@ class Membership(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # the member hands in lines for the daily series on this branch's behalf (migration v0007)
+    submitter: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class OptOut(SQLModel, table=True):
@@ -71,13 +73,17 @@ class OptOut(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_by: str = Field(default="", sa_column=Column(String(100), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # manual (``optout add``), reply (an opt-out keyword; a re-subscribe keyword may lift it) or
+    # carrier (the provider refused the number as on its blacklist); migration v0007
+    source: str = Field(default="manual", sa_column=Column(String(12), nullable=False, server_default="manual"))
+    inbound_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 # --- messages, schedules (migration v0002) -------------------------------------------------
 
 from datetime import date  # noqa: E402
 
-from sqlalchemy import Boolean, Date, PrimaryKeyConstraint  # noqa: E402
+from sqlalchemy import Date, PrimaryKeyConstraint  # noqa: E402
 
 
 class Schedule(SQLModel, table=True):
@@ -171,3 +177,4 @@ from broadcast.db.dispatch_models import (  # noqa: E402,F401
     ReceiptLog,
     Run,
 )
+from broadcast.db.twoway_models import Feedback, Submission  # noqa: E402,F401

@@ -52,7 +52,7 @@ from pydantic_settings import BaseSettings
 from broadcast.gateways import log_redact
 
 if TYPE_CHECKING:
-    from broadcast.gateways.push import Candidate, Format, Pull
+    from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -61,6 +61,7 @@ __all__ = [
     "TRANSPORT_ERRORS",
     "Capabilities",
     "Gateway",
+    "Inbound",
     "Outcome",
     "Receipt",
     "SendItem",
@@ -193,6 +194,26 @@ class Receipt:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Inbound:
+    """A mobile-originated message (a reply), as it arrived, before ``broadcast.twoway.intake``
+    matches it to a member and a message.
+
+    ``provider_id`` is the provider's id of the message (``None`` where it gives none: intake then
+    derives one from the content, so a redelivered push is still stored once). ``to`` is our number
+    it was sent to (service number + extension); ``extension`` the extension alone, where the provider
+    reports it separately. ``raw`` is the payload as received (a PDU, a callback's body)."""
+
+    gateway: str
+    provider_id: str | None
+    phone: str  # the sender, E.164 where it could be told
+    to: str
+    text: str
+    at: datetime  # when the provider says it was sent (else when it arrived), UTC
+    raw: bytes
+    extension: str = ""
+
+
 class Gateway(abc.ABC):
     """Base class of every gateway. Subclasses set ``capabilities`` and ``settings_class``.
 
@@ -238,6 +259,22 @@ class Gateway(abc.ABC):
     def receipt_formats(cls) -> Mapping[str, Format]:
         """Push formats served for this gateway by the receipts endpoint: URL name -> ``Format``."""
         return {}
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        """Push formats of replies (mobile-originated messages) served for this gateway by the
+        receipts endpoint: URL name -> ``InboundFormat``. Names must differ from receipt formats'."""
+        return {}
+
+    @classmethod
+    def pulls_inbound(cls) -> bool:
+        """Whether the provider offers replies only (or also) by a pull API (``fetch_inbound``)."""
+        return cls.fetch_inbound is not Gateway.fetch_inbound
+
+    async def fetch_inbound(self, since: datetime) -> list[Inbound]:
+        """Replies received by the provider since ``since`` (a pull API; ``broadcast inbox pull``).
+        Returning one already stored is harmless: replies are deduplicated by provider id."""
+        return []
 
     @classmethod
     def pulls_receipts(cls) -> bool:

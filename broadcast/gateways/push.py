@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
 
-from broadcast.gateways.base import Receipt
+from broadcast.gateways.base import Inbound, Receipt
 
-__all__ = ["STATUSES", "BadCallback", "Candidate", "Forbidden", "Format", "Incoming", "Pull", "PullStopped", "interim",
+__all__ = ["STATUSES", "BadCallback", "Candidate", "Forbidden", "Format", "Incoming", "InboundFormat", "Pull", "PullStopped", "interim",
            "json_body_format"]
 
 ReceiptStatus = Literal["delivered", "failed", "accepted", "buffered"]
@@ -72,6 +72,19 @@ class Format:
     """A gateway's push format: its parser and the answer the gateway expects."""
 
     parse: Callable[[Incoming], list[Receipt]]
+    ack_body: bytes = b"OK"
+    ack_media_type: str = "text/plain"
+
+
+@dataclass(frozen=True)
+class InboundFormat:
+    """A gateway's push format for replies (mobile-originated messages): its parser and the answer
+    the provider expects. Served by the receipts endpoint beside the receipt formats (the names of
+    both kinds share one namespace: ``/<name>``). A parser raises ``BadCallback`` (400) or
+    ``Forbidden`` (403) as receipt parsers do; the replies it returns are stored and taken in
+    (``broadcast.twoway.intake``) before the answer is sent."""
+
+    parse: Callable[[Incoming], list[Inbound]]
     ack_body: bytes = b"OK"
     ack_media_type: str = "text/plain"
 

@@ -24,7 +24,7 @@ This module does the rest, the same for both:
 
 Reports and replies go to the ``sink`` the dispatcher attaches (``listen``), which records them
 before the server is answered; without one they wait in memory for ``fetch_receipts`` /
-``fetch_inbound``.
+``held_inbound``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import ClassVar, Literal
 
 from pydantic_settings import BaseSettings
 
-from broadcast.gateways.base import Gateway, Outcome, Receipt, SendItem, SendResult
+from broadcast.gateways.base import Gateway, Inbound, Outcome, Receipt, SendItem, SendResult
 from broadcast.gateways.segments import Part, split
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
 
@@ -74,19 +74,6 @@ class PartReport:
     status: Literal["delivered", "failed"]
     code: str | None
     at: datetime
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A mobile-originated message (a reply), as it arrived."""
-
-    gateway: str
-    provider_id: str | None
-    phone: str  # the sender, E.164 where it could be told
-    to: str  # our number it was sent to (service number + extension)
-    text: str
-    at: datetime
-    raw: bytes  # the whole PDU
 
 
 Sink = Callable[[list[Receipt], list[Inbound]], Awaitable[None]]
@@ -239,7 +226,8 @@ class SessionGateway(Gateway):
         out, self._receipts = self._receipts, []
         return out
 
-    async def fetch_inbound(self) -> list[Inbound]:
+    async def held_inbound(self) -> list[Inbound]:
+        """Replies received while no sink was attached (a link used outside a run)."""
         out, self._inbound = self._inbound, []
         return out
 

@@ -31,7 +31,7 @@ TLVs (``receipted_message_id``, ``message_state``) or, failing them, the convent
 ``id:… stat:… err:…``. Final states: DELIVRD → delivered; UNDELIV, EXPIRED, REJECTD, DELETED,
 UNKNOWN → failed; ENROUTE/ACCEPTD are not final and are acknowledged only. A receipt id given in
 decimal for a hex message_id (or the reverse, as some SMSCs do) is matched too. Any other
-``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``fetch_inbound``).
+``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``).
 ``data_sm`` is not taken (answered ``generic_nack``).
 """
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from broadcast.db.dispatch_models import InboundMessage
 from broadcast.db.engine import transaction
 from broadcast.db.types import table
-from broadcast.gateways.session_gateway import Inbound
+from broadcast.gateways.base import Inbound
 
 __all__ = ["count", "record"]
 

@@ -227,7 +227,7 @@ def test_replies_are_kept_with_their_pdu() -> None:
             await gw.send(items(1))
             await srv.send_mo("13900000000", "收到，退订", dest_id=SRC + "01")
             await asyncio.sleep(0.05)
-            (mo,) = await gw.fetch_inbound()
+            (mo,) = await gw.held_inbound()
             await gw.aclose()
         assert (mo.gateway, mo.phone, mo.to, mo.text) == ("cmpp", "+8613900000000", SRC + "01", "收到，退订")
         assert mo.raw[4:8] == b"\0\0\0\x05" and len(mo.raw) == 12 + 77 + 10 + 20

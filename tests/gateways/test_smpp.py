@@ -168,7 +168,7 @@ def test_mobile_originated_is_kept_with_the_raw_pdu() -> None:
         try:
             await g.send([SendItem(1, "+86138", "hi")])
             for _ in range(200):
-                got = await g.fetch_inbound()
+                got = await g.held_inbound()
                 if got:
                     return got
                 await asyncio.sleep(0.01)

@@ -152,6 +152,8 @@ class Message(SQLModel, table=True):
     started_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime, nullable=True)
     )  # when its audience was frozen and sending began: the day a report counts it on
+    # a message to one phone only (an inbox reply): its audience is that phone, opt-outs still apply
+    to_phone: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
 
 
 

@@ -167,6 +167,10 @@ class SendResult:
     never counts toward the message's error storm (the auto-pause). Every other failure — and any
     result of a gateway that does not say — is taken to say something about the gateway or the
     account, and counts.
+
+    ``blocked`` (with ``recipient_fault``) says the provider refused the number as on its or the
+    carrier's blacklist (the person replied R/TD to some sender of ours): the engine records the
+    number as blocked by the carrier, so later sends skip it and report it instead of failing daily.
     """
 
     delivery_id: int
@@ -178,6 +182,7 @@ class SendResult:
     maybe_sent: bool = False
     pause: bool = False
     recipient_fault: bool = False
+    blocked: bool = False  # the provider refused the number as on its (or the carrier's) blacklist
 
 
 @dataclass(frozen=True)

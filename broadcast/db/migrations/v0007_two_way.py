@@ -20,6 +20,7 @@ def upgrade(op: Operations) -> None:
     op.create_index("ix_inbound_received_at", "inbound", ["received_at"])
     op.add_column("optouts", sa.Column("source", sa.String(12), nullable=False, server_default="manual"))
     op.add_column("optouts", sa.Column("inbound_id", sa.Integer, nullable=True))
+    op.add_column("messages", sa.Column("to_phone", sa.String(20), nullable=True))
     op.add_column("memberships", sa.Column("submitter", sa.Boolean, nullable=False, server_default=sa.false()))
     op.create_table(
         "feedback",

@@ -21,14 +21,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep 127.0.0.1 unless the gateway runs elsewhere."),
     port: int = typer.Option(8787, "--port", min=1, max=65535, help="TCP port."),
 ) -> None:
-    """Receive delivery reports: record each one first, apply it to its delivery after. Ctrl-C stops."""
+    """Receive delivery reports and replies: record each one first, apply it after. Ctrl-C stops."""
     import ipaddress
 
     from broadcast.cli._common import workspace
     from broadcast.cli._output import say, warn
-    from broadcast.receipts.formats import FORMATS
+    from broadcast.receipts.formats import FORMATS, INBOUND_FORMATS
     from broadcast.receipts.server import serve as run_server
     from broadcast.receipts.settings import load_receipts_settings
+    from broadcast.twoway.intake import Rules
 
     settings = load_receipts_settings()
     ws = workspace()
@@ -38,13 +39,14 @@ def serve(
     except ValueError:
         loopback = False
     if not loopback and not has_secret:
-        warn(f"listening on {host} without BROADCAST_RECEIPTS_SECRET: anyone who can reach it can mark deliveries")
+        warn(f"listening on {host} without BROADCAST_RECEIPTS_SECRET: anyone who can reach it can mark deliveries "
+             "and opt numbers out")
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}" + ("/<BROADCAST_RECEIPTS_SECRET>" if has_secret else "")
-    say(f"Receipts endpoint on http://{host}:{port} (formats: {', '.join(sorted(FORMATS))}); "
-        f"set BROADCAST_RECEIPTS_URL={base}")
+    say(f"Receipts endpoint on http://{host}:{port} (formats: {', '.join(sorted(FORMATS))}; "
+        f"replies: {', '.join(sorted(INBOUND_FORMATS))}); set BROADCAST_RECEIPTS_URL={base}")
     try:
-        run_server(ws.engine, settings, host, port)
+        run_server(ws.engine, settings, host, port, rules=Rules.of(ws.settings))
     finally:
         ws.close()
 

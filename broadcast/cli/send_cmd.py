@@ -149,8 +149,9 @@ def worker(
     if receipts_port is not None:
         from broadcast.receipts.server import running
         from broadcast.receipts.settings import load_receipts_settings
+        from broadcast.twoway.intake import Rules
 
-        endpoint = running(ws.engine, load_receipts_settings(), receipts_host, receipts_port)
+        endpoint = running(ws.engine, load_receipts_settings(), receipts_host, receipts_port, rules=Rules.of(ws.settings))
     with endpoint as url:
         if url:
             out.say(f"Receipts endpoint on {url}")

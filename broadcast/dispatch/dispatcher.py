@@ -45,8 +45,8 @@ from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for
 from broadcast.messages.states import transition
-from broadcast.receipts import inbound as inbound_store
 from broadcast.receipts import store
+from broadcast.twoway import intake
 from broadcast.workspace import Workspace
 
 __all__ = ["Dispatcher", "Progress", "RunReport"]
@@ -243,7 +243,7 @@ class Dispatcher:
     def _keep(self, name: str, receipts: list[Receipt], inbound: list[Any]) -> None:
         now = self.now()
         if inbound:
-            inbound_store.record(self.ws.engine, inbound, now)
+            intake.record(self.ws.engine, inbound, now, intake.Rules.of(self.ws.settings))
         if receipts:
             first, applied = store.ingest(self.ws.engine, name, receipts, now)
             if self._receipts_after is None:

@@ -43,15 +43,18 @@ from broadcast.db.dispatch_models import (
     ReceiptLog,
 )
 from broadcast.db.engine import transaction
-from broadcast.db.models import Message
+from broadcast.db.audit_chain import note
+from broadcast.db.models import Message, OptOut
 from broadcast.db.types import table
 from broadcast.gateways.base import Outcome, SendResult
 from broadcast.messages.segments import count_segments
+from broadcast.recipients.phones import mask_phone
 
 deliveries_t = table(Delivery)
 attempts_t = table(DeliveryAttempt)
 receipts_t = table(ReceiptLog)
 messages_t = table(Message)
+optouts_t = table(OptOut)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
     out = Outcomes()
     updates: list[dict[str, object]] = []
     attempts: list[tuple[object, ...]] = []
+    blocked: list[tuple[str, str, str]] = []  # phone, gateway, code: refused as on a blacklist
     for c, r in pairs:
         values: dict[str, object] = dict(b_id=c.id, b_provider_id=r.provider_id, b_code=r.code,
                                          b_text=(r.detail or "")[:500] or None, b_next=None, b_sent=None)
@@ -247,6 +251,8 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
         else:
             values.update(b_status=FAILED)
             out.failed += 1
+            if r.blocked:
+                blocked.append((c.phone, (carried_by or {}).get(c.id, gateway), r.code or ""))
         updates.append(values)
         outcome = "in_doubt" if values["b_status"] == IN_DOUBT else r.outcome.value
         gw = (carried_by or {}).get(c.id, gateway)
@@ -268,7 +274,20 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
                 for v in updates
             ])
         _insert_attempts(conn, attempts, now)
+        _block(conn, blocked, now)
     return out
+
+
+def _block(conn: Connection, blocked: Sequence[tuple[str, str, str]], now: datetime) -> None:
+    """Numbers a provider refused as on its or the carrier's blacklist: on the opt-out list with
+    source ``carrier``, so later sends skip them and report them instead of failing every day."""
+    for phone, gateway, code in blocked:
+        if conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == phone)).first() is not None:
+            continue
+        reason = f"blocked by carrier: {gateway} {code}".strip()
+        conn.execute(optouts_t.insert().values(phone=phone, reason=reason, created_by="gateway", created_at=now,
+                                               source="carrier"))
+        note(conn, "gateway", "optout.add", f"phone:{mask_phone(phone)}", reason=reason, source="carrier")
 
 
 _RECORD_SQL = (

@@ -19,11 +19,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 
-from broadcast.gateways.push import STATUSES, BadCallback, Forbidden, Format, Incoming, ReceiptStatus, interim
+from broadcast.gateways.push import (
+    STATUSES,
+    BadCallback,
+    Forbidden,
+    Format,
+    InboundFormat,
+    Incoming,
+    ReceiptStatus,
+    interim,
+)
 from broadcast.gateways.simple_receipts import KANNEL_TYPES, parse_kannel, parse_simulator
 
-__all__ = ["FORMATS", "KANNEL_TYPES", "STATUSES", "BadCallback", "Forbidden", "Format", "Incoming", "ReceiptStatus",
-           "gateway_formats", "interim", "parse_kannel", "parse_simulator", "register"]
+__all__ = ["FORMATS", "INBOUND_FORMATS", "KANNEL_TYPES", "STATUSES", "BadCallback", "Forbidden", "Format", "InboundFormat",
+           "Incoming", "ReceiptStatus", "gateway_formats", "gateway_inbound_formats", "interim", "parse_kannel",
+           "parse_simulator", "register"]
 
 _EXTRA: dict[str, Format] = {}
 _CACHE: dict[tuple[tuple[str, str], ...], dict[str, Format]] = {}
@@ -45,6 +55,46 @@ def gateway_formats() -> dict[str, Format]:
         _CACHE.clear()
         _CACHE[key] = out
     return _CACHE[key]
+
+
+_INBOUND_CACHE: dict[tuple[tuple[str, str], ...], dict[str, InboundFormat]] = {}
+
+
+def gateway_inbound_formats() -> dict[str, InboundFormat]:
+    """name -> InboundFormat (replies) of every registered gateway that loads; a name that is
+    also a receipt format's is refused (one URL, one meaning)."""
+    from broadcast.errors import ConfigError
+    from broadcast.gateways import registry
+
+    key = tuple(sorted(registry.targets().items()))
+    if key not in _INBOUND_CACHE:
+        out: dict[str, InboundFormat] = {}
+        for name in registry.names():
+            try:
+                out.update(registry.load(name).inbound_formats())
+            except ConfigError:
+                continue
+        clash = sorted(set(out) & set(gateway_formats()))
+        if clash:
+            raise ConfigError(f"reply format names also used by receipt formats: {', '.join(clash)}")
+        _INBOUND_CACHE.clear()
+        _INBOUND_CACHE[key] = out
+    return _INBOUND_CACHE[key]
+
+
+class _InboundFormats(Mapping[str, InboundFormat]):
+    def __getitem__(self, name: str) -> InboundFormat:
+        return gateway_inbound_formats()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(gateway_inbound_formats())
+
+    def __len__(self) -> int:
+        return len(gateway_inbound_formats())
+
+
+#: format name (the callback URL's last path segment) -> InboundFormat, for replies.
+INBOUND_FORMATS: Mapping[str, InboundFormat] = _InboundFormats()
 
 
 class _Formats(Mapping[str, Format]):

@@ -6,7 +6,10 @@ Routes (``GET`` or ``POST``)::
     /<secret>/<format>     secret in the path (Kannel's dlr-url cannot send headers)
     /healthz               liveness and counters (no secret needed, reveals no data)
 
-``<format>`` is a key of ``broadcast.receipts.formats.FORMATS`` (``kannel``, ``simulator``, …).
+``<format>`` is a key of ``broadcast.receipts.formats.FORMATS`` (``kannel``, ``simulator``, …), or of
+``INBOUND_FORMATS`` for replies (``kannel-mo``, ``aliyun-mo``, …: see docs/replies.md). Replies take the
+same bounds and secret, and are stored and taken in (opt-outs, the inbox, submissions) before the
+answer, by a recorder of their own with the same group commit.
 
 Record first — group commit. A callback is parsed, handed to the ``Recorder`` thread, and answered
 only once its rows are committed to the ``receipts`` table. The recorder takes *everything that
@@ -54,10 +57,10 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 
-from broadcast.gateways.base import Receipt
 from broadcast.receipts import store
-from broadcast.receipts.formats import FORMATS, BadCallback, Format, Incoming
+from broadcast.receipts.formats import FORMATS, INBOUND_FORMATS, BadCallback, Format, InboundFormat, Incoming
 from broadcast.receipts.settings import ReceiptsSettings, load_receipts_settings  # noqa: F401  (re-exported)
+from broadcast.twoway import intake
 
 log = logging.getLogger("broadcast.receipts")
 
@@ -72,12 +75,15 @@ _STOP = object()
 class Recorder:
     """Group commit: one thread inserts everything queued since its last commit, in one transaction."""
 
-    def __init__(self, engine: Engine, max_batch: int = 5000, write_lock: threading.Lock | None = None) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 5000, write_lock: threading.Lock | None = None,
+                 write: Any = None, name: str = "receipts-recorder") -> None:
         self.engine = engine
+        # what one batch is committed by: ``write(engine, rows, now)`` (default: the receipts log)
+        self.write = write or store.record
         self.max_batch = max_batch
         self.write_lock = write_lock or threading.Lock()
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="receipts-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.recorded = 0
         self.commits = 0
         self.largest_batch = 0
@@ -86,12 +92,12 @@ class Recorder:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: Sequence[store.Row]) -> concurrent.futures.Future[int]:
+    def submit(self, rows: Sequence[Any]) -> concurrent.futures.Future[int]:
         fut: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._q.put((list(rows), fut))
         return fut
 
-    async def record(self, rows: Sequence[store.Row]) -> int:
+    async def record(self, rows: Sequence[Any]) -> int:
         return await asyncio.wrap_future(self.submit(rows))
 
     def close(self) -> None:
@@ -120,7 +126,7 @@ class Recorder:
                 n += len(item[0])
             self._write(batch)
 
-    def _write(self, batch: list[tuple[list[tuple[str, Receipt]], concurrent.futures.Future[int]]]) -> None:
+    def _write(self, batch: list[tuple[list[Any], concurrent.futures.Future[int]]]) -> None:
         for _, fut in batch:
             fut.set_running_or_notify_cancel()  # a cancelled waiter's rows are still recorded
         live = batch
@@ -129,12 +135,13 @@ class Recorder:
         for attempt in range(3):
             try:
                 with self.write_lock:
-                    store.record(self.engine, rows, datetime.now(UTC))
+                    self.write(self.engine, rows, datetime.now(UTC))
                 error = None
                 break
             except Exception as exc:  # database locked or gone: retry briefly, then answer 503
                 error = exc
-                log.warning("recording %d receipts failed (attempt %d): %s", len(rows), attempt + 1, exc)
+                log.warning("%s: recording %d rows failed (attempt %d): %s", self._thread.name, len(rows), attempt + 1,
+                            exc)
                 time.sleep(0.05 * (attempt + 1))
         for rows_, fut in live:
             if fut.cancelled():
@@ -225,11 +232,19 @@ class Applier:
 class Counters:
     received: int = 0
     rejected: int = 0
+    replies: int = 0
 
 
 def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
-               formats: Mapping[str, Format] | None = None) -> Any:
-    """The starlette app. Its lifespan starts and stops the recorder and applier threads."""
+               formats: Mapping[str, Format] | None = None,
+               inbound_formats: Mapping[str, InboundFormat] | None = None,
+               rules: intake.Rules | None = None) -> Any:
+    """The starlette app. Its lifespan starts and stops the recorder and applier threads.
+
+    Replies (``inbound_formats``) go through a recorder of their own that stores and takes them in
+    (``broadcast.twoway.intake``, by ``rules``: default, the settings' keywords and reply window)
+    in one transaction per batch, before they are answered; an opt-out is committed before the
+    provider hears back, so before any later claim."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -237,6 +252,12 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
 
     cfg = settings or ReceiptsSettings()
     fmts = dict(FORMATS) if formats is None else formats
+    replies_fmts = dict(INBOUND_FORMATS) if inbound_formats is None else inbound_formats
+    if rules is None:
+        from broadcast.config import load_settings
+
+        rules = intake.Rules.of(load_settings())
+    take_in_rules = rules
     secret = cfg.secret.get_secret_value().encode()
     # One writer at a time inside this process: SQLite's busy handler sleeps up to 100 ms when two
     # connections race for the write lock, which would throttle the recorder to a few hundred rows/s.
@@ -244,6 +265,8 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
     recorder = Recorder(engine, write_lock=write_lock)
     applier = Applier(engine, cfg.apply_interval_s, write_lock=write_lock)
     recorder.on_commit = applier.wake
+    replies = Recorder(engine, write_lock=write_lock, name="replies-recorder",
+                       write=lambda eng, items, now: intake.record(eng, items, now, take_in_rules))
     counters = Counters()
 
     def reject(status: int, text: str) -> Response:
@@ -265,7 +288,7 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
 
     async def callback(request: Request) -> Response:
         name = request.path_params["fmt"]
-        fmt = fmts.get(name)
+        fmt: Format | InboundFormat | None = fmts.get(name) or replies_fmts.get(name)
         if fmt is None:
             return reject(404, "unknown receipt format")
         given = request.path_params.get("secret")
@@ -284,6 +307,8 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
             query += parse_qsl(body.decode("latin-1"), keep_blank_values=True)
         incoming = Incoming(request.method, query, request.headers, body,
                             path=request.url.path, raw_query=raw_query.decode("latin-1"))
+        if isinstance(fmt, InboundFormat):
+            return await take_replies(fmt, incoming)
         try:
             receipts = fmt.parse(incoming)
         except BadCallback as exc:
@@ -301,21 +326,39 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
         counters.received += len(receipts)
         return Response(fmt.ack_body, media_type=fmt.ack_media_type)
 
+    async def take_replies(fmt: InboundFormat, incoming: Incoming) -> Response:
+        try:
+            items = fmt.parse(incoming)
+        except BadCallback as exc:
+            if exc.status == 403:
+                return reject(403, "forbidden")
+            return reject(exc.status, f"bad callback: {exc}")
+        if items:
+            try:
+                await asyncio.wait_for(replies.record(items), cfg.answer_timeout_s)
+            except Exception as exc:
+                log.warning("reply not recorded: %s", exc)
+                return reject(503, "not recorded, try again later")
+        counters.replies += len(items)
+        return Response(fmt.ack_body, media_type=fmt.ack_media_type)
+
     async def health(request: Request) -> Response:
         return JSONResponse({
             "ok": True, "received": counters.received, "rejected": counters.rejected,
             "recorded": recorder.recorded, "commits": recorder.commits, "largest_batch": recorder.largest_batch,
             "applied": applier.applied, "changed": applier.changed, "flagged": applier.flagged,
-            "unknown": applier.unknown,
+            "unknown": applier.unknown, "replies": counters.replies, "replies_recorded": replies.recorded,
         })
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         recorder.start()
+        replies.start()
         applier.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(replies.close)
             await asyncio.to_thread(recorder.close)
             await asyncio.to_thread(applier.close)
 
@@ -328,6 +371,7 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
         lifespan=lifespan,
     )
     app.state.recorder, app.state.applier, app.state.counters = recorder, applier, counters
+    app.state.replies = replies
     return app
 
 
@@ -340,16 +384,18 @@ def _config(app: Any, host: str, port: int) -> Any:
                           server_header=False, backlog=4096, timeout_keep_alive=30, timeout_graceful_shutdown=5)
 
 
-def serve(engine: Engine, settings: ReceiptsSettings | None = None, host: str = "127.0.0.1", port: int = 8787) -> None:
+def serve(engine: Engine, settings: ReceiptsSettings | None = None, host: str = "127.0.0.1", port: int = 8787,
+          rules: intake.Rules | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers); pending receipts are committed on the way out."""
     import uvicorn
 
-    uvicorn.Server(_config(create_app(engine, settings), host, port)).run()
+    uvicorn.Server(_config(create_app(engine, settings, rules=rules), host, port)).run()
 
 
 @contextlib.contextmanager
 def running(engine: Engine, settings: ReceiptsSettings | None = None, host: str = "127.0.0.1",
-            port: int = 0) -> Iterator[str]:
+            port: int = 0, rules: intake.Rules | None = None,
+            inbound_formats: Mapping[str, InboundFormat] | None = None) -> Iterator[str]:
     """Serve in a background thread (tests, ``worker --receipts-port``); yields the base URL.
     ``port=0`` picks a free port."""
     import uvicorn
@@ -358,7 +404,8 @@ def running(engine: Engine, settings: ReceiptsSettings | None = None, host: str 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(4096)
-    server = uvicorn.Server(_config(create_app(engine, settings), host, sock.getsockname()[1]))
+    app = create_app(engine, settings, rules=rules, inbound_formats=inbound_formats)
+    server = uvicorn.Server(_config(app, host, sock.getsockname()[1]))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="receipts-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -48,7 +48,8 @@ class Scripted(Gateway):
                 out.append(SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=f"p{item.delivery_id}"))
             elif isinstance(step, SendResult):
                 out.append(SendResult(item.delivery_id, step.outcome, code=step.code, maybe_sent=step.maybe_sent,
-                                      retry_after_s=step.retry_after_s, pause=step.pause))
+                                      retry_after_s=step.retry_after_s, pause=step.pause,
+                                      recipient_fault=step.recipient_fault, blocked=step.blocked))
         return out
 
     async def query(self, items: Sequence[SendItem]) -> list[SendResult | None]:

@@ -27,13 +27,15 @@ def add(
 
 @app.command("list")
 def list_(json_: bool = JSON_OPTION) -> None:
-    """List opt-outs."""
+    """List opt-outs: by hand (manual), by a reply such as TD (reply), or refused by the carrier as
+    on its blacklist (carrier)."""
     from broadcast.cli._output import Output
     from broadcast.recipients.optouts import list_optouts
 
     items = list_optouts(workspace())
-    Output.for_(json_).table(None, ["Phone", "Name", "Reason", "Since", "By"],
-                             ([o.phone, o.name, o.reason, f"{o.created_at:%Y-%m-%d %H:%M}", o.created_by] for o in items),
+    Output.for_(json_).table(None, ["Phone", "Name", "Source", "Reason", "Since", "By"],
+                             ([o.phone, o.name, o.source, o.reason, f"{o.created_at:%Y-%m-%d %H:%M}", o.created_by]
+                              for o in items),
                              data=[o.to_dict() for o in items], empty="No opt-outs.")
 
 

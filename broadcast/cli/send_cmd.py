@@ -96,6 +96,8 @@ def _say_report(report: Any) -> None:
     say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
         f"in doubt {o.in_doubt} ({report.elapsed_s:.1f} s)"
         + (f"; receipts {report.receipts}" if report.receipts else ""))
+    for mid, n in report.optout_skipped.items():
+        say(f"Message {mid}: {n} opted-out {'person' if n == 1 else 'people'} left out (see broadcast optout list)")
     if report.completed:
         say(f"Finished: message {', '.join(map(str, report.completed))}")
     for mid in report.waiting_quiet:

@@ -78,6 +78,7 @@ class Dispatcher:
         self.run: runs.RunHandle | None = None
         self._receipts_after: int | None = None  # receipts logged by this dispatcher have higher ids
         self._heard = 0  # deliveries changed by reports a gateway's own connection brought
+        self._skipped: dict[int, int] = {}  # message -> opted-out people left out when it was frozen
         for g in (gateway, *fallbacks):
             g.listen(self._sink_for(g.capabilities.name))
 
@@ -160,6 +161,8 @@ class Dispatcher:
                 if item.id in ids and item.status == "approved":
                     self.start_message(item.id)
                     report.started.append(item.id)
+                    if self._skipped.get(item.id):
+                        report.optout_skipped[item.id] = self._skipped[item.id]
             if ids:
                 await SendPass(self, ids, report, wait_for_retries).run()
             report.receipts += await self.pull_receipts()
@@ -198,7 +201,7 @@ class Dispatcher:
                 for a in message_audience(conn, message_id)
             )
             n = ledger.freeze(conn, message_id, recipients, now, self.name)
-            skipped = optout_skips(conn, message_id)
+            skipped = self._skipped[message_id] = optout_skips(conn, message_id)
             transition(conn, message_id, "sending", optout_skipped=skipped, started_at=now)
             note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
                  run_kind=self.kind, audience=n, optout_skipped=skipped, gateway=self.name, rate=self.rate,

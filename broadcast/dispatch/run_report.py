@@ -18,6 +18,7 @@ class Progress:
 @dataclass
 class RunReport:
     started: list[int] = field(default_factory=list)  # messages frozen by this run
+    optout_skipped: dict[int, int] = field(default_factory=dict)  # started message -> opted-out people left out
     completed: list[int] = field(default_factory=list)  # messages now fully sent
     paused: dict[int, str] = field(default_factory=dict)
     expired: dict[int, str] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class RunReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "started": self.started, "completed": self.completed,
+            "optout_skipped": [{"id": k, "people": v} for k, v in self.optout_skipped.items()],
             "paused": [{"id": k, "reason": v} for k, v in self.paused.items()],
             "expired": [{"id": k, "reason": v} for k, v in self.expired.items()],
             "waiting_quiet_hours": self.waiting_quiet,

@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
-from broadcast.db.types import utcnow
+from broadcast.db.dispatch_models import EXPIRED, QUEUED, RETRY_WAIT, Delivery
+from broadcast.db.types import table, utcnow
 from broadcast.errors import NotFoundError
 from broadcast.recipients.groups import members_t, optouts_t
 from broadcast.recipients.members import parse_phone
 from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
+
+deliveries_t = table(Delivery)
 
 
 @dataclass
@@ -25,6 +29,7 @@ class OptOutInfo:
     created_at: datetime
     created_by: str = ""
     name: str = ""  # the member's name, when the number belongs to one
+    source: str = "manual"  # manual | reply | carrier
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -33,6 +38,7 @@ class OptOutInfo:
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
             "name": self.name,
+            "source": self.source,
         }
 
 
@@ -43,13 +49,27 @@ def add_optout(ws: Workspace, phone: str, reason: str = "") -> tuple[OptOutInfo,
         row = conn.execute(sa.select(optouts_t).where(optouts_t.c.phone == e164)).first()
         created = row is None
         if row is None:
+            now = utcnow()
             conn.execute(
                 optouts_t.insert().values(
-                    phone=e164, reason=reason.strip(), created_by=ws.operator, created_at=utcnow()
+                    phone=e164, reason=reason.strip(), created_by=ws.operator, created_at=now, source="manual"
                 )
             )
-            note(conn, ws.operator, "optout.add", f"phone:{mask_phone(e164)}", reason=reason.strip())
+            expired = expire_queued(conn, e164, f"opted out: {reason.strip()}" if reason.strip() else "opted out", now)
+            note(conn, ws.operator, "optout.add", f"phone:{mask_phone(e164)}", reason=reason.strip(),
+                 deliveries_expired=expired)
     return next(o for o in list_optouts(ws) if o.phone == e164), created
+
+
+def expire_queued(conn: Connection, phone: str, why: str, now: datetime) -> int:
+    """Take back the number's deliveries still waiting in sends already under way (queued or
+    waiting to retry): ``expired`` with code ``OPTED_OUT``, so no later claim sends them. A delivery
+    already handed to a gateway is past recall. Returns how many were expired."""
+    d = deliveries_t
+    result = conn.execute(
+        d.update().where(d.c.phone == phone, d.c.kind == "real", d.c.status.in_((QUEUED, RETRY_WAIT)))
+        .values(status=EXPIRED, error_code="OPTED_OUT", error_text=why[:500], next_attempt_at=None, updated_at=now))
+    return int(result.rowcount or 0)
 
 
 def list_optouts(ws: Workspace) -> list[OptOutInfo]:
@@ -59,7 +79,8 @@ def list_optouts(ws: Workspace) -> list[OptOutInfo]:
         .order_by(optouts_t.c.created_at, optouts_t.c.phone)
     )
     with transaction(ws.engine) as conn:
-        return [OptOutInfo(r.phone, r.reason, r.created_at, r.created_by, r.name or "") for r in conn.execute(query)]
+        return [OptOutInfo(r.phone, r.reason, r.created_at, r.created_by, r.name or "", r.source)
+                for r in conn.execute(query)]
 
 
 def remove_optout(ws: Workspace, phone: str) -> None:

@@ -42,12 +42,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from broadcast.config import Settings
 from broadcast.db.audit_chain import note
-from broadcast.db.dispatch_models import EXPIRED, QUEUED, RETRY_WAIT, Delivery, InboundMessage
+from broadcast.db.dispatch_models import Delivery, InboundMessage
 from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.twoway_models import Feedback, Submission
 from broadcast.db.types import table
 from broadcast.gateways.base import Inbound
+from broadcast.recipients.optouts import expire_queued
 from broadcast.recipients.phones import mask_phone, normalize_phone
 
 __all__ = ["OPERATOR", "Rules", "Taken", "fold", "record", "take_in"]
@@ -243,14 +244,10 @@ def _opt_out(conn: Connection, inbound_id: int, phone: str, word: str, message_i
     if exists is None:
         conn.execute(optouts_t.insert().values(phone=phone, reason=reason, created_by=OPERATOR, created_at=now,
                                                source="reply", inbound_id=inbound_id))
-    d = deliveries_t
-    expired = conn.execute(
-        d.update().where(d.c.phone == phone, d.c.kind == "real", d.c.status.in_((QUEUED, RETRY_WAIT)))
-        .values(status=EXPIRED, error_code="OPTED_OUT", error_text=reason, next_attempt_at=None, updated_at=now)
-    ).rowcount
+    expired = expire_queued(conn, phone, reason, now)
     note(conn, OPERATOR, "optout.add" if exists is None else "optout.again", f"phone:{mask_phone(phone)}",
          reason=reason, source="reply", inbound=inbound_id, deliveries_expired=expired)
-    return int(expired or 0)
+    return expired
 
 
 def _resubscribe(conn: Connection, inbound_id: int, phone: str, word: str) -> int:

@@ -170,3 +170,17 @@ def test_a_carrier_blacklist_refusal_records_the_number_as_blocked_and_later_sen
     gw = Scripted()
     run(ws, gw)
     assert len(gw.sent) == 19 and rows(ws, f"select optout_skipped from messages where id = {second}") == [(1,)]
+
+
+def test_an_opt_out_by_hand_during_a_send_also_takes_back_the_queued_delivery(setup) -> None:
+    ws = setup
+    mid = approved_message(ws)
+    from broadcast.dispatch.dispatcher import Dispatcher
+
+    d = Dispatcher(as_operator(ws, "cron"), Scripted())
+    d.start_message(mid)
+    add_optout(as_operator(ws, "office"), "13800000015", "本人电话要求")
+    gw = Scripted()
+    run(ws, gw)
+    assert len(gw.sent) == 19 and statuses(ws, mid) == {"accepted": 19, "expired": 1}
+    assert rows(ws, "select details from audit_log where action = 'optout.add'")[0][0].count('"deliveries_expired":1')

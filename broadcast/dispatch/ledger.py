@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from broadcast.db.audit_chain import note
 from broadcast.db.bulk import db_value, execute_rows, insert_rows, marker
 from broadcast.db.dispatch_models import (
     ACCEPTED,
@@ -43,7 +44,6 @@ from broadcast.db.dispatch_models import (
     ReceiptLog,
 )
 from broadcast.db.engine import transaction
-from broadcast.db.audit_chain import note
 from broadcast.db.models import Message, OptOut
 from broadcast.db.types import table
 from broadcast.gateways.base import Outcome, SendResult

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from broadcast.db.audit_chain import note
-from broadcast.db.engine import transaction
 from broadcast.db.dispatch_models import EXPIRED, QUEUED, RETRY_WAIT, Delivery
+from broadcast.db.engine import transaction
 from broadcast.db.types import table, utcnow
 from broadcast.errors import NotFoundError
 from broadcast.recipients.groups import members_t, optouts_t

@@ -14,7 +14,7 @@ from broadcast.messages.actions import approve_message
 from broadcast.messages.store import create_message
 from broadcast.recipients.optouts import add_optout
 from broadcast.twoway import intake
-from tests.helpers.scripted import Scripted, approved_message, as_operator, run, setup, statuses  # noqa: F401
+from tests.helpers.scripted import Scripted, approved_message, as_operator, run, statuses
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: BROADCAST_NOW of ``setup``
 

@@ -16,7 +16,6 @@ from broadcast.gateways.base import Inbound
 from broadcast.gateways.push import BadCallback, InboundFormat, Incoming
 from broadcast.receipts.server import ReceiptsSettings, running
 from broadcast.twoway import intake
-from tests.helpers.scripted import setup  # noqa: F401
 
 SECRET = "s3cret-Token"
 

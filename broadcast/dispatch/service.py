@@ -126,6 +126,7 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
                 # ask the gateways with a pull API about deliveries still awaiting a receipt (and
                 # in-doubt ones), within each provider's request budget; never fatal
                 from broadcast.receipts.pull import pull_once_async
+                from broadcast.twoway.pull import pull_replies_async
 
                 pulled_at = time.monotonic()
                 opened = {g.capabilities.name: g for g in (gateway, *fallbacks)}
@@ -133,6 +134,10 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
                     await pull_once_async(ws, instances=opened)
                 except Exception as exc:  # a pull problem must not stop the sending
                     log.warning("receipts pull failed: %s", exc)
+                try:  # replies, from the providers that offer them only (or also) by a pull API
+                    await pull_replies_async(ws, instances=opened)
+                except Exception as exc:
+                    log.warning("replies pull failed: %s", exc)
             for _ in range(int(poll_s * 10)):
                 if dispatcher.stopping:
                     break

@@ -77,9 +77,10 @@ async def fetch_twilio(gw: TwilioGateway, since: datetime, pages: int = 10) -> l
     """Inbound messages since ``since`` (see the module docstring). Raises ``LookupError`` on an error
     answer and the httpx errors on a transport failure."""
     since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
-    params = {"DateSent>": since.date().isoformat(), "PageSize": "100"}
+    first = {"DateSent>": since.date().isoformat(), "PageSize": "100"}
     if gw.settings.from_.startswith("+"):
-        params["To"] = gw.settings.from_
+        first["To"] = gw.settings.from_
+    params: dict[str, str] | None = first
     url: str | None = f"{gw._base}/Messages.json"
     out: list[Inbound] = []
     for _ in range(pages):
@@ -94,5 +95,5 @@ async def fetch_twilio(gw: TwilioGateway, since: datetime, pages: int = 10) -> l
                 if r is not None] if isinstance(rows, list) else []
         following = data.get("next_page_uri")
         url = f"{gw.settings.endpoint.rstrip('/')}{following}" if isinstance(following, str) and following else None
-        params = {}  # the next page's URI carries the filters
+        params = None  # the next page's URI carries the filters (an empty dict would strip them)
     return out

@@ -28,7 +28,7 @@ account caps: ``isv.DAY_LIMIT_CONTROL``,   retryable **and** ``pause`` (every nu
 ``isv.MONTH_LIMIT_CONTROL``
 bad number: ``isv.MOBILE_NUMBER_ILLEGAL``, permanent for that number, a recipient fault; in a
 blacklist codes (``*BLACK*`` other than    multi-number request the batch is bisected and resent so
-the keyword one)                           the good numbers still go (the rejected request sent nothing)
+the keyword one; also ``blocked``)         the good numbers still go (the rejected request sent nothing)
 ``isv.MOBILE_COUNT_OVER_LIMIT``,           bisected; permanent for a single number, and counted: the
 ``isv.PHONENUMBERS_OVER_LIMIT``,           count of numbers, or an international template sent to
 ``isv.DOMESTIC_NUMBER_NOT_SUPPORTED``      mainland numbers, is the request's fault, not the number's
@@ -70,7 +70,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import aliyun_receipts, http
+from broadcast.gateways import aliyun_receipts, http, replies
 from broadcast.gateways.base import (
     QUERY_ERRORS,
     TRANSPORT_ERRORS,
@@ -85,6 +85,7 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
+    BLOCKED,
     CST,
     PAUSE,
     PER_NUMBER,
@@ -105,7 +106,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.push import Candidate, Format, Pull
+from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
 from broadcast.gateways.signing import aliyun_percent_encode, aliyun_rpc_signature
 
 API_VERSION = "2017-05-25"
@@ -204,7 +205,9 @@ def classify_answer(code: str, message: str = "", http_status: int = 200) -> Ver
         return Verdict(Outcome.RETRYABLE, retry_after_s=1.0)
     if code in _RETRY_CODES:
         return _RETRY_CODES[code]
-    if code in _PER_NUMBER_CODES or ("BLACK" in code.upper() and code != "isv.BLACK_KEY_CONTROL_LIMIT"):
+    if "BLACK" in code.upper() and code != "isv.BLACK_KEY_CONTROL_LIMIT":  # a number's blacklist, not a keyword's
+        return BLOCKED
+    if code in _PER_NUMBER_CODES:
         return PER_NUMBER
     if code in _SPLIT_CODES:
         return SPLIT
@@ -228,6 +231,10 @@ class AliyunGateway(Gateway):
     @classmethod
     def receipt_formats(cls) -> Mapping[str, Format]:
         return aliyun_receipts.formats()
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        return {"aliyun-mo": replies.ALIYUN_MO}
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await aliyun_receipts.pull_aliyun(self, candidates, now, pull)
@@ -392,16 +399,14 @@ class AliyunGateway(Gateway):
         return rows
 
     async def receipts_for(self, phone: str, send_date: str, biz_id: str | None = None) -> list[Receipt]:
-        """Pull receipts for one number and day (``yyyyMMdd``, China time) via ``QuerySendDetails``,
-        for the receipts pull loop. Raises LookupError / httpx errors."""
+        """Receipts of one number and day (``yyyyMMdd``, China time) by ``QuerySendDetails``. Raises LookupError / httpx errors."""
         rows = await self.send_details(phone, send_date, biz_id)
         return parse_send_details({"Code": "OK", "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows}}, biz_id=biz_id)
 
     # -- checks ----------------------------------------------------------------------------
 
     async def ping(self) -> str | None:
-        """``QuerySendDetails`` for a dummy number today (read-only, free): proves the AccessKey,
-        the signature and the endpoint. None = OK."""
+        """``QuerySendDetails`` for a dummy number today (read-only, free): proves the AccessKey, signature, endpoint. None = OK."""
         params = {"PhoneNumber": "13800000000", "SendDate": self._clock().astimezone(CST).strftime("%Y%m%d"),
                   "PageSize": "1", "CurrentPage": "1"}
         try:
@@ -491,7 +496,5 @@ def parse_send_details(data: dict[str, Any] | bytes | str, biz_id: str | None = 
             continue
         at = parse_cst(row.get("ReceiveDate")) or parse_cst(row.get("SendDate")) or datetime.now(UTC)
         code = row.get("ErrCode")
-        receipts.append(
-            Receipt(delivery_id, provider_id, "delivered" if status == "3" else "failed", None if code is None else str(code), at)
-        )
+        receipts.append(Receipt(delivery_id, provider_id, "delivered" if status == "3" else "failed", None if code is None else str(code), at))
     return receipts

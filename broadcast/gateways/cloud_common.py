@@ -34,6 +34,9 @@ class Verdict:
     ``recipient``: the code concerns one number only (invalid, blacklisted, over its own frequency
     limit): ``SendResult.recipient_fault``, never counted toward the message's auto-pause. Every
     other code says something about the account, the request or the provider, and counts.
+
+    ``blocked`` (with ``recipient``): the provider refused the number as on its or the carrier's
+    blacklist (``SendResult.blocked``).
     """
 
     outcome: Outcome
@@ -42,6 +45,7 @@ class Verdict:
     split: bool = False
     maybe_sent: bool = False
     recipient: bool = False
+    blocked: bool = False
 
 
 RETRY = Verdict(Outcome.RETRYABLE)
@@ -49,6 +53,8 @@ PERMANENT = Verdict(Outcome.PERMANENT)
 PAUSE = Verdict(Outcome.PERMANENT, pause=True)
 #: One bad number: bisect a multi-number request; that number fails alone, as a recipient fault.
 PER_NUMBER = Verdict(Outcome.PERMANENT, split=True, recipient=True)
+#: One number on the provider's (or the carrier's) blacklist: as ``PER_NUMBER``, and ``blocked``.
+BLOCKED = Verdict(Outcome.PERMANENT, split=True, recipient=True, blocked=True)
 #: Too many numbers, or kinds that cannot share a request: bisect; a single number still refused
 #: so says something about the request or the account (it counts).
 SPLIT = Verdict(Outcome.PERMANENT, split=True)
@@ -64,6 +70,7 @@ def verdict_result(delivery_id: int, verdict: Verdict, code: str, detail: str | 
         maybe_sent=verdict.maybe_sent and verdict.outcome is Outcome.RETRYABLE,
         pause=verdict.pause,
         recipient_fault=verdict.recipient,
+        blocked=verdict.blocked,
     )
 
 
@@ -90,7 +97,7 @@ async def send_splitting(items: Sequence[SendItem], request: RequestFn) -> list[
         return answer
     if len(items) == 1:
         v = answer.verdict
-        single = Verdict(v.outcome, v.pause, v.retry_after_s, recipient=v.recipient)
+        single = Verdict(v.outcome, v.pause, v.retry_after_s, recipient=v.recipient, blocked=v.blocked)
         return [verdict_result(items[0].delivery_id, single, answer.code, answer.detail)]
     mid = len(items) // 2
     return await send_splitting(items[:mid], request) + await send_splitting(items[mid:], request)

@@ -58,6 +58,10 @@ URL there): the JSON body, or Base64 of it, is one report or an array of them: `
 ``mobile``, ``msgGroup``, ``submitDate``/``receiveDate`` (Beijing time). The answer is HTTP 200 with
 the plain text ``success`` (the published integrations only need a 200; the body is what their
 samples answer).
+
+**Replies** (上行, push, ``…/cmas-mo``; ``replies.parse_cmas_mo``): the same encoding, ``mobile``,
+``smsContent``, ``sendTime``, ``addSerial``. 云MAS documents no blacklist answer code: nothing here
+is ``blocked``.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ from broadcast.gateways.cloud_common import (
     snippet,
     verdict_result,
 )
-from broadcast.gateways.push import BadCallback, Format, Incoming
+from broadcast.gateways.push import BadCallback, Format, InboundFormat, Incoming
 
 MAX_MOBILES = 5000  # mobiles per request
 CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -242,6 +246,12 @@ class CmasGateway(Gateway):
     @classmethod
     def receipt_formats(cls) -> Mapping[str, Format]:
         return {"cmas": Format(parse_push, REPORT_ACK, "text/plain")}
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        from broadcast.gateways.replies import CMAS_MO
+
+        return {"cmas-mo": CMAS_MO}
 
     def __init__(self, settings: CmasSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)

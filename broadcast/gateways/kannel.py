@@ -41,6 +41,9 @@ read/write timeout or error, reset     retryable, maybe_sent (``base.transport_e
 
 Kannel's 202 is not delivery: deliveries become ``delivered`` when its DLR reaches the receipts
 endpoint (``broadcast.receipts``).
+
+Replies come through an ``sms-service`` group whose ``get-url`` calls the receipts endpoint's
+``/kannel-mo`` (``replies.KANNEL_GET_URL``; the group for kannel.conf is in docs/replies.md).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from broadcast.gateways.base import (
 from broadcast.messages.segments import count_segments
 
 if TYPE_CHECKING:
-    from broadcast.gateways.push import Format
+    from broadcast.gateways.push import Format, InboundFormat
 
 CAPABILITIES = Capabilities(
     name="kannel",
@@ -145,6 +148,12 @@ class KannelGateway(Gateway):
         from broadcast.gateways.simple_receipts import parse_kannel
 
         return {"kannel": Format(parse_kannel)}
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        from broadcast.gateways.replies import KANNEL_MO
+
+        return {"kannel-mo": KANNEL_MO}
 
     def __init__(self, settings: KannelSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)

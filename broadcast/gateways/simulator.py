@@ -45,7 +45,7 @@ from broadcast.gateways.base import (
 )
 
 if TYPE_CHECKING:
-    from broadcast.gateways.push import Format
+    from broadcast.gateways.push import Format, InboundFormat
 
 CAPABILITIES = Capabilities(
     name="simulator",
@@ -91,6 +91,12 @@ class SimulatorGateway(Gateway):
         from broadcast.gateways.simple_receipts import parse_simulator
 
         return {"simulator": Format(parse_simulator, b'{"ok":true}', "application/json")}
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        from broadcast.gateways.replies import SIMULATOR_MO
+
+        return {"simulator-mo": SIMULATOR_MO}
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ naming one number are recipient faults (never counted toward the message's auto-
 ``LimitExceeded.App*DailyLimit``                 retryable **and** ``pause`` (account-wide cap)
 ``InvalidParameterValue.IncorrectPhoneNumber``,  permanent for that number, a recipient fault
 ``FailedOperation.PhoneNumberInBlacklist``       (request-level: the batch is bisected so the good
-                                                 numbers still go)
+                                                 numbers still go); the blacklist one also ``blocked``
 ``LimitExceeded.PhoneNumberCountLimit``,         bisected; for a single number permanent, and counted
 ``UnsupportedOperation.ContainDomesticAnd…``
 balance (``FailedOperation.InsufficientBalance…``, permanent + ``pause``
@@ -58,12 +58,13 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http, tencent_receipts
+from broadcast.gateways import http, replies, tencent_receipts
 from broadcast.gateways.base import (
     QUERY_ERRORS,
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
+    Inbound,
     Outcome,
     Receipt,
     SendItem,
@@ -73,6 +74,7 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import (
+    BLOCKED,
     PAUSE,
     PER_NUMBER,
     PERMANENT,
@@ -91,7 +93,7 @@ from broadcast.gateways.cloud_common import (
     tag_delivery_id,
     verdict_result,
 )
-from broadcast.gateways.push import Candidate, Format, Pull
+from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
 from broadcast.gateways.signing import tc3_authorization
 
 API_VERSION = "2021-01-11"
@@ -159,7 +161,7 @@ class TencentSettings(BaseSettings):
 
 # -- error codes --------------------------------------------------------------------------------
 
-_PER_NUMBER_CODES = {"InvalidParameterValue.IncorrectPhoneNumber", "FailedOperation.PhoneNumberInBlacklist"}
+_PER_NUMBER_CODES = {"InvalidParameterValue.IncorrectPhoneNumber"}
 #: Bisected, but not a number's fault: too many numbers, or domestic and international ones mixed.
 _SPLIT_CODES = {"LimitExceeded.PhoneNumberCountLimit", "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber"}
 _PAUSE_CODES = {
@@ -190,7 +192,9 @@ def classify_answer(code: str) -> Verdict:
         return Verdict(Outcome.RETRYABLE, pause=True, retry_after_s=3600.0)
     if code in _SPLIT_CODES:
         return SPLIT
-    if code in _PER_NUMBER_CODES or "Blacklist" in code:
+    if "Blacklist" in code:  # FailedOperation.PhoneNumberInBlacklist: the person unsubscribed (免打扰)
+        return BLOCKED
+    if code in _PER_NUMBER_CODES:
         return PER_NUMBER
     if code in _PAUSE_CODES or code.startswith(("AuthFailure", "UnauthorizedOperation", "MissingParameter")):
         return PAUSE
@@ -214,6 +218,13 @@ class TencentGateway(Gateway):
     @classmethod
     def receipt_formats(cls) -> Mapping[str, Format]:
         return tencent_receipts.formats()
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        return {"tencent-mo": replies.TENCENT_MO}
+
+    async def fetch_inbound(self, since: datetime) -> list[Inbound]:
+        return await replies.pull_tencent(self, since)  # PullSmsReplyStatus (a queue, enabled on request)
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await tencent_receipts.pull_tencent(self, candidates, now, pull)

@@ -14,7 +14,7 @@ message's own (``adds_signature=False``).
 HTTP 429 or code ``20429``, ``30001``,       retryable (Retry-After honoured)
 ``21611``, ``63017``
 ``21211`` (invalid To), ``21265`` (To is a  permanent, a recipient fault (never counted toward
-short code), ``21610`` (unsubscribed),       the message's auto-pause)
+short code), ``21610`` (unsubscribed),       the message's auto-pause); ``21610`` also ``blocked``
 ``21612`` (To not reachable from this
 sender), ``21614`` (not a mobile number)
 other 4xx                                    permanent
@@ -41,11 +41,12 @@ import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broadcast.gateways import http, twilio_receipts
+from broadcast.gateways import http, replies_twilio, twilio_receipts
 from broadcast.gateways.base import (
     TRANSPORT_ERRORS,
     Capabilities,
     Gateway,
+    Inbound,
     Outcome,
     Receipt,
     SendItem,
@@ -56,7 +57,7 @@ from broadcast.gateways.base import (
     transport_error_result,
 )
 from broadcast.gateways.cloud_common import json_body, malformed, snippet
-from broadcast.gateways.push import Candidate, Format, Pull
+from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
 from broadcast.gateways.signing import validate_twilio_signature
 
 __all__ = ["TwilioGateway", "TwilioSettings", "parse_status_callback", "validate_signature"]
@@ -76,6 +77,7 @@ CALLBACK_PARAM = "bc_delivery"  # our delivery id in the StatusCallback URL
 _RETRY_CODES = {20429, 30001, 21611, 63017}
 _PAUSE_CODES = {20003, 20005, 10001}
 _RECIPIENT_CODES = {21211, 21265, 21610, 21612, 21614}  # refusals of the To number alone
+UNSUBSCRIBED = 21610  # the person replied STOP to this sender: blocked until they reply START
 
 
 class TwilioSettings(BaseSettings):
@@ -128,6 +130,14 @@ class TwilioGateway(Gateway):
     @classmethod
     def receipt_formats(cls) -> Mapping[str, Format]:
         return twilio_receipts.formats()
+
+    @classmethod
+    def inbound_formats(cls) -> Mapping[str, InboundFormat]:
+        return {"twilio-mo": replies_twilio.TWILIO_MO}
+
+    async def fetch_inbound(self, since: datetime) -> list[Inbound]:
+        """Inbound messages listed by the Messages API since ``since`` (``replies_twilio.fetch_twilio``)."""
+        return await replies_twilio.fetch_twilio(self, since)
 
     async def pull_receipts(self, candidates: Sequence[Candidate], now: datetime, pull: Pull) -> None:
         await twilio_receipts.pull_twilio(self, candidates, now, pull)
@@ -275,7 +285,8 @@ def classify_answer(delivery_id: int, response: httpx.Response, data: Any = None
     if response.status_code in (401, 403) or code_num in _PAUSE_CODES:
         return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, pause=True)
     if code_num in _RECIPIENT_CODES or 400 <= response.status_code < 500:
-        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=code_num in _RECIPIENT_CODES)
+        return SendResult(delivery_id, Outcome.PERMANENT, code=code, detail=detail, recipient_fault=code_num in _RECIPIENT_CODES,
+                          blocked=code_num == UNSUBSCRIBED)
     result = http.classify_answer(delivery_id, response)
     return SendResult(delivery_id, result.outcome, code=code, detail=detail, retry_after_s=result.retry_after_s,
                       maybe_sent=result.maybe_sent, pause=result.pause)

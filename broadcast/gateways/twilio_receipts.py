@@ -30,7 +30,7 @@ from broadcast.gateways.push import BadCallback, Candidate, Forbidden, Format, I
 if TYPE_CHECKING:
     from broadcast.gateways.twilio import TwilioGateway
 
-__all__ = ["TwilioNotConfigured", "formats", "parse_twilio", "pull_twilio", "twilio_public_url"]
+__all__ = ["TwilioNotConfigured", "formats", "parse_twilio", "pull_twilio", "twilio_public_url", "verified_form"]
 
 log = logging.getLogger("broadcast.receipts")
 
@@ -76,21 +76,31 @@ def _public_base() -> str:
     return load_receipts_settings().public_url
 
 
-def parse_twilio(req: Incoming) -> list[Receipt]:
-    """A Twilio StatusCallback: verify ``X-Twilio-Signature`` (403 when it does not match), then one
-    receipt (final status) or an interim ``accepted`` (intermediate status)."""
-    from broadcast.gateways.twilio import CALLBACK_PARAM, parse_status_callback, validate_signature
+def verified_form(req: Incoming, what: str = "status callback") -> tuple[list[tuple[str, str]], str]:
+    """A Twilio webhook's form parameters and the URL it signed, once ``X-Twilio-Signature`` verifies
+    (``Forbidden`` when it is missing or does not match; ``BadCallback`` for anything but a POST).
+    Shared by the StatusCallback and the incoming-message webhook (``replies_twilio``)."""
+    from broadcast.gateways.twilio import validate_signature
 
     if req.method != "POST":
-        raise BadCallback("Twilio status callbacks are POSTed")
+        raise BadCallback(f"Twilio {what}s are POSTed")
     signature = next((v for k, v in req.headers.items() if k.lower() == SIGNATURE_HEADER), "")
     if not signature:
         raise Forbidden("no X-Twilio-Signature")
     params = parse_qsl(req.body.decode("latin-1"), keep_blank_values=True, encoding="utf-8")
     url = twilio_public_url(req, _public_base())
     if not validate_signature(url, params, signature, _twilio_auth_token()):
-        log.warning("twilio status callback with a bad signature refused (URL checked: %s)", url.split("?")[0])
+        log.warning("twilio %s with a bad signature refused (URL checked: %s)", what, url.split("?")[0])
         raise Forbidden("X-Twilio-Signature does not match")
+    return params, url
+
+
+def parse_twilio(req: Incoming) -> list[Receipt]:
+    """A Twilio StatusCallback: verify ``X-Twilio-Signature`` (403 when it does not match), then one
+    receipt (final status) or an interim ``accepted`` (intermediate status)."""
+    from broadcast.gateways.twilio import CALLBACK_PARAM, parse_status_callback
+
+    params, url = verified_form(req)
     form = dict(params)
     receipt = parse_status_callback(form, url, received_at=req.received_at)
     if receipt is not None:

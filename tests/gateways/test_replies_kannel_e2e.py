@@ -1,0 +1,146 @@
+"""Replies through a real Kannel: fakesmsc originates a Chinese MO (UCS-2), bearerbox hands it to
+smsbox, smsbox calls the ``sms-service`` ``get-url`` of docs/replies.md (``replies.KANNEL_GET_URL``)
+on a recorder here; ``parse_kannel_mo`` must read the exact text, the sender and Kannel's message id,
+and smsbox must send no reply SMS (``max-messages = 0``).
+
+Skipped, with the reason, where Kannel is absent (``apt-get install -y kannel kannel-extras``).
+Every process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote_from_bytes
+
+import httpx
+import pytest
+
+from broadcast.gateways.push import Incoming
+from broadcast.gateways.replies import KANNEL_GET_URL, KANNEL_MO
+from tests.gateways.test_kannel_e2e import BEARERBOX, FAKESMSC, SMSBOX, wait_for
+from tests.helpers.serve import free_port
+
+pytestmark = pytest.mark.slow
+
+REPLY = "收到，谢谢！  明天  准时参加 TD"  # two spaces kept: %b, not %a
+
+
+@contextlib.contextmanager
+def recorder() -> Iterator[tuple[int, list[tuple[str, str, dict[str, str], bytes]]]]:
+    """A local HTTP server recording every request (method, raw query, headers, body); answers 200, empty."""
+    got: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            got.append(("GET", query, dict(self.headers.items()), b""))
+            self.send_response(200)
+            self.send_header("Content-Type", KANNEL_MO.ack_media_type)
+            self.send_header("Content-Length", str(len(KANNEL_MO.ack_body)))
+            self.end_headers()
+            self.wfile.write(KANNEL_MO.ack_body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def conf(tmp: Path, ports: dict[str, int], mo_port: int) -> str:
+    return f"""
+group = core
+admin-port = {ports['admin']}
+admin-password = adm
+admin-interface = 127.0.0.1
+smsbox-port = {ports['smsbox']}
+box-allow-ip = 127.0.0.1
+log-level = 1
+log-file = "{tmp}/bearerbox.log"
+
+group = smsc
+smsc = fake
+smsc-id = fake
+host = 127.0.0.1
+port = {ports['fake']}
+connect-allow-ip = 127.0.0.1
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {ports['smsbox']}
+log-level = 1
+log-file = "{tmp}/smsbox.log"
+
+group = sms-service
+keyword = default
+catch-all = true
+max-messages = 0
+omit-empty = true
+get-url = "http://127.0.0.1:{mo_port}/s3cret/kannel-mo?{KANNEL_GET_URL}"
+"""
+
+
+def test_a_chinese_reply_through_real_kannel(tmp_path: Path) -> None:
+    import os
+
+    missing = [p for p in (BEARERBOX, SMSBOX, FAKESMSC) if not (os.path.isfile(p) and os.access(p, os.X_OK))]
+    if missing:
+        pytest.skip(f"Kannel is not installed ({', '.join(missing)} missing)")
+    ports = {k: free_port() for k in ("admin", "smsbox", "fake")}
+    logs = [tmp_path / n for n in ("bearerbox.log", "smsbox.log", "fakesmsc.out", "bearerbox.out", "smsbox.out")]
+    ucs2 = quote_from_bytes(REPLY.encode("utf-16-be"), safe="")
+    procs: list[subprocess.Popen[bytes]] = []
+    files = []
+
+    def start(argv: list[str], out: Path) -> None:
+        f = out.open("wb")
+        files.append(f)
+        procs.append(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path))
+
+    status = f"http://127.0.0.1:{ports['admin']}/status.txt?password=adm"
+    before = datetime.now(UTC).replace(microsecond=0)
+    with recorder() as (mo_port, got):
+        (tmp_path / "kannel.conf").write_text(conf(tmp_path, ports, mo_port))
+        try:
+            start([BEARERBOX, str(tmp_path / "kannel.conf")], tmp_path / "bearerbox.out")
+            wait_for("bearerbox", lambda: httpx.get(status, timeout=1).status_code == 200, logs)
+            start([SMSBOX, str(tmp_path / "kannel.conf")], tmp_path / "smsbox.out")
+            wait_for("smsbox to connect to bearerbox", lambda: "smsbox:" in httpx.get(status, timeout=1).text, logs)
+            start([FAKESMSC, "-H", "127.0.0.1", "-r", str(ports["fake"]), "-i", "0.2", "-m", "2",
+                   f"8613812345678 1069012345 ucs2 {ucs2}"], tmp_path / "fakesmsc.out")
+            wait_for("two MO calls", lambda: len(got) >= 2, logs)
+            time.sleep(1.0)  # a reply SMS, if smsbox sent one, would reach fakesmsc by now
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+            for p in reversed(procs):
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for f in files:
+                f.close()
+
+    replies = []
+    for method, query, headers, body in got:
+        replies += KANNEL_MO.parse(Incoming(method, [], headers, body, path="/s3cret/kannel-mo", raw_query=query))
+    assert [r.text for r in replies] == [REPLY, REPLY]
+    assert {r.phone for r in replies} == {"+8613812345678"} and {r.to for r in replies} == {"1069012345"}
+    ids = [r.provider_id for r in replies]
+    assert all(i and len(i) == 36 and i.count("-") == 4 for i in ids) and ids[0] != ids[1]  # Kannel's message UUIDs
+    assert all(before.timestamp() - 5 <= r.at.timestamp() <= datetime.now(UTC).timestamp() + 5 for r in replies)
+    assert "Got message" not in (tmp_path / "fakesmsc.out").read_text(errors="replace")  # no reply SMS went back

@@ -50,7 +50,7 @@ LONG = ("【城南】" + "各位同志：根据区委统一部署，本周六上
         "因故不能参加者，请于周五下午五点前向办公室请假并说明理由。停车位有限，请尽量乘坐公共交通。谢谢配合！")
 
 
-def kannel_conf(tmp: Path, ports: dict[str, int]) -> str:
+def kannel_conf(tmp: Path, ports: dict[str, int], smsbox_extra: str = "") -> str:
     return f"""
 group = core
 admin-port = {ports['admin']}
@@ -77,7 +77,7 @@ sendsms-port = {ports['sendsms']}
 sendsms-interface = 127.0.0.1
 log-level = 1
 log-file = "{tmp}/smsbox.log"
-
+{smsbox_extra}
 group = sendsms-user
 username = broadcast
 password = kannel-pw
@@ -101,11 +101,14 @@ def wait_for(what: str, probe: Callable[[], bool], logs: list[Path], timeout_s: 
 
 
 @contextlib.contextmanager
-def kannel(tmp: Path) -> Iterator[tuple[str, Path, list[Path]]]:
-    """bearerbox, fakesmsc and smsbox; yields (sendsms URL, fakesmsc output, log files)."""
-    ports = {k: free_port() for k in ("admin", "smsbox", "fake", "sendsms")}
+def kannel(tmp: Path, extra: str = "", smsbox_extra: str = "",
+           ports: dict[str, int] | None = None) -> Iterator[tuple[str, Path, list[Path]]]:
+    """bearerbox, fakesmsc and smsbox; yields (sendsms URL, fakesmsc output, log files). ``extra``:
+    more kannel.conf groups, appended; ``smsbox_extra``: more lines of the smsbox group; ``ports``:
+    admin/smsbox/fake/sendsms ports chosen by the caller."""
+    ports = ports or {k: free_port() for k in ("admin", "smsbox", "fake", "sendsms")}
     conf = tmp / "kannel.conf"
-    conf.write_text(kannel_conf(tmp, ports))
+    conf.write_text(kannel_conf(tmp, ports, smsbox_extra) + extra)
     fake_out = tmp / "fakesmsc.out"
     logs = [tmp / "bearerbox.log", tmp / "smsbox.log", fake_out, tmp / "bearerbox.out", tmp / "smsbox.out"]
     procs: list[subprocess.Popen[bytes]] = []

@@ -124,7 +124,7 @@ def _read(path: Path, encoding: str | None, sheet: str | None, result: Submissio
     # "phone column 1" makes the first non-blank row the headers; when it lacks 支部 and 内容 (a
     # title row), the next non-blank rows are tried, within the 10 rows the member import scans.
     with open_table(path, encoding=encoding, sheet=sheet, phone_column="1") as table:
-        headers = seen = table.headers
+        headers = best = table.headers
         cols = _columns(headers)
         names: dict[str, str] | None = None
         for row_no, cells in table:
@@ -136,15 +136,17 @@ def _read(path: Path, encoding: str | None, sheet: str | None, result: Submissio
                 elif any(_text(c) for c in cells):
                     headers = _cells(cells)
                     cols = _columns(headers)
+                    best = headers if len(cols) > len(_columns(best)) else best
                     continue
                 else:
                     continue
             _check_row(row_no, {f: (cells[i] if i < len(cells) else None) for f, i in cols.items()}, names,
                        rows, result)
         if "group" not in cols or "text" not in cols:
-            missing = " and ".join(n for f, n in (("group", "支部"), ("text", "内容")) if f not in cols)
+            found = _columns(best)
+            missing = " and ".join(n for f, n in (("group", "支部"), ("text", "内容")) if f not in found)
             raise ImportFileError(
-                f"{path.name}: no {missing} column (headers seen: {', '.join(h for h in seen if h) or 'none'})",
+                f"{path.name}: no {missing} column (headers seen: {', '.join(h for h in best if h) or 'none'})",
                 hint="the columns are 支部, 内容 and optionally 日期 (or branch, text, date)",
             )
     return rows
@@ -185,7 +187,7 @@ def import_submissions(ws: Workspace, path: str | Path, *, encoding: str | None 
     now = clock_now(ws.settings)
     today = local(now, ws.settings.timezone).date()
     with transaction(ws.engine, write=True) as conn:
-        known = dict(conn.execute(sa.select(groups_t.c.name, groups_t.c.id)).tuples().all())
+        known: dict[str, int] = {n: i for n, i in conn.execute(sa.select(groups_t.c.name, groups_t.c.id))}
         seen: set[tuple[int, str, date | None]] = set()
         new: list[dict[str, Any]] = []
         for r in rows:

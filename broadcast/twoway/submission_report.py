@@ -74,7 +74,7 @@ def submission_report(ws: Workspace, *, since: date | None = None, until: date |
         .where(*conds).group_by(s.c.group_id)
     )
     with transaction(ws.engine) as conn:
-        names = dict(conn.execute(sa.select(groups_t.c.id, groups_t.c.name)).tuples().all())
+        names: dict[int, str] = {i: n for i, n in conn.execute(sa.select(groups_t.c.id, groups_t.c.name))}
         counts: dict[int | None, BranchCounts] = {}
         for gid, n in conn.execute(
             sa.select(memberships_t.c.group_id, sa.func.count()).where(memberships_t.c.submitter.is_(True))

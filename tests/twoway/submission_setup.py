@@ -17,8 +17,8 @@ def ok(cli, *args, env=None):
     return r
 
 
-@pytest.fixture
-def office(cli, tmp_path: Path, monkeypatch):
+@pytest.fixture(name="office")
+def office_fixture(cli, tmp_path: Path, monkeypatch):
     """党工委 over 一支部 and 二支部; 张三 (一支部, its submitter) and 李四 (二支部); schedule 1 sends
     the series 早餐 (4 lines, 2026-11-28 to 2026-12-01 at 07:30) to 党工委, not yet approved."""
     tdir = tmp_path / "templates"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.files import write_csv, write_xlsx
-from tests.twoway.submission_setup import actions, office, ok  # noqa: F401  (office is a fixture)
+from tests.twoway.submission_setup import actions, office_fixture, ok  # noqa: F401  (the office fixture)
 
-pytestmark = pytest.mark.usefixtures("office")
+pytestmark = [pytest.mark.usefixtures("office"), pytest.mark.both_stores]  # PostgreSQL runs: whole suite
 
 
 def listed(cli, *args):

@@ -112,7 +112,7 @@ def _placed(s: Any) -> str:
 @app.command("accept")
 def accept(
     submission_id: int = typer.Argument(..., help="Submission id (see 'broadcast submission list')."),
-    schedule: int = typer.Option(..., "--schedule", "-s", help="The daily series (see 'broadcast schedule list')."),
+    schedule: int | None = typer.Option(None, "--schedule", "-s", help="The daily series (see 'broadcast schedule list'); default: the only one not cancelled."),
     day: str | None = typer.Option(None, "--day", help="YYYY-MM-DD; default: the day the branch asked for, else the series' next day without a line."),
     json_: bool = JSON_OPTION,
 ) -> None:

@@ -56,14 +56,3 @@ def set_submitter(ws: Workspace, group: str, phone: str, *, on: bool = True) -> 
             note(conn, ws.operator, "group.submitter", f"group:{name}", member=mask_phone(e164), submitter=on)
     return SubmitterChange(name, e164, member.name, on, changed)
 
-
-def submitters_of(conn: sa.Connection, gid: int) -> list[tuple[str, str]]:
-    """(name, phone) of the group's submitters, by name."""
-    return [
-        (n, p) for n, p in conn.execute(
-            sa.select(members_t.c.name, members_t.c.phone)
-            .join(memberships_t, memberships_t.c.member_id == members_t.c.id)
-            .where(memberships_t.c.group_id == gid, memberships_t.c.submitter.is_(True))
-            .order_by(members_t.c.name, members_t.c.phone)
-        )
-    ]

@@ -100,7 +100,10 @@ def parse_day(value: Any) -> date | None:
     m = _DATE.fullmatch(str(value))
     if not m:
         raise ValueError("not a date: write it as YYYY-MM-DD, e.g. 2026-12-01")
-    return date(int(m[1]), int(m[2]), int(m[3]))  # ValueError for 2026-02-30
+    try:
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError as exc:  # 2026-02-30, 2026-13-01
+        raise ValueError(f"no such day ({exc})") from None
 
 
 def _columns(headers: list[str]) -> dict[str, int]:

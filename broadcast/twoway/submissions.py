@@ -182,7 +182,16 @@ class Accepted:
         return asdict(self)
 
 
-def _schedule(conn: Connection, schedule_id: int) -> sa.Row[Any]:
+def _schedule(conn: Connection, schedule_id: int | None) -> sa.Row[Any]:
+    if schedule_id is None:  # the one series running, if there is exactly one
+        live = list(conn.execute(sa.select(schedules_t.c.id).where(schedules_t.c.status != "cancelled")
+                                 .order_by(schedules_t.c.id)).scalars())
+        if len(live) != 1:
+            raise InputError("name the series with --schedule ID" + (
+                f" (schedules: {', '.join(map(str, live))})" if live else ": there is none"),
+                hint="see 'broadcast schedule list'" if live else
+                "create one with: broadcast schedule daily --series FILE --to GROUP --time 07:30")
+        schedule_id = live[0]
     row = conn.execute(sa.select(schedules_t).where(schedules_t.c.id == schedule_id)).first()
     if row is None:
         raise NotFoundError(f"no schedule {schedule_id}", hint="see 'broadcast schedule list'")
@@ -227,14 +236,17 @@ def _choose_day(ws: Workspace, sch: sa.Row[Any], sub: SubmissionInfo, day: date 
     return day
 
 
-def accept_submission(ws: Workspace, submission_id: int, *, schedule_id: int, day: date | None = None) -> Accepted:
-    """Put a pending submission into a day of a daily series (see the module doc); the day is
-    ``day``, else the submission's wanted day, else the series' next day without a line."""
+def accept_submission(ws: Workspace, submission_id: int, *, schedule_id: int | None = None,
+                      day: date | None = None) -> Accepted:
+    """Put a pending submission into a day of a daily series (see the module doc): the schedule
+    ``schedule_id`` (default: the only one not cancelled); the day ``day``, else the
+    submission's wanted day, else the series' next day without a line."""
     now = clock_now(ws.settings)
     tz = ws.settings.timezone
     with transaction(ws.engine, write=True) as conn:
         sub = _pending(conn, submission_id, "accept")
         sch = _schedule(conn, schedule_id)
+        schedule_id = int(sch.id)
         taken = _series_days(ws, conn, schedule_id)
         day = _choose_day(ws, sch, sub, day, now, taken)
         body = as_body(sub.text, day)

@@ -73,7 +73,7 @@ def test_accept_into_a_new_day_the_wanted_day_and_the_next_free_day(cli, tmp_pat
     m = show(cli, a["message_id"])
     assert m["targets"] == ["党工委"] and m["scheduled_at"] == "2026-12-02T23:30:00+00:00" and m["body"] == "第一条"
     assert ok(cli, "schedule", "show", sch, "--json").json()["days"] == 6  # the series grew to 12-03
-    b = ok(cli, "submission", "accept", "2", "--schedule", sch, "--json").json()  # next day without a line
+    b = ok(cli, "submission", "accept", "2", "--json").json()  # the only series; its next day without a line
     assert b["day"] == "2026-12-02"
     ok(cli, "message", "cancel", str(office["messages"][1]["id"]))  # 11-29's line cancelled: a gap
     c = ok(cli, "submission", "accept", "3", "--schedule", sch, "--json").json()
@@ -112,6 +112,7 @@ def test_refusals(cli, ws, office):
     ok(cli, "schedule", "cancel", sch)
     s3 = sms_submission(ws, "13800138001", "第三条")
     assert "cancelled" in cli("submission", "accept", str(s3), "--schedule", sch).stderr
+    assert "name the series with --schedule ID: there is none" in cli("submission", "accept", str(s3)).stderr
 
 
 def test_a_later_accept_on_the_same_day_puts_the_earlier_back(cli, ws, office):

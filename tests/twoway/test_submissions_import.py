@@ -81,7 +81,7 @@ def test_every_bad_row_is_named_with_its_column_and_value(cli, tmp_path, monkeyp
     assert got == [(3, "Text", ""), (4, "Branch", ""), (5, "Date", "明天"), (6, "Date", "2026-11-01"),
                    (7, "Date", "2026-02-30"), (8, "Text", "详见 http://"), (9, "Text", "远离赌博"), (10, "Text", "很长很长很长很长很长")]
     reasons = [e["reason"] for e in r.json()["errors"]]
-    assert "link" in reasons[5] and "banned word" in reasons[6] and "past" in reasons[3]
+    assert "link" in reasons[5] and "banned word" in reasons[6] and "past" in reasons[3] and "no such day" in reasons[4]
     assert listed(cli) == []
 
 

@@ -28,6 +28,7 @@ from broadcast.cli import (
     receipts_cmd,
     schedule_cmd,
     send_cmd,
+    submission_cmd,
     template_cmd,
 )
 
@@ -104,6 +105,7 @@ app.command("report")(audit_cmd.report)
 app.command("purge")(audit_cmd.purge)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(receipts_cmd.app, name="receipts")
+app.add_typer(submission_cmd.app, name="submission")
 
 
 @app.callback(invoke_without_command=True)

@@ -56,8 +56,9 @@ def _say_group(g: Any) -> None:
         say(f"Sub-groups ({len(g.subgroups)}): " + "、".join(g.subgroups))
     say(f"Direct members: {g.members}; a send reaches {g.reach} people (sub-groups included, opt-outs excluded)")
     if g.member_list:
-        table(None, ["Name", "Phone", "Title", "Opted out"],
-              ([m["name"], m["phone"], m["title"], "yes" if m["opted_out"] else ""] for m in g.member_list))
+        table(None, ["Name", "Phone", "Title", "Opted out", "Submitter"],
+              ([m["name"], m["phone"], m["title"], "yes" if m["opted_out"] else "", "yes" if m["submitter"] else ""]
+               for m in g.member_list))
 
 
 @app.command("rename")
@@ -86,3 +87,20 @@ def remove(
     if r.subgroups_moved:
         extra.append(f"sub-groups moved up: {'、'.join(r.subgroups_moved)}")
     say(f"Removed group {r.name}" + (f" ({'; '.join(extra)})" if extra else ""))
+
+
+@app.command("submitter")
+def submitter(
+    group: str = typer.Argument(..., help="The branch."),
+    phone: str = typer.Argument(..., help="A member of it who hands in lines (texts 投稿 ...)."),
+    remove: bool = typer.Option(False, "--remove", help="No longer a submitter."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Mark a member as the branch's submitter of lines for the daily series (or --remove)."""
+    from broadcast.cli._output import Output
+    from broadcast.recipients.submitters import set_submitter
+
+    c = set_submitter(workspace(), group, phone, on=not remove)
+    what = "a submitter" if c.submitter else "not a submitter"
+    text = f"{c.name} {c.phone} is {'now' if c.changed else 'already'} {what} for {c.group}"
+    Output.for_(json_).message(text, c.to_dict())

@@ -112,7 +112,8 @@ def show_group(ws: Workspace, name: str) -> GroupDetail:
         info = next(g for g in list_groups(ws) if g.name == name)
         reach = len(audience(conn, [gid]))
         members = conn.execute(
-            sa.select(members_t.c.name, members_t.c.phone, members_t.c.title, optouts_t.c.phone.is_not(None))
+            sa.select(members_t.c.name, members_t.c.phone, members_t.c.title, optouts_t.c.phone.is_not(None),
+                      memberships_t.c.submitter)
             .join(memberships_t, memberships_t.c.member_id == members_t.c.id)
             .outerjoin(optouts_t, optouts_t.c.phone == members_t.c.phone)
             .where(memberships_t.c.group_id == gid)
@@ -125,7 +126,8 @@ def show_group(ws: Workspace, name: str) -> GroupDetail:
         subgroups=info.subgroups,
         reach=reach,
         member_list=[
-            {"name": n, "phone": p, "title": t, "opted_out": bool(o)} for n, p, t, o in members
+            {"name": n, "phone": p, "title": t, "opted_out": bool(o), "submitter": bool(s)}
+            for n, p, t, o, s in members
         ],
     )
 

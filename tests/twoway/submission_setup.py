@@ -39,29 +39,18 @@ def office_fixture(cli, tmp_path: Path, monkeypatch):
 
 
 def sms_submission(ws, phone: str, text: str) -> int:
-    """What the two-way intake stores for ``投稿<text>`` from a branch's submitter: the reply in
-    ``inbound`` and a pending ``submissions`` row for the branch the member submits for."""
-    from broadcast.db.dispatch_models import InboundMessage
-    from broadcast.db.models import Member, Membership
-    from broadcast.db.twoway_models import Submission
-    from broadcast.db.types import table
+    """``投稿<text>`` from ``phone`` taken in by the two-way intake, as a reply pushed or read off a
+    link would be; returns the pending submission's id."""
+    from broadcast.gateways.base import Inbound
+    from broadcast.twoway import intake
 
-    members, memberships = table(Member), table(Membership)
-    inbound, subs = table(InboundMessage), table(Submission)
     now = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
-    with ws.engine.begin() as conn:
-        mid, gid = conn.execute(
-            sa.select(members.c.id, memberships.c.group_id).join(memberships, memberships.c.member_id == members.c.id)
-            .where(members.c.phone == "+86" + phone, memberships.c.submitter.is_(True))
-        ).one()
-        iid = conn.execute(inbound.insert().values(
-            gateway="simulator", phone="+86" + phone, to_addr="1069000", text="投稿" + text, sent_at=now,
-            received_at=now, raw=("投稿" + text).encode().hex(), member_id=mid, kind="submission",
-        )).inserted_primary_key[0]
-        return int(conn.execute(subs.insert().values(
-            group_id=gid, member_id=mid, inbound_id=iid, source="sms", text=text, status="pending",
-            created_by="intake", created_at=now,
-        )).inserted_primary_key[0])
+    body = "投稿" + text
+    taken = intake.record(ws.engine, [Inbound("simulator", f"sub-{phone}-{hash(text)}", phone, "1069000", body, now,
+                                              body.encode())], now, intake.Rules.of(ws.settings))
+    assert taken.submissions == 1, taken
+    with ws.engine.connect() as conn:
+        return int(conn.execute(sa.text("select max(id) from submissions")).scalar_one())
 
 
 def actions(cli) -> list[tuple[str, str, str]]:

@@ -323,7 +323,7 @@ def reply_target(ws: Workspace, item_id: int) -> Item:
         how = {"reply": "by a reply", "carrier": "by the carrier (blacklisted)"}.get(opt.source, "by an operator")
         raise StateError(f"{mask_phone(item.phone)} ({item.name or 'no member'}) has opted out {how} on "
                          f"{local(opt.created_at, ws.settings.timezone):%Y-%m-%d}: no reply is sent to them",
-                         hint="only if they asked to receive messages again: broadcast optout remove PHONE")
+                         hint=f"only if they asked to receive messages again: broadcast optout remove {item.phone}")
     return item
 
 

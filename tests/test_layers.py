@@ -106,7 +106,7 @@ def test_no_import_cycle_between_packages() -> None:
 
 
 LAYERS = ["errors", "clock", "config", "db", "workspace", "recipients", "messages", "gateways", "testing", "receipts",
-          "dispatch", "audit", "maintenance", "demo", "cli", "__main__"]
+          "twoway", "dispatch", "audit", "maintenance", "demo", "cli", "__main__"]
 """Bottom to top, as the README states it: a package imports only packages before it."""
 
 

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.audit.timeutil import range_utc
-from broadcast.clock import local
+from broadcast.clock import at_local, local
 from broadcast.clock import now as clock_now
 from broadcast.db.audit_chain import log_t, note
 from broadcast.db.dispatch_models import InboundMessage
@@ -381,4 +380,6 @@ def received_range(ws: Workspace, since: date | None, until: date | None) -> tup
     """Local ``since``..``until`` (both included) as UTC bounds on ``received_at``."""
     if since is not None and until is not None and until < since:
         raise InputError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
-    return range_utc(since, until, ws.settings.timezone)
+    tz = ws.settings.timezone
+    return (at_local(since, time(0), tz) if since else None,
+            at_local(until + timedelta(days=1), time(0), tz) if until else None)

@@ -34,7 +34,7 @@ def make_org(ws: Any) -> None:
     at = parse_instant("2026-11-19T07:30", "Asia/Shanghai")
     with ws.engine.begin() as conn:
         conn.execute(sa.insert(Message.__table__).values(
-            id=1, body=ANSWERED, template=None, signature="【城南新区】", category="notice", status="sent",
+            body=ANSWERED, template=None, signature="【城南新区】", category="notice", status="sent",
             author="a", approver="b", created_at=at, updated_at=at, started_at=at, target_all=True, optout_skipped=0))
 
 
@@ -78,6 +78,7 @@ def org(isolated_env, monkeypatch, request):
     return ws
 
 
+@pytest.mark.both_stores
 def test_triage_cycle_new_open_closed_through_the_cli(org, cli):
     item = add_feedback(org, PEOPLE["张三"], "村口路灯坏了一个月，晚上学习回家不安全")
     listed = cli("inbox", "list", "--json").json()

@@ -42,6 +42,7 @@ def message(ws, mid: int):
         return conn.execute(sa.select(m).where(m.c.id == mid)).one()
 
 
+@pytest.mark.both_stores
 def test_reply_reaches_exactly_that_phone(org, cli, monkeypatch):
     monkeypatch.setenv("BROADCAST_REQUIRE_APPROVAL", "false")
     item = add_feedback(org, PEOPLE["李四"], "建议早餐配上语音{name}")

@@ -61,6 +61,7 @@ def _random_inbox(ws, seed: int) -> None:
         add_feedback(ws, rnd.choice(phones), f"意见{rnd.randrange(1000)}", received=received, **values)
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize(("since", "until"), [(None, None), ("2026-11-05", "2026-11-14"), ("2026-11-15", None)])
 def test_counts_are_the_rows(org, cli, since, until):
     _random_inbox(org, seed=7)
@@ -104,6 +105,7 @@ def test_counts_are_the_rows(org, cli, since, until):
     assert sorted(i["id"] for i in got["overdue"]) == sorted(r.id for r in rows if late(r))
 
 
+@pytest.mark.both_stores
 def test_overdue_as_the_clock_moves(org, cli, monkeypatch):
     a = add_feedback(org, PEOPLE["张三"], "路灯坏了")
     b = add_feedback(org, PEOPLE["王五"], "道路积水")

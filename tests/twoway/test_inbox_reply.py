@@ -70,6 +70,8 @@ def test_reply_waits_for_approval_then_goes_to_that_phone_only(org, cli):
     assert r.exit_code == 0, r
     assert "waits for approval" in r.stdout and "broadcast message approve 2" in r.stdout
     assert message(org, 2).status == "pending_approval" and deliveries(org) == []
+    assert f"To: {PEOPLE['张三']}; audience now: 1" in cli("message", "show", "2").stdout
+    assert PEOPLE["张三"] in cli("message", "list").stdout
     assert cli("message", "approve", "2", env=BOB).exit_code == 0
     assert cli("run").exit_code == 0
     assert deliveries(org) == [(2, "real", PEOPLE["张三"], "张三", "【城南新区】已转交二支部处理。")]

@@ -22,6 +22,7 @@ from broadcast.cli import (
     demo_cmd,
     gateway_cmd,
     group_cmd,
+    inbox_cmd,
     member_cmd,
     message_cmd,
     optout_cmd,
@@ -106,6 +107,7 @@ app.command("purge")(audit_cmd.purge)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(receipts_cmd.app, name="receipts")
 app.add_typer(submission_cmd.app, name="submission")
+app.add_typer(inbox_cmd.app, name="inbox")
 
 
 @app.callback(invoke_without_command=True)

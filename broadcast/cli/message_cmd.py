@@ -107,7 +107,7 @@ def list_(
     items = list_messages(ws, status=status)
     Output.for_(json_).table(
         None, ["ID", "Status", "Send after", "To", "Author", "Text"],
-        ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else "、".join(m.targets),
+        ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else m.to_phone or "、".join(m.targets),
           m.author, m.body if len(m.body) <= 30 else m.body[:29] + "…"] for m in items),
         data=[m.to_dict() for m in items], caption=f"{len(items)} messages",
         empty="No messages." if status else "No messages yet. Create one with: broadcast message new --text ... --to GROUP")
@@ -141,7 +141,7 @@ def _say_message(ws: Any, m: Any, deliveries: dict[str, object]) -> None:
     when = _local(ws, m.scheduled_at) or "as soon as possible"
     say(f"Scheduled: {when}" + (f"; may first be sent {_local(ws, m.send_after)}" if m.send_after else "")
         + (f"; schedule {m.schedule_id}" if m.schedule_id else ""))
-    say(f"To: {'everyone' if m.target_all else '、'.join(m.targets) or '(no groups)'}; audience now: {m.audience}")
+    say(f"To: {'everyone' if m.target_all else m.to_phone or '、'.join(m.targets) or '(no groups)'}; audience now: {m.audience}")
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)

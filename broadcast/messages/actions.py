@@ -126,6 +126,7 @@ def edit_message(
             if gids:
                 conn.execute(targets_t.insert(), [{"message_id": message_id, "group_id": g} for g in gids])
             values["target_all"] = all_
+            values["to_phone"] = None  # new groups replace a message's one phone (an inbox reply)
         to = initial_status(ws)
         if scheduled_at is not None:
             values["send_after"] = first_send_time(ws.settings, scheduled_at)

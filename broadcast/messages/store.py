@@ -31,6 +31,7 @@ from broadcast.messages.compose import check_body, freeze, render_for
 from broadcast.messages.templates import load_template
 from broadcast.messages.timing import first_send_time
 from broadcast.recipients.groups import clean_group_name, group_id
+from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
 
 messages_t = table(Message)
@@ -93,6 +94,7 @@ def insert_message(
     scheduled_at: datetime | None,
     now: datetime,
     schedule_id: int | None = None,
+    to_phone: str | None = None,
 ) -> tuple[int, str]:
     """Insert one message (frozen body) with its targets; returns (id, status)."""
     status = initial_status(ws)
@@ -107,7 +109,7 @@ def insert_message(
             author=ws.operator, approver=None, reject_reason=None,
             status_reason=None if ws.settings.require_approval else "approval not required (BROADCAST_REQUIRE_APPROVAL=false)",
             created_at=now, updated_at=now, scheduled_at=scheduled_at, send_after=send_after,
-            schedule_id=schedule_id, target_all=target_all,
+            schedule_id=schedule_id, target_all=target_all, to_phone=to_phone,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     if group_ids:
@@ -146,8 +148,12 @@ def create_message(
     all_: bool = False,
     at: datetime | None = None,
     category: str = "notice",
+    to_phone: str | None = None,
 ) -> Created:
-    """Create a message; the text is rendered (for the local date of ``at``, else today) and frozen."""
+    """Create a message; the text is rendered (for the local date of ``at``, else today) and frozen.
+    ``to_phone`` (E.164) instead of groups: a message to that one phone (an inbox reply)."""
+    if to_phone is not None and (groups or all_):
+        raise InputError("a message to one phone has no groups: give either to_phone or --to/--all")
     source, tname = source_text(ws.settings, text, template)
     kind = category_of(category)
     now = clock_now(ws.settings)
@@ -159,13 +165,14 @@ def create_message(
     body = freeze(source, _local_day(ws, at or now), source=f"template {tname!r}" if tname else "--text")
     report = check_for(ws.settings, body, kind)
     with transaction(ws.engine, write=True) as conn:
-        gids = resolve_targets(conn, groups, all_)
+        gids = [] if to_phone is not None else resolve_targets(conn, groups, all_)
         mid, status = insert_message(
             conn, ws, body=body, template=tname, category=kind, group_ids=gids, target_all=all_,
-            scheduled_at=at, now=now,
+            scheduled_at=at, now=now, to_phone=to_phone,
         )
+        extra = {} if to_phone is None else {"to_phone": mask_phone(to_phone)}
         note(conn, ws.operator, "message.create", f"message:{mid}", status=status, body=body, template=tname,
-             category=kind, targets=list(groups), all=all_, scheduled_at=at, signature=ws.settings.signature)
+             category=kind, targets=list(groups), all=all_, scheduled_at=at, signature=ws.settings.signature, **extra)
     return Created(mid, status, report)
 
 
@@ -188,6 +195,7 @@ class MessageInfo:
     reject_reason: str | None
     created_at: datetime
     updated_at: datetime
+    to_phone: str | None = None  # a message to one phone (an inbox reply) instead of groups
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -203,7 +211,7 @@ def _info(conn: Connection, row: sa.Row[Any]) -> MessageInfo:
     return MessageInfo(
         row.id, row.status, row.category, row.author, row.approver, row.scheduled_at, row.send_after,
         row.schedule_id, bool(row.target_all), names, row.body, row.template, row.signature,
-        row.status_reason, row.reject_reason, row.created_at, row.updated_at,
+        row.status_reason, row.reject_reason, row.created_at, row.updated_at, row.to_phone,
     )
 
 

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_receipts import free_port, wait_port  # noqa: E402
+from benchmarks.bench_receipts import free_port, wait_port
 
 SECRET = "bench-secret"
 

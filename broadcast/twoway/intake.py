@@ -126,8 +126,8 @@ def record(engine: Engine, items: Sequence[Inbound], now: datetime, rules: Rules
 def take_in(conn: Connection, items: Sequence[Inbound], now: datetime, rules: Rules) -> Taken:
     """Store, match and act on ``items`` inside the caller's transaction (see the module doc)."""
     out = Taken()
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(inbound_t)
-    insert = insert.on_conflict_do_nothing(index_elements=["gateway", "provider_id"]).returning(inbound_t.c.id)
+    dialect_insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(inbound_t)
+    insert = dialect_insert.on_conflict_do_nothing(index_elements=["gateway", "provider_id"]).returning(inbound_t.c.id)
     for item in items:
         phone = _e164(item.phone, rules.region)
         text = item.text[: rules.max_chars]

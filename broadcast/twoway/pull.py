@@ -45,7 +45,7 @@ class ReplyPull:
     taken: intake.Taken = field(default_factory=intake.Taken)
 
     def to_dict(self) -> dict[str, object]:
-        out = {"gateways": [asdict(g) for g in self.gateways]}
+        out: dict[str, object] = {"gateways": [asdict(g) for g in self.gateways]}
         out.update({k: v for k, v in asdict(self.taken).items() if k != "ids"})
         return out
 

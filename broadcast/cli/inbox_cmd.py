@@ -302,3 +302,28 @@ def inbox_report_period(rep: Any) -> str:
     from broadcast.twoway.inbox_report import period_text
 
     return str(period_text(rep))
+
+
+@app.command("pull")
+def pull(
+    gateway: list[str] = typer.Option([], "--gateway", "-g",
+                                      help="Only this gateway (repeatable); default: the gateways in use."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Fetch replies from providers that offer them by API (Tencent, Twilio): each is stored once and
+    taken in like a pushed one (opt-outs, the inbox, submissions)."""
+    from broadcast.cli._output import Output
+    from broadcast.twoway.pull import pull_replies
+
+    out = pull_replies(workspace(), gateways=gateway or None)
+
+    def say() -> None:
+        from broadcast.cli._output import say as print_line
+
+        for g in out.gateways:
+            print_line(f"{g.gateway}: {g.note}" if g.note else f"{g.gateway}: {g.pulled} pulled, {g.new} new")
+        t = out.taken
+        print_line(f"New replies {t.new}: opted out {t.optouts}, re-subscribed {t.resubscribed}, "
+                   f"inbox {t.feedback}, submissions {t.submissions}; already stored {t.duplicates}")
+
+    Output.for_(json_).result(out.to_dict(), say)

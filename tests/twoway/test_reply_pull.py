@@ -47,3 +47,16 @@ def test_pulled_replies_are_taken_in_once_and_the_next_pull_starts_after_the_las
 def test_a_gateway_without_a_pull_api_is_skipped_with_a_note(setup) -> None:
     out = pull_replies(setup, gateways=["simulator"])
     assert out.gateways[0].note == "skipped: replies are pushed (no pull API)"
+
+
+def test_inbox_pull_on_the_command_line(setup, cli, monkeypatch) -> None:
+    from broadcast.gateways import registry
+
+    monkeypatch.setitem(registry.BUILTINS, "pulling", f"{__name__}:Pulling")
+    Pulling.replies = [Inbound("pulling", "q1", "13800000002", "1069", "退订", T, b"")]
+    result = cli("inbox", "pull", "-g", "pulling", "-g", "simulator")
+    assert result.exit_code == 0, result
+    assert "pulling: 1 pulled, 1 new" in result.stdout and "simulator: skipped" in result.stdout
+    assert "opted out 1" in result.stdout
+    again = cli("inbox", "pull", "-g", "pulling", "--json")
+    assert again.json()["new"] == 0 and again.json()["duplicates"] == 1

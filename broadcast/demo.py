@@ -4,7 +4,9 @@ The committee and its 65 branches are created, the sample contact lists are impo
 .xlsx, then a GB18030 CSV full of real-world mistakes, whose rejected rows are written back for
 the branch manager), today's 精神早餐 is created by the office and approved by a second person,
 sent through the simulator (which answers like a real gateway: latency, a few dead numbers,
-delivery receipts a moment later), and the delivery counts are returned.
+delivery receipts a moment later), and the delivery counts are returned. Then a few members reply
+(in the simulator's push format, through the same intake as a real provider's replies): one sends
+TD and is opted out, a branch's submitter hands in tomorrow's line, two write in with feedback.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class DemoResult:
     text: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     receipts: int = 0
+    replies: dict[str, int] = field(default_factory=dict)  # what came back: optouts, feedback, submissions
 
 
 def run_demo(data_dir: Path, say: Callable[[str], None] = lambda _m: None,
@@ -82,6 +85,7 @@ def run_demo(data_dir: Path, say: Callable[[str], None] = lambda _m: None,
         )
         result.groups = list_groups(ws)
         _send_breakfast(ws, result, say, progress)
+        _replies(ws, result, say)
     finally:
         ws.close()
     return result
@@ -108,3 +112,33 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
     result.message_id, result.text = created.id, created.check.text
     result.counts = summary_counts(ws, created.id)
     result.receipts = report.receipts
+
+
+_REPLIES = ("TD", "投稿：学思践悟，知行合一，把初心落在行动上。", "小区东门的路灯坏了一周了，晚上很不安全。",
+            "建议早餐内容多结合社区实际工作。")
+
+
+def _replies(ws: Any, result: DemoResult, say: Callable[[str], None]) -> None:
+    """Replies to the morning's message from four of the people it reached (the second one marked
+    as their branch's submitter first), taken in as a provider's push would be."""
+    import sqlalchemy as sa
+
+    from broadcast import clock
+    from broadcast.gateways.base import Inbound
+    from broadcast.twoway import intake
+
+    with ws.engine.begin() as conn:
+        reached = list(conn.execute(sa.text(
+            "SELECT phone, member_id FROM deliveries WHERE message_id = :m AND status IN ('delivered', 'accepted') "
+            "AND member_id IS NOT NULL ORDER BY id LIMIT :n"), {"m": result.message_id, "n": len(_REPLIES)}))
+        if len(reached) < len(_REPLIES):
+            return
+        conn.execute(sa.text("UPDATE memberships SET submitter = true WHERE id = (SELECT min(id) FROM memberships "
+                             "WHERE member_id = :mid)"), {"mid": reached[1].member_id})
+    now = clock.now(ws.settings)
+    items = [Inbound("simulator", f"demo-{result.message_id}-{i}", r.phone, "10690", text, now, text.encode())
+             for i, (r, text) in enumerate(zip(reached, _REPLIES, strict=True))]
+    taken = intake.record(ws.engine, items, now, intake.Rules.of(ws.settings))
+    result.replies = {"optouts": taken.optouts, "feedback": taken.feedback, "submissions": taken.submissions}
+    say(f"Replies: {taken.new} came back: {taken.optouts} opted out (TD), {taken.submissions} line handed in "
+        f"by a branch (broadcast submission list), {taken.feedback} in the inbox (broadcast inbox list)")

@@ -111,6 +111,7 @@ class _Conn:
         self.seq = 0x7000_0000  # the server's own sequence numbers
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending_tests: dict[int, float] = {}
+        self.logged_in = asyncio.Event()  # an ISMG sends nothing of its own before the login is answered
 
     def send(self, pdu: bytes) -> None:
         if not self.writer.is_closing():
@@ -217,6 +218,7 @@ class CmppServer:
     async def send_mo(self, phone: str, text: str, dest_id: str | None = None, *, conn: int | None = None) -> None:
         """A mobile-originated DELIVER (UCS-2) from ``phone`` on one live connection."""
         c = self._conns[conn] if conn is not None else next(iter(self._conns.values()))
+        await asyncio.wait_for(c.logged_in.wait(), 10)
         content = text.encode("utf-16-be")
         self._msg_ids += 1
         c.send(self._deliver(c, MSG_ID_BASE + 0x10_0000 + self._msg_ids, dest_id or c.src_id, phone, 0, 8, content))
@@ -237,6 +239,7 @@ class CmppServer:
         try:
             if not await self._login(conn):
                 return
+            conn.logged_in.set()
             if self.heartbeat_s:
                 conn.spawn(self._heartbeats(conn))
             while True:

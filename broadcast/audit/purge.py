@@ -3,6 +3,10 @@
 A purged delivery keeps its message, group, status, parts, times and error code (so reports stay
 right) and loses the personal data: phone becomes ``purged-<id>``, name and text are emptied.
 Audit entries never hold full numbers, so the chain is not touched. The purge itself is audited.
+
+Replies received before the cutoff lose the same data (phone ``purged-<id>``, text and raw payload
+emptied, the member link cut), unless they are feedback still open in the inbox; their kind, branch,
+message, category and dates stay, so the inbox report's counts stay right.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ import sqlalchemy as sa
 from broadcast import clock
 from broadcast.audit.timeutil import day_start
 from broadcast.db.audit_chain import note
-from broadcast.db.dispatch_models import OPEN_STATES, Delivery
+from broadcast.db.dispatch_models import OPEN_STATES, Delivery, InboundMessage
 from broadcast.db.engine import transaction
+from broadcast.db.twoway_models import Feedback
 from broadcast.db.types import table, utcnow
 from broadcast.errors import InputError
 from broadcast.workspace import Workspace
 
 deliveries_t = table(Delivery)
+inbound_t = table(InboundMessage)
+feedback_t = table(Feedback)
 
 
 @dataclass
 class Purged:
     before: str
     deliveries: int
+    replies: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return dict(vars(self))
@@ -66,6 +74,21 @@ def purge(ws: Workspace, before: date) -> Purged:
             .values(phone=sa.literal("purged-") + sa.cast(d.c.id, sa.String), name="", text="", error_text=None,
                     updated_at=utcnow())
         ).rowcount
-        note(conn, ws.operator, "purge", "deliveries", before=before.isoformat(), deliveries=n,
+        replies = _purge_replies(conn, cutoff)
+        note(conn, ws.operator, "purge", "deliveries", before=before.isoformat(), deliveries=n, replies=replies,
              retention_days=ws.settings.retention_days)
-    return Purged(before.isoformat(), n)
+    return Purged(before.isoformat(), n, replies)
+
+
+def _purge_replies(conn: sa.Connection, cutoff: datetime) -> int:
+    i, f = inbound_t, feedback_t
+    still_open = sa.select(f.c.inbound_id).where(f.c.status != "closed")
+    n = conn.execute(
+        i.update().where(i.c.received_at < cutoff, ~i.c.phone.like("purged-%"), i.c.id.not_in(still_open))
+        .values(phone=sa.literal("purged-") + sa.cast(i.c.id, sa.String), text="", raw="", member_id=None)
+    ).rowcount
+    conn.execute(
+        f.update().where(f.c.received_at < cutoff, f.c.status == "closed", ~f.c.phone.like("purged-%"))
+        .values(phone=sa.literal("purged-") + sa.cast(f.c.id, sa.String), text="", member_id=None)
+    )
+    return int(n or 0)

@@ -129,7 +129,7 @@ def purge(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Erase phone numbers and texts of old deliveries, keeping counts (audited)."""
+    """Erase phone numbers and texts of old deliveries and replies, keeping counts (audited)."""
     from broadcast.audit.purge import count
     from broadcast.audit.purge import cutoff as purge_cutoff
     from broadcast.audit.purge import purge as do_purge
@@ -140,10 +140,12 @@ def purge(
     cutoff = purge_cutoff(ws, _date(before, "--before"))
     n = count(ws, cutoff)
     if not yes:
-        out.confirm(f"This erases phone numbers, names and texts of {n:,} deliveries queued before {cutoff} (counts stay).",
+        out.confirm(f"This erases phone numbers, names and texts of {n:,} deliveries queued before {cutoff}, and of the "
+                    "replies received before it that are not open in the inbox (counts stay).",
                     "Purge them?", refusal="--json needs --yes")
     result = do_purge(ws, cutoff)
-    out.message(f"Purged {result.deliveries:,} deliveries queued before {result.before}", result.to_dict())
+    out.message(f"Purged {result.deliveries:,} deliveries queued and {result.replies:,} replies received before "
+                f"{result.before}", result.to_dict())
 
 
 @app.command("log")

@@ -184,3 +184,24 @@ def test_an_opt_out_by_hand_during_a_send_also_takes_back_the_queued_delivery(se
     run(ws, gw)
     assert len(gw.sent) == 19 and statuses(ws, mid) == {"accepted": 19, "expired": 1}
     assert rows(ws, "select details from audit_log where action = 'optout.add'")[0][0].count('"deliveries_expired":1')
+
+
+def test_a_purge_erases_old_replies_but_not_feedback_still_open(setup) -> None:
+    from datetime import date
+
+    from broadcast.audit.purge import purge
+
+    ws = setup
+    take(ws, reply("13800000016", "路灯不亮", pid="p1"), reply("13800000017", "TD", pid="p2"),
+         reply("13800000018", "已经修好了", pid="p3"))
+    with ws.engine.begin() as conn:
+        conn.execute(sa.text("update feedback set status = 'closed', category = 'fix-now' "
+                             "where phone = '+8613800000018'"))
+    out = purge(as_operator(ws, "office"), date(2026, 11, 28))
+    assert out.replies == 2
+    assert rows(ws, "select phone like 'purged-%', text, raw, kind from inbound order by id") == [
+        (0, "路灯不亮", "路灯不亮".encode().hex(), "feedback"), (1, "", "", "optout"), (1, "", "", "feedback")]
+    assert rows(ws, "select phone like 'purged-%', text, status, category from feedback order by id") == [
+        (0, "路灯不亮", "new", None), (1, "", "closed", "fix-now")]
+    take(ws, reply("13800000017", "TD", pid="p2"))  # the provider's id still stops a resend
+    assert rows(ws, "select count(*) from inbound") == [(3,)]

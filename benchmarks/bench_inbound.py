@@ -25,14 +25,11 @@ taking replies in (matching, opt-outs, the inbox, in the answering transaction) 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +39,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_receipts import free_port, wait_port
+from benchmarks.bench_receipts import blast, free_port, wait_port
 
 SECRET = "bench-secret"
 
@@ -95,28 +92,6 @@ def pushes(n: int, members: int) -> tuple[list[tuple[str, str, bytes | None]], i
             out.append(("POST", f"/{SECRET}/simulator-mo", json.dumps(body, ensure_ascii=False).encode()))
             i += 1
     return out, i, td
-
-
-def blast(port: int, requests: list[tuple[str, str, bytes | None]], clients: int) -> tuple[float, int]:
-    ok = [0] * clients
-
-    def client(c: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        for method, path, body in requests[c::clients]:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            ok[c] += resp.status == 200
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, sum(ok)
 
 
 def prepare(env: dict[str, str], tmp: Path, members: int) -> int:

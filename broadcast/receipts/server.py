@@ -307,39 +307,27 @@ def create_app(engine: Engine, settings: ReceiptsSettings | None = None,
             query += parse_qsl(body.decode("latin-1"), keep_blank_values=True)
         incoming = Incoming(request.method, query, request.headers, body,
                             path=request.url.path, raw_query=raw_query.decode("latin-1"))
+        try:
+            parsed = fmt.parse(incoming)
+        except BadCallback as exc:
+            if exc.status == 403:
+                return reject(403, "forbidden")
+            return reject(exc.status, f"bad callback: {exc}")
+        if parsed:
+            try:
+                if isinstance(fmt, InboundFormat):  # replies: stored and taken in before the answer
+                    await asyncio.wait_for(replies.record(parsed), cfg.answer_timeout_s)
+                else:
+                    raw = json.dumps({"method": incoming.method, "query": raw_query.decode("latin-1"),
+                                      "body": body.decode("utf-8", "replace")}, ensure_ascii=False)
+                    await asyncio.wait_for(recorder.record([(name, r, raw) for r in parsed]), cfg.answer_timeout_s)
+            except Exception as exc:
+                log.warning("%s not recorded: %s", "reply" if isinstance(fmt, InboundFormat) else "receipt", exc)
+                return reject(503, "not recorded, try again later")
         if isinstance(fmt, InboundFormat):
-            return await take_replies(fmt, incoming)
-        try:
-            receipts = fmt.parse(incoming)
-        except BadCallback as exc:
-            if exc.status == 403:
-                return reject(403, "forbidden")
-            return reject(exc.status, f"bad callback: {exc}")
-        if receipts:
-            try:
-                raw = json.dumps({"method": incoming.method, "query": raw_query.decode("latin-1"),
-                                  "body": body.decode("utf-8", "replace")}, ensure_ascii=False)
-                await asyncio.wait_for(recorder.record([(name, r, raw) for r in receipts]), cfg.answer_timeout_s)
-            except Exception as exc:
-                log.warning("receipt not recorded: %s", exc)
-                return reject(503, "not recorded, try again later")
-        counters.received += len(receipts)
-        return Response(fmt.ack_body, media_type=fmt.ack_media_type)
-
-    async def take_replies(fmt: InboundFormat, incoming: Incoming) -> Response:
-        try:
-            items = fmt.parse(incoming)
-        except BadCallback as exc:
-            if exc.status == 403:
-                return reject(403, "forbidden")
-            return reject(exc.status, f"bad callback: {exc}")
-        if items:
-            try:
-                await asyncio.wait_for(replies.record(items), cfg.answer_timeout_s)
-            except Exception as exc:
-                log.warning("reply not recorded: %s", exc)
-                return reject(503, "not recorded, try again later")
-        counters.replies += len(items)
+            counters.replies += len(parsed)
+        else:
+            counters.received += len(parsed)
         return Response(fmt.ack_body, media_type=fmt.ack_media_type)
 
     async def health(request: Request) -> Response:

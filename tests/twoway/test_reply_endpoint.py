@@ -67,17 +67,15 @@ def test_replies_need_the_secret_and_respect_the_size_bound(endpoint) -> None:
     assert count(ws, "select count(*) from inbound") == 0 and count(ws, "select count(*) from optouts") == 0
 
 
-@pytest.mark.slow
 def test_a_concurrent_burst_of_replies_loses_nothing(endpoint) -> None:
     base, ws = endpoint
-
-    def push(i: int) -> int:
-        body = json.dumps([{"id": f"c{i}", "phone": f"139{i:08d}", "text": "TD" if i % 10 == 0 else f"意见{i}"}])
-        with httpx.Client(base_url=f"{base}/{SECRET}", timeout=30) as client:
+    with httpx.Client(base_url=f"{base}/{SECRET}", timeout=30) as client:  # one pool, 16 threads
+        def push(i: int) -> int:
+            body = json.dumps([{"id": f"c{i}", "phone": f"139{i:08d}", "text": "TD" if i % 10 == 0 else f"意见{i}"}])
             return client.post("/test-mo", content=body).status_code
 
-    with ThreadPoolExecutor(16) as pool:
-        codes = list(pool.map(push, range(400)))
-    assert codes == [200] * 400
-    assert count(ws, "select count(*) from inbound") == 400
-    assert count(ws, "select count(*) from optouts") == 40 and count(ws, "select count(*) from feedback") == 360
+        with ThreadPoolExecutor(16) as pool:
+            codes = list(pool.map(push, range(300)))
+    assert codes == [200] * 300
+    assert count(ws, "select count(*) from inbound") == 300
+    assert count(ws, "select count(*) from optouts") == 30 and count(ws, "select count(*) from feedback") == 270

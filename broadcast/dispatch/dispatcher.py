@@ -79,6 +79,7 @@ class Dispatcher:
         self._receipts_after: int | None = None  # receipts logged by this dispatcher have higher ids
         self._heard = 0  # deliveries changed by reports a gateway's own connection brought
         self._skipped: dict[int, int] = {}  # message -> opted-out people left out when it was frozen
+        self._reply_rules = intake.Rules.of(ws.settings)  # what a reply on an operator link means
         for g in (gateway, *fallbacks):
             g.listen(self._sink_for(g.capabilities.name))
 
@@ -246,7 +247,7 @@ class Dispatcher:
     def _keep(self, name: str, receipts: list[Receipt], inbound: list[Any]) -> None:
         now = self.now()
         if inbound:
-            intake.record(self.ws.engine, inbound, now, intake.Rules.of(self.ws.settings))
+            intake.record(self.ws.engine, inbound, now, self._reply_rules)
         if receipts:
             first, applied = store.ingest(self.ws.engine, name, receipts, now)
             if self._receipts_after is None:

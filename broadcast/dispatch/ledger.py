@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from broadcast.db.audit_chain import note
 from broadcast.db.bulk import db_value, execute_rows, insert_rows, marker
 from broadcast.db.dispatch_models import (
     ACCEPTED,
@@ -44,17 +43,16 @@ from broadcast.db.dispatch_models import (
     ReceiptLog,
 )
 from broadcast.db.engine import transaction
-from broadcast.db.models import Message, OptOut
+from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.gateways.base import Outcome, SendResult
 from broadcast.messages.segments import count_segments
-from broadcast.recipients.phones import mask_phone
+from broadcast.recipients.optouts import put_optout
 
 deliveries_t = table(Delivery)
 attempts_t = table(DeliveryAttempt)
 receipts_t = table(ReceiptLog)
 messages_t = table(Message)
-optouts_t = table(OptOut)
 
 
 @dataclass(frozen=True)
@@ -282,12 +280,8 @@ def _block(conn: Connection, blocked: Sequence[tuple[str, str, str]], now: datet
     """Numbers a provider refused as on its or the carrier's blacklist: on the opt-out list with
     source ``carrier``, so later sends skip them and report them instead of failing every day."""
     for phone, gateway, code in blocked:
-        if conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == phone)).first() is not None:
-            continue
-        reason = f"blocked by carrier: {gateway} {code}".strip()
-        conn.execute(optouts_t.insert().values(phone=phone, reason=reason, created_by="gateway", created_at=now,
-                                               source="carrier"))
-        note(conn, "gateway", "optout.add", f"phone:{mask_phone(phone)}", reason=reason, source="carrier")
+        put_optout(conn, phone, reason=f"blocked by carrier: {gateway} {code}".strip(), source="carrier",
+                   by="gateway", now=now, take_back=False)
 
 
 _RECORD_SQL = (

@@ -109,7 +109,9 @@ def _char_name(ch: str) -> str:
     return unicodedata.name(ch, "") or {"\t": "TAB", "\r": "CARRIAGE RETURN"}.get(ch, "CONTROL")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """``text`` as words are compared: NFKC (full-width to half-width), invisible format characters
+    removed, case-folded (banned words here; reply keywords in ``broadcast.twoway.intake``)."""
     text = unicodedata.normalize("NFKC", text)
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").casefold()
 
@@ -160,10 +162,10 @@ def check_text(
         warn("missing_unsubscribe", "Marketing SMS must include unsubscribe wording such as 拒收请回复R.")
     if kind == "notice" and _REFUSE_R.search(text):
         warn("unsubscribe_in_notice", "Notice SMS must not contain 拒收请回复R (marketing wording).")
-    folded = _fold(text)
+    folded = fold(text)
     seen: set[str] = set()
     for word in (w.strip() for w in banned_words):
-        key = _fold(word)
+        key = fold(word)
         if key and key not in seen and key in folded:
             seen.add(key)
             warn("banned_word", f"The text contains the banned word {word!r}.")

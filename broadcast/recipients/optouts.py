@@ -46,19 +46,29 @@ def add_optout(ws: Workspace, phone: str, reason: str = "") -> tuple[OptOutInfo,
     """Opt a number out. Returns (the opt-out, whether it is new); an existing one is kept as is."""
     e164 = parse_phone(phone, ws.settings.default_region)
     with transaction(ws.engine, write=True) as conn:
-        row = conn.execute(sa.select(optouts_t).where(optouts_t.c.phone == e164)).first()
-        created = row is None
-        if row is None:
-            now = utcnow()
-            conn.execute(
-                optouts_t.insert().values(
-                    phone=e164, reason=reason.strip(), created_by=ws.operator, created_at=now, source="manual"
-                )
-            )
-            expired = expire_queued(conn, e164, f"opted out: {reason.strip()}" if reason.strip() else "opted out", now)
-            note(conn, ws.operator, "optout.add", f"phone:{mask_phone(e164)}", reason=reason.strip(),
-                 deliveries_expired=expired)
+        created, _ = put_optout(conn, e164, reason=reason.strip(), source="manual", by=ws.operator, now=utcnow(),
+                                why=f"opted out: {reason.strip()}" if reason.strip() else "opted out")
     return next(o for o in list_optouts(ws) if o.phone == e164), created
+
+
+def put_optout(conn: Connection, phone: str, *, reason: str, source: str, by: str, now: datetime,
+               inbound_id: int | None = None, take_back: bool = True, why: str | None = None,
+               **audit: object) -> tuple[bool, int]:
+    """Put ``phone`` (E.164) on the opt-out list inside the caller's transaction: the one way every
+    opt-out is made (by hand, by a reply, from a carrier's refusal). An existing opt-out is kept as
+    it is. ``take_back``: the number's queued deliveries are expired (``expire_queued``, with ``why``,
+    default the reason). A new one is audited as ``optout.add`` with ``audit`` details. Returns
+    (whether it is new, how many deliveries were taken back)."""
+    new = conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == phone)).first() is None
+    if new:
+        conn.execute(optouts_t.insert().values(phone=phone, reason=reason, created_by=by, created_at=now,
+                                               source=source, inbound_id=inbound_id))
+    expired = expire_queued(conn, phone, why or reason, now) if take_back else 0
+    if new:
+        if take_back:
+            audit["deliveries_expired"] = expired
+        note(conn, by, "optout.add", f"phone:{mask_phone(phone)}", reason=reason, source=source, **audit)
+    return new, expired
 
 
 def expire_queued(conn: Connection, phone: str, why: str, now: datetime) -> int:

@@ -30,7 +30,6 @@ rendered as a template.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,7 +47,8 @@ from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.twoway_models import Feedback, Submission
 from broadcast.db.types import table
 from broadcast.gateways.base import Inbound
-from broadcast.recipients.optouts import expire_queued
+from broadcast.messages.checks import fold as fold_words
+from broadcast.recipients.optouts import put_optout
 from broadcast.recipients.phones import mask_phone, normalize_phone
 
 __all__ = ["OPERATOR", "Rules", "Taken", "fold", "record", "take_in"]
@@ -68,11 +68,9 @@ _SEPARATORS = " \t:：,，、.。-—"
 
 
 def fold(text: str) -> str:
-    """``text`` as keywords are compared: NFKC (full-width to half-width), invisible format
-    characters removed, trimmed, case-folded."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return text.strip().casefold()
+    """``text`` as keywords are compared: ``messages.checks.fold`` (NFKC, invisible characters out,
+    case-folded), trimmed."""
+    return fold_words(text).strip()
 
 
 @dataclass(frozen=True)
@@ -240,13 +238,11 @@ def _opt_out(conn: Connection, inbound_id: int, phone: str, word: str, message_i
     """Opt ``phone`` out by reply (an existing opt-out is kept as it is); expire its queued
     deliveries. Returns how many deliveries were expired."""
     reason = f"reply: {word}" + (f" to message {message_id}" if message_id is not None else "")
-    exists = conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == phone)).first()
-    if exists is None:
-        conn.execute(optouts_t.insert().values(phone=phone, reason=reason, created_by=OPERATOR, created_at=now,
-                                               source="reply", inbound_id=inbound_id))
-    expired = expire_queued(conn, phone, reason, now)
-    note(conn, OPERATOR, "optout.add" if exists is None else "optout.again", f"phone:{mask_phone(phone)}",
-         reason=reason, source="reply", inbound=inbound_id, deliveries_expired=expired)
+    new, expired = put_optout(conn, phone, reason=reason, source="reply", by=OPERATOR, now=now, inbound_id=inbound_id,
+                              inbound=inbound_id)
+    if not new:  # said again: audited, the opt-out kept as it was
+        note(conn, OPERATOR, "optout.again", f"phone:{mask_phone(phone)}", reason=reason, source="reply",
+             inbound=inbound_id, deliveries_expired=expired)
     return expired
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import getpass
 import os
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -255,6 +258,25 @@ class Settings(BaseSettings):
         names = [n.strip() for n in self.gateways.split(",") if n.strip()]
         return names or [self.gateway]
 
+    @cached_property
+    def prices(self) -> dict[str, Decimal]:
+        """Gateway name (lower case, ``_`` for other characters) -> yuan per SMS part, from
+        ``BROADCAST_PRICE_<GATEWAY>``; a gateway without one has no known price."""
+        return {gw: parse_price(var, raw) for gw, (var, raw) in _by_gateway("PRICE").items()}
+
+    @cached_property
+    def billing_overrides(self) -> dict[str, str]:
+        """Gateway -> ``submitted`` or ``delivered`` from ``BROADCAST_BILLING_<GATEWAY>``: what the
+        operator's contract bills, where it differs from what the gateway declares."""
+        out = {}
+        for gw, (var, raw) in _by_gateway("BILLING").items():
+            value = raw.strip().lower()
+            if value not in BILLING_RULES:
+                raise ConfigError(f"invalid setting {var}={raw!r}: must be submitted or delivered",
+                                  hint="fix it in the environment or in .env (see .env.example)")
+            out[gw] = value
+        return out
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -282,7 +304,58 @@ class Settings(BaseSettings):
             out[name] = value
         out["database_url"] = mask_url(self.effective_database_url)
         out["operator"] = self.effective_operator
+        out.update({f"price_{gw}": str(p) for gw, p in sorted(self.prices.items())})
+        out.update({f"billing_{gw}": rule for gw, rule in sorted(self.billing_overrides.items())})
         return out
+
+
+BILLING_RULES = ("submitted", "delivered")
+"""What a provider bills: ``submitted`` — every part it accepted, delivered or not; ``delivered`` —
+not the parts a carrier's receipt reports undelivered. Parts it never accepted are never billed."""
+
+MAX_PRICE_DECIMALS = 6
+
+
+def gateway_key(name: str) -> str:
+    """A gateway's name as it appears in its settings' names: ``acme-sms`` -> ``acme_sms``."""
+    return re.sub(r"[^0-9a-z]", "_", name.strip().lower())
+
+
+def parse_price(var: str, raw: str) -> Decimal:
+    """A price in yuan per SMS part (``0.045``): a plain non-negative number, at most 6 decimals."""
+    text = raw.strip()
+    try:
+        value = Decimal(text) if re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", text) else None
+    except InvalidOperation:
+        value = None
+    if value is None or value.as_tuple().exponent < -MAX_PRICE_DECIMALS:  # type: ignore[operator]
+        raise ConfigError(
+            f"invalid setting {var}={raw!r}: not a price in yuan per SMS part like 0.045 "
+            f"(a number ≥ 0, at most {MAX_PRICE_DECIMALS} decimals, no ¥ or 元)",
+            hint="fix it in the environment or in .env (see .env.example)",
+        )
+    return value
+
+
+def _by_gateway(kind: str) -> dict[str, tuple[str, str]]:
+    """``BROADCAST_<KIND>_<GATEWAY>`` settings from the environment over the ``.env`` file:
+    gateway key -> (variable name, raw value). Empty values count as unset."""
+    from dotenv import dotenv_values
+
+    prefix = f"BROADCAST_{kind}_"
+    env_file = Path(os.environ.get("BROADCAST_ENV_FILE", ".env"))
+    found: dict[str, tuple[str, str]] = {}
+    sources: list[Mapping[str, str | None]] = [dotenv_values(env_file, encoding="utf-8") if env_file.is_file() else {},
+                                               os.environ]
+    for source in sources:
+        for var, raw in source.items():
+            if var.upper().startswith(prefix) and len(var) > len(prefix):
+                key = gateway_key(var[len(prefix):])
+                if raw is None or not raw.strip():
+                    found.pop(key, None)
+                else:
+                    found[key] = (var.upper(), raw)
+    return found
 
 
 def mask_url(url: str) -> str:
@@ -301,7 +374,9 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the settings; a bad value becomes one clear ``ConfigError`` line."""
     env_file = os.environ.get("BROADCAST_ENV_FILE", ".env")
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        settings.prices, settings.billing_overrides  # noqa: B018  (a bad price is an error now, not mid-send)
+        return settings
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"

@@ -117,7 +117,7 @@ CAPABILITIES = Capabilities(
     name="aliyun",
     max_batch=SEND_SMS_MAX,
     mixed_texts=True,  # split by text inside send(): SendSms per text, SendBatchSms for the rest
-    adds_signature=True,
+    adds_signature=True, billing="delivered",  # 运营商回执失败不计费 (carrier-failed parts are not billed)
     max_requests_per_second=5000.0,
     per_number_daily_cap=50,  # per (signature, template, number) for 通知/推广 templates
     can_query=True,

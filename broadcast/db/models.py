@@ -154,6 +154,9 @@ class Message(SQLModel, table=True):
     )  # when its audience was frozen and sending began: the day a report counts it on
     # a message to one phone only (an inbox reply): its audience is that phone, opt-outs still apply
     to_phone: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    # an operator other than the author approved sending it over its groups' monthly budgets (v0008)
+    over_budget_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    over_budget_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 
@@ -172,6 +175,7 @@ class MessageTarget(SQLModel, table=True):
 # The send path's tables live in their own module; importing it here registers them with the
 # metadata, so "the models" are always the whole schema.
 from broadcast.db.audit_models import AuditEntry, AuditHead  # noqa: E402,F401
+from broadcast.db.cost_models import Budget  # noqa: E402,F401
 from broadcast.db.dispatch_models import (  # noqa: E402,F401
     Delivery,
     DeliveryAttempt,

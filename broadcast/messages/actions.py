@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from broadcast.clock import local
 from broadcast.clock import now as clock_now
@@ -35,8 +36,14 @@ from broadcast.workspace import Workspace
 __all__ = ["approve_message", "cancel_message", "edit_message", "reject_message"]
 
 
-def approve_message(ws: Workspace, message_id: int) -> MessageInfo:
-    """Approve a pending message; the approver must not be its author."""
+AfterApproval = Callable[[Connection, list[int]], None]
+"""Run in the approval's own transaction with the approved message ids (the budget check of
+``broadcast.costs.guard``, which may hold them)."""
+
+
+def approve_message(ws: Workspace, message_id: int, *, then: AfterApproval | None = None) -> MessageInfo:
+    """Approve a pending message; the approver must not be its author. ``then``: more work in the
+    same transaction, after the approval (it may hold the message)."""
     now = clock_now(ws.settings)
     with transaction(ws.engine, write=True) as conn:
         row = _require(conn, message_id)
@@ -47,6 +54,8 @@ def approve_message(ws: Workspace, message_id: int) -> MessageInfo:
         transition(conn, message_id, "approved", **values)  # type: ignore[arg-type]
         note(conn, ws.operator, "message.approve", f"message:{message_id}", author=row.author,
              send_after=values.get("send_after") or row.send_after)
+        if then is not None:
+            then(conn, [message_id])
         return _info(conn, _require(conn, message_id))
 
 
@@ -113,6 +122,7 @@ def edit_message(
         scheduled_at = at if at is not None else row.scheduled_at
         kind = category_of(category) if category else row.category
         values: dict[str, object] = {"author": ws.operator, "approver": None, "reject_reason": None,
+                                     "over_budget_by": None, "over_budget_at": None,
                                      "category": kind, "scheduled_at": scheduled_at, "updated_at": now,
                                      "signature": ws.settings.signature}
         if text is not None or template is not None:
@@ -135,6 +145,7 @@ def edit_message(
         transition(conn, message_id, to, reason=f"edited by {ws.operator}", **values)
         new = _require(conn, message_id)
         note(conn, ws.operator, "message.edit", f"message:{message_id}", status=to,
-             changed=sorted(k for k in values if k not in ("updated_at", "author", "approver", "reject_reason")),
+             changed=sorted(k for k in values if k not in ("updated_at", "author", "approver", "reject_reason",
+                                                           "over_budget_by", "over_budget_at")),
              body=new.body, targets=list(groups), all=all_)
     return Created(message_id, to, check_for(ws.settings, new.body, new.category, new.signature))

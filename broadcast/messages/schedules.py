@@ -40,7 +40,7 @@ stargets_t = table(ScheduleTarget)
 messages_t = table(Message)
 groups_t = table(Group)
 
-_NOT_STARTED = ("draft", "pending_approval", "rejected", "approved", "paused")
+_NOT_STARTED = ("draft", "pending_approval", "rejected", "approved", "held", "paused")
 
 
 @dataclass
@@ -213,8 +213,9 @@ def cancel_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
     return _set_schedule_status(ws, schedule_id, ("active", "paused"), "cancelled", "cancel")
 
 
-def approve_schedule(ws: Workspace, schedule_id: int) -> list[int]:
-    """Approve every pending message of the schedule (two-person rule for each); returns their ids."""
+def approve_schedule(ws: Workspace, schedule_id: int, *, then: Any = None) -> list[int]:
+    """Approve every pending message of the schedule (two-person rule for each); returns their ids.
+    ``then(conn, ids)``: more work in the same transaction (the budget check, which may hold some)."""
     now = clock_now(ws.settings)
     with transaction(ws.engine, write=True) as conn:
         row = _require(conn, schedule_id)
@@ -238,4 +239,6 @@ def approve_schedule(ws: Workspace, schedule_id: int) -> list[int]:
         for mid, _author in pending:
             transition(conn, mid, "approved", approver=ws.operator, updated_at=now)
         note(conn, ws.operator, "schedule.approve", f"schedule:{schedule_id}", messages=[m for m, _ in pending])
+        if then is not None:
+            then(conn, [mid for mid, _ in pending])
     return [mid for mid, _ in pending]

@@ -7,8 +7,12 @@
                ▼    │ (edit)         ▼  │       ▼  │
             rejected                 paused ◀───┘  │   (resume: paused → approved or sending)
                                         └──────────┘
-    cancelled  from draft, pending_approval, approved, paused, sending (stops what has not left)
-    expired    from pending_approval, approved, paused (too late: BROADCAST_MAX_LATENESS)
+    cancelled  from draft, pending_approval, approved, held, paused, sending (stops what has not left)
+    expired    from pending_approval, approved, held, paused (too late: BROADCAST_MAX_LATENESS)
+    held       from approved: its estimated cost would take a group over its monthly budget
+               (``broadcast.costs.guard``, at approval and again when sending starts); back to
+               approved when a budget change makes room or another operator approves the overrun,
+               or to pending_approval by an edit
 
 ``sent``, ``cancelled`` and ``expired`` are final. Every status change goes through
 :func:`transition`, a compare-and-set ``UPDATE``: a concurrent change makes it fail cleanly.
@@ -35,7 +39,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "draft": frozenset({"pending_approval", "approved", "cancelled"}),
     "pending_approval": frozenset({"approved", "rejected", "cancelled", "expired", "pending_approval"}),
     "rejected": frozenset({"pending_approval", "approved", "cancelled"}),
-    "approved": frozenset({"sending", "paused", "cancelled", "expired"}),
+    "approved": frozenset({"sending", "held", "paused", "cancelled", "expired"}),
+    "held": frozenset({"approved", "pending_approval", "cancelled", "expired"}),
     "sending": frozenset({"sent", "paused", "cancelled"}),
     "paused": frozenset({"approved", "sending", "cancelled", "expired"}),
     "sent": frozenset(),
@@ -51,6 +56,7 @@ ACTIVE: frozenset[str] = frozenset(STATES) - FINAL
 _VERBS = {
     "cancelled": "cancel", "approved": "approve", "rejected": "reject", "expired": "expire",
     "sending": "start sending", "sent": "mark as sent", "paused": "pause", "pending_approval": "submit",
+    "held": "hold",
 }
 
 

@@ -26,6 +26,7 @@ from broadcast.db.models import Group, Message, MessageTarget
 from broadcast.db.types import table
 from broadcast.errors import InputError, NotFoundError
 from broadcast.messages.audience import AudienceMember, message_audience
+from broadcast.messages.billable import billable_parts
 from broadcast.messages.checks import CATEGORIES, CheckReport
 from broadcast.messages.compose import check_body, freeze, render_for
 from broadcast.messages.templates import load_template
@@ -38,7 +39,7 @@ messages_t = table(Message)
 targets_t = table(MessageTarget)
 groups_t = table(Group)
 
-EDITABLE = ("draft", "pending_approval", "rejected")
+EDITABLE = ("draft", "pending_approval", "rejected", "held")
 
 __all__ = [
     "AudienceMember", "Created", "MessageDetail", "MessageInfo", "create_message", "list_messages",
@@ -258,7 +259,7 @@ def show_message(ws: Workspace, message_id: int) -> MessageDetail:
     data = asdict(info)
     return MessageDetail(
         **data, audience=len(people), length=report.length, encoding=report.encoding, parts=report.parts,
-        billable_parts=len(people) * report.parts, preview=report.text,
+        billable_parts=billable_parts(people, row.body, row.signature).parts, preview=report.text,
         preview_for=f"{first.name} {first.phone}" if first else "sample recipient (the audience is empty)",
         warnings=[{"code": w.code, "message": w.message} for w in report.warnings],
     )

@@ -34,8 +34,8 @@ __all__ = ["DueItem", "DueReport", "WaitItem", "due", "expire_overdue", "first_s
 messages_t = table(Message)
 schedules_t = table(Schedule)
 
-EXPIRABLE = ("pending_approval", "approved")
-_LOOKED_AT = ("draft", "pending_approval", "rejected", "approved", "paused", "sending")
+EXPIRABLE = ("pending_approval", "approved", "held")
+_LOOKED_AT = ("draft", "pending_approval", "rejected", "approved", "held", "paused", "sending")
 
 
 def first_send_time(settings: Settings, at: datetime) -> datetime:
@@ -74,7 +74,7 @@ class DueItem:
 class WaitItem:
     id: int
     status: str
-    code: str  # draft | rejected | approval | scheduled | quiet_hours | paused | schedule_paused | too_late
+    code: str  # draft | rejected | approval | held | scheduled | quiet_hours | paused | schedule_paused | too_late
     reason: str
     send_after: datetime | None
     scheduled_at: datetime | None
@@ -109,7 +109,7 @@ def _rows(conn: sa.Connection, statuses: tuple[str, ...]) -> list[sa.Row[Any]]:
         sa.select(
             messages_t.c.id, messages_t.c.status, messages_t.c.body, messages_t.c.author,
             messages_t.c.send_after, messages_t.c.scheduled_at, messages_t.c.schedule_id,
-            schedules_t.c.status.label("schedule_status"),
+            messages_t.c.status_reason, schedules_t.c.status.label("schedule_status"),
         )
         .outerjoin(schedules_t, schedules_t.c.id == messages_t.c.schedule_id)
         .where(messages_t.c.status.in_(statuses))
@@ -133,6 +133,8 @@ def _why_waiting(settings: Settings, row: sa.Row[Any], now: datetime) -> tuple[s
             f"too late: it could first be sent at {_fmt(settings, row.send_after)}, now {format_duration(now - row.send_after)}"
             f" later (limit BROADCAST_MAX_LATENESS={settings.max_lateness}); it will be marked expired"
         )
+    if row.status == "held":
+        return "held", f"held: {row.status_reason or 'see broadcast message show ' + str(mid)}"
     if row.status == "pending_approval":
         return "approval", f"waiting for approval by someone other than {row.author} ('broadcast message approve {mid}')"
     if row.schedule_status == "paused":
@@ -192,7 +194,7 @@ def expire_overdue(ws: Workspace, now: datetime | None = None) -> list[Expired]:
             ).with_for_update()  # PostgreSQL: a worker expiring it at the same time goes first; it is skipped here
         ).all()
         for mid, status, send_after in rows:
-            what = "not approved in time" if status == "pending_approval" else "not sent in time"
+            what = {"pending_approval": "not approved in time", "held": "still held over budget"}.get(status, "not sent in time")
             reason = (
                 f"{what}: it could first be sent at {_fmt(settings, send_after)}; at {_fmt(settings, now)} it was "
                 f"{format_duration(now - send_after)} late (limit {settings.max_lateness})"

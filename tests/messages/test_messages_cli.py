@@ -210,15 +210,16 @@ def test_cancel_and_illegal_transitions(cli, org, ws):
 
 
 def test_state_table():
-    assert set(STATES) == {"draft", "pending_approval", "approved", "sending", "paused", "sent",
+    assert set(STATES) == {"draft", "pending_approval", "approved", "held", "sending", "paused", "sent",
                            "rejected", "cancelled", "expired"}
     assert FINAL == {"sent", "cancelled", "expired"}
     for a, b in [("draft", "pending_approval"), ("pending_approval", "approved"), ("approved", "sending"),
                  ("sending", "sent"), ("approved", "paused"), ("sending", "paused"), ("paused", "approved"),
-                 ("paused", "sending"), ("approved", "expired"), ("pending_approval", "rejected")]:
+                 ("paused", "sending"), ("approved", "expired"), ("pending_approval", "rejected"),
+                 ("approved", "held"), ("held", "approved"), ("held", "cancelled"), ("held", "expired")]:
         assert can_transition(a, b), (a, b)
     for a, b in [("sent", "cancelled"), ("pending_approval", "sending"), ("draft", "sent"),
-                 ("expired", "approved"), ("approved", "sent")]:
+                 ("expired", "approved"), ("approved", "sent"), ("held", "sending"), ("pending_approval", "held")]:
         assert not can_transition(a, b), (a, b)
     assert all(nxt <= set(STATES) for nxt in TRANSITIONS.values())
 

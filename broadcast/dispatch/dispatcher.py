@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from broadcast import clock
+from broadcast.costs import guard
+from broadcast.costs.estimate import frozen_estimate
 from broadcast.db.audit_chain import note
 from broadcast.db.dispatch_models import ACCEPTED, IN_DOUBT, OPEN_STATES, RETRY_WAIT, Delivery
 from broadcast.db.engine import transaction
@@ -79,6 +81,7 @@ class Dispatcher:
         self._receipts_after: int | None = None  # receipts logged by this dispatcher have higher ids
         self._heard = 0  # deliveries changed by reports a gateway's own connection brought
         self._skipped: dict[int, int] = {}  # message -> opted-out people left out when it was frozen
+        self._held: dict[int, str] = {}  # message -> why it was held (over a budget) when it was to start
         self._reply_rules = intake.Rules.of(ws.settings)  # what a reply on an operator link means
         for g in (gateway, *fallbacks):
             g.listen(self._sink_for(g.capabilities.name))
@@ -161,6 +164,10 @@ class Dispatcher:
             for item in plan.due:
                 if item.id in ids and item.status == "approved":
                     self.start_message(item.id)
+                    if item.id in self._held:  # over a budget: held, nothing of it frozen
+                        report.held[item.id] = self._held.pop(item.id)
+                        ids.remove(item.id)
+                        continue
                     report.started.append(item.id)
                     if self._skipped.get(item.id):
                         report.optout_skipped[item.id] = self._skipped[item.id]
@@ -196,12 +203,17 @@ class Dispatcher:
             if status == "sending":  # frozen by the run that moved it there, in one transaction
                 return 0
             sig = wrap_signature(signature if self.signature is None else self.signature)
+            after_id = conn.execute(sa.select(sa.func.coalesce(sa.func.max(deliveries_t.c.id), 0))).scalar_one()
             recipients = (
                 FrozenRecipient(a.member_id, a.phone, a.name, a.group,
                                 sig + render_for(body, name=a.name, group=a.group, phone=a.phone))
                 for a in message_audience(conn, message_id)
             )
-            n = ledger.freeze(conn, message_id, recipients, now, self.name)
+            # a gateway that adds the signature itself bills it too: count it in each delivery's parts
+            counted = wrap_signature(signature) if self.signature == "" else ""
+            n = ledger.freeze(conn, message_id, recipients, now, self.name, counted_prefix=counted)
+            if self._over_budget(conn, message_id, now, after_id):
+                return 0
             skipped = self._skipped[message_id] = optout_skips(conn, message_id)
             transition(conn, message_id, "sending", optout_skipped=skipped, started_at=now)
             note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
@@ -209,6 +221,20 @@ class Dispatcher:
                  concurrency=self.concurrency, max_batch=self.max_batch, in_doubt=self.ws.settings.in_doubt,
                  max_attempts=self.ws.settings.max_attempts)
         return n
+
+    def _over_budget(self, conn: sa.Connection, message_id: int, now: datetime, after_id: int) -> bool:
+        """The budget check when sending starts, on the parts just frozen × this gateway's price
+        (``costs.guard``). Over a budget: the frozen rows are taken back and the message is held,
+        in the same transaction; nothing of it is sent."""
+        if not guard.any_budget(conn):
+            return False
+        est = frozen_estimate(conn, self.ws.settings, message_id, self.name)
+        over = guard.check_at_start(conn, self.ws, message_id, est, now)
+        if not over:
+            return False
+        ledger.unfreeze(conn, message_id, after_id)
+        self._held[message_id] = guard.hold(conn, self.ws, message_id, over, "start")
+        return True
 
     # -- recovery -------------------------------------------------------------------------
 

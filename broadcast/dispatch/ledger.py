@@ -76,9 +76,11 @@ class FrozenRecipient:
 # -- freeze -----------------------------------------------------------------------------------
 
 def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipient], now: datetime,
-           gateway: str, kind: str = "real") -> int:
+           gateway: str, kind: str = "real", counted_prefix: str = "") -> int:
     """Insert one QUEUED delivery per recipient (inside the caller's transaction). Phones that
-    already have a delivery of this message are skipped (the unique index is the last guard)."""
+    already have a delivery of this message are skipped (the unique index is the last guard).
+    ``counted_prefix``: the signature a gateway adds itself, counted in each delivery's ``parts``
+    (the providers bill the signed text) though it is not in the text sent."""
     have = set(conn.execute(
         sa.select(deliveries_t.c.phone).where(deliveries_t.c.message_id == message_id, deliveries_t.c.kind == kind)
     ).scalars()) if kind == "real" else set()
@@ -94,7 +96,7 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
         have.add(r.phone)
         n = parts.get(r.text)
         if n is None:
-            n = parts[r.text] = count_segments(r.text).parts
+            n = parts[r.text] = count_segments(counted_prefix + r.text).parts
             if len(parts) > 10_000:
                 parts.clear()
         rows.append((message_id, kind, r.member_id, r.phone, r.name, r.group, r.text, n, QUEUED, 0, gateway,
@@ -107,6 +109,14 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
         insert_rows(conn, deliveries_t, cols, rows)
         added += len(rows)
     return added
+
+
+def unfreeze(conn: Connection, message_id: int, after_id: int) -> int:
+    """Take back the deliveries a freeze just inserted (ids above ``after_id``), inside the same
+    transaction: the message is held instead of sent (over a budget). Returns how many."""
+    d = deliveries_t
+    return conn.execute(d.delete().where(d.c.message_id == message_id, d.c.kind == "real", d.c.id > after_id,
+                                         d.c.status == QUEUED)).rowcount
 
 
 # -- claim ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ class RunReport:
     completed: list[int] = field(default_factory=list)  # messages now fully sent
     paused: dict[int, str] = field(default_factory=dict)
     expired: dict[int, str] = field(default_factory=dict)
+    held: dict[int, str] = field(default_factory=dict)  # message -> why it was held (over a budget) instead of sent
     waiting_quiet: list[int] = field(default_factory=list)
     in_doubt: dict[int, int] = field(default_factory=dict)  # message -> deliveries held in doubt
     failovers: list[dict[str, str]] = field(default_factory=list)
@@ -32,7 +33,7 @@ class RunReport:
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.paused or self.in_doubt)
+        return bool(self.paused or self.in_doubt or self.held)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +41,7 @@ class RunReport:
             "optout_skipped": [{"id": k, "people": v} for k, v in self.optout_skipped.items()],
             "paused": [{"id": k, "reason": v} for k, v in self.paused.items()],
             "expired": [{"id": k, "reason": v} for k, v in self.expired.items()],
+            "held": [{"id": k, "reason": v} for k, v in self.held.items()],
             "waiting_quiet_hours": self.waiting_quiet,
             "in_doubt": [{"id": k, "deliveries": v} for k, v in self.in_doubt.items()],
             "failovers": self.failovers,

@@ -8,7 +8,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -32,6 +33,9 @@ from broadcast.dispatch.policies import effective_rate
 from broadcast.errors import InputError, StateError
 from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client, settings_timeout
 from broadcast.workspace import Workspace
+
+if TYPE_CHECKING:
+    from broadcast.costs.estimate import Estimate
 
 deliveries_t = table(Delivery)
 log = logging.getLogger(__name__)
@@ -157,22 +161,40 @@ class SendPlan:
     rate: float | None
     eta_s: float | None
     gateway: str
+    estimate: Estimate | None = None  # billable parts × the gateway's price
+    over_budget: list[str] = field(default_factory=list)  # what would hold it when it starts
 
     def to_dict(self) -> dict[str, object]:
-        return dict(vars(self))
+        data = dict(vars(self))
+        data["estimate"] = self.estimate.to_dict() if self.estimate else None
+        return data
 
 
 def plan(ws: Workspace, message_id: int) -> SendPlan:
-    """What `broadcast send` is about to do: audience, parts, billable parts, duration at the rate."""
+    """What `broadcast send` is about to do: audience, parts, billable parts, estimated cost and
+    the budgets it would overrun, duration at the rate. A held message is refused with its reason."""
+    from broadcast.costs import guard
+    from broadcast.costs.estimate import estimate_in, first_gateway
     from broadcast.gateways import registry
     from broadcast.messages.store import show_message
 
     detail = show_message(ws, message_id)
-    cls = registry.load(ws.settings.gateway)
+    if detail.status == "held":
+        raise _held_error(message_id, detail.status_reason)
+    cls = registry.load(first_gateway(ws.settings))
     rate = effective_rate(ws, cls)
     audience = detail.audience
-    return SendPlan(message_id, detail.status, audience, detail.parts, detail.billable_parts, rate,
-                    audience / rate if rate else None, cls.capabilities.name)
+    with transaction(ws.engine) as conn:
+        est = estimate_in(conn, ws.settings, message_id, cls.capabilities.name)
+        over = guard.check_at_start(conn, ws, message_id, est, clock.now(ws.settings))
+    return SendPlan(message_id, detail.status, audience, detail.parts, est.parts, rate,
+                    audience / rate if rate else None, cls.capabilities.name, est, [o.text() for o in over])
+
+
+def _held_error(message_id: int, reason: str | None) -> StateError:
+    from broadcast.costs.guard import release_hint
+
+    return StateError(f"message {message_id} is held: {reason or 'over budget'}", hint=release_hint(message_id))
 
 
 def send_now(ws: Workspace, message_id: int, progress: Callable[[Progress], None] | None = None,
@@ -188,6 +210,9 @@ def send_now(ws: Workspace, message_id: int, progress: Callable[[Progress], None
 
         raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
     status, send_after = row
+    if status == "held":
+        with ws.engine.connect() as conn:
+            raise _held_error(message_id, conn.execute(sa.select(m.c.status_reason).where(m.c.id == message_id)).scalar())
     if status not in ("approved", "sending"):
         raise StateError(f"message {message_id} is {status}: only approved messages are sent",
                          hint=f"broadcast message approve {message_id} (by another operator)")
@@ -240,7 +265,8 @@ def test_send(ws: Workspace, message_id: int, phone: str) -> TestSend:
             name = person.name if person else ""
             text = sig + render_for(row.body, name=name, group="", phone=e164)
             ledger.freeze(conn, message_id, [ledger.FrozenRecipient(person.id if person else None, e164, name, "", text)],
-                          now, gateway.capabilities.name, kind="test")
+                          now, gateway.capabilities.name, kind="test",
+                          counted_prefix="" if sig else wrap_signature(row.signature))
             did = conn.execute(sa.select(sa.func.max(deliveries_t.c.id))).scalar_one()
             conn.execute(deliveries_t.update().where(deliveries_t.c.id == did)
                          .values(status="sending", attempts=1, claimed_by="test", lease_until=now))

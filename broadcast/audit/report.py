@@ -8,18 +8,29 @@ started sending more than ``BROADCAST_RECEIPT_TIMEOUT`` ago (they count as accep
 delivered; ``broadcast receipts status`` times each delivery exactly); ``sms`` = billable SMS parts of accepted deliveries; ``people`` =
 distinct phones. ``delivery_rate`` = delivered / settled deliveries (not pending), or, for a
 gateway without receipts, accepted / settled (``rate_basis`` says which).
+
+Costs (``broadcast.costs``): ``billed_sms`` = the parts each provider bills (accepted and delivered
+ones, and for a provider that bills what it accepted also those a carrier reported undelivered);
+``cost`` = billed parts × ``BROADCAST_PRICE_<GATEWAY>`` of the gateway that carried each delivery;
+``unpriced_sms`` = billed parts through a gateway with no price set (not in ``cost``). ``--by
+group`` also gives each budgeted group's spend against its monthly budget, month by month.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.audit.timeutil import range_utc
+from broadcast.costs.budgets import BudgetLine, budget_lines
+from broadcast.costs.money import ZERO, exact, yuan
+from broadcast.costs.prices import PriceBook
+from broadcast.costs.spend import undelivered_parts
 from broadcast.db.dispatch_models import (
     ACCEPTED,
     DELIVERED,
@@ -58,6 +69,28 @@ class Row:
     optout_skipped: int | None = None
     delivery_rate: float | None = None
     rate_basis: str = "delivered"
+    billed_sms: int = 0  # parts the providers bill (by each one's rule)
+    cost: Decimal = ZERO  # billed parts × the price of the gateway that carried them (yuan)
+    unpriced_sms: int = 0  # billed parts through a gateway without a price: not in ``cost``
+
+    def charge(self, parts: int, price: Decimal | None) -> None:
+        self.billed_sms += parts
+        if price is None:
+            self.unpriced_sms += parts
+        else:
+            self.cost += parts * price
+
+    def cost_text(self) -> str:
+        """``≈ ¥617``, ``≈ ¥617 + 120 SMS at no known price``, or ``cost unknown``."""
+        if self.unpriced_sms == self.billed_sms and self.billed_sms:
+            return "cost unknown"
+        return yuan(self.cost) + (f" + {self.unpriced_sms:,} SMS at no known price" if self.unpriced_sms else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost"] = exact(self.cost)
+        data["cost_text"] = self.cost_text()
+        return data
 
     def finish(self) -> Row:
         settled = self.deliveries - self.pending
@@ -77,11 +110,15 @@ class Report:
     rows: list[Row]
     failures: dict[str, int] = field(default_factory=dict)  # reason -> deliveries failed or expired
     per_day: list[Row] = field(default_factory=list)
+    prices: dict[str, str | None] = field(default_factory=dict)  # gateway -> yuan per part (None: not set)
+    billing: dict[str, str] = field(default_factory=dict)  # gateway -> submitted | delivered
+    budgets: list[BudgetLine] = field(default_factory=list)  # --by group: spend against budget, per month
 
     def to_dict(self) -> dict[str, Any]:
         return {"since": self.since, "until": self.until, "by": self.by, "headline": self.headline,
-                "total": asdict(self.total), "rows": [asdict(r) for r in self.rows], "failures": self.failures,
-                "per_day": [asdict(r) for r in self.per_day]}
+                "total": self.total.to_dict(), "rows": [r.to_dict() for r in self.rows], "failures": self.failures,
+                "per_day": [r.to_dict() for r in self.per_day], "prices": self.prices, "billing": self.billing,
+                "budgets": [b.to_dict() for b in self.budgets]}
 
 
 _STATE_FIELD = {ACCEPTED: "accepted", DELIVERED: "delivered", FAILED: "failed", EXPIRED: "expired",
@@ -131,6 +168,9 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
         failures: dict[str, int] = dict(conn.execute(
             sa.select(reason, sa.func.count()).where(*conds, d.c.status.in_((FAILED, EXPIRED)))
             .group_by(reason).order_by(sa.func.count().desc())).all())
+        undelivered = undelivered_parts(conn, conds) if started else {}
+        book = PriceBook(ws.settings)
+        budgets = _budgets(conn, book, since, until, started) if by == "group" else []
     rows: dict[str, Row] = {}
     days: dict[str, Row] = {}
     msgs: dict[str, set[int]] = {}
@@ -152,13 +192,20 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 row.accepted += n
             if status in (ACCEPTED, DELIVERED):
                 row.sms += int(parts or 0)
+                row.charge(int(parts or 0), book.price(gateway))
             if status == ACCEPTED and mid in overdue:
                 row.unconfirmed += n
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)
+    for (group, mid, gateway), parts in undelivered.items():  # accepted, then undelivered: billed or not by rule
+        if mid in started and book.billing(gateway) == "submitted":
+            day = _period(started[mid][0], "day")
+            key = {"group": group, "message": str(mid), "gateway": gateway}.get(by) or _period(started[mid][0], by)
+            for row in (rows.setdefault(key, Row(key)), total, days.setdefault(day, Row(day))):
+                row.charge(parts, book.price(gateway))
     for buckets, members in ((rows, msgs), (days, day_msgs)):
         for key, row in buckets.items():
-            row.messages = len(members[key])
+            row.messages = len(members.get(key, ()))
             row.people = None  # distinct people are counted for the total only
     total.messages, total.people = len(seen), people
     total.optout_skipped = sum(started[mid][1] for mid in seen)
@@ -171,7 +218,25 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
         r.finish()
     span_from = since.isoformat() if since else (per_day[0].key if per_day else None)
     span_to = until.isoformat() if until else (per_day[-1].key if per_day else None)
-    return Report(span_from, span_to, by, headline(total, span_from, span_to), total, ordered, failures, per_day)
+    gateways = sorted({g for _, _, _, g, _, _ in grouped} | {k[2] for k in undelivered})
+    return Report(span_from, span_to, by, headline(total, span_from, span_to), total, ordered, failures, per_day,
+                  {g: exact(book.price(g)) for g in gateways}, {g: book.billing(g) for g in gateways}, budgets)
+
+
+def _budgets(conn: Any, book: PriceBook, since: date | None, until: date | None,
+             started: dict[int, tuple[date, int]]) -> list[BudgetLine]:
+    """Each budgeted group's spend against its budget, for every month the report covers."""
+    days = [d for d, _ in started.values()]
+    first = since or (min(days) if days else None)
+    last = until or (max(days) if days else None)
+    if first is None or last is None:
+        return []
+    out: list[BudgetLine] = []
+    month = first.replace(day=1)
+    while month <= last:
+        out += budget_lines(conn, book, month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return out
 
 
 def _people(conn: Any, conds: list[Any], *, filtered: bool) -> int:
@@ -194,4 +259,5 @@ def headline(t: Row, since: str | None, until: str | None) -> str:
     span = f"{since} – {until}" if since and until and since != until else (since or "no sends yet")
     rate = f"{t.delivery_rate:.1f} % {t.rate_basis}" if t.delivery_rate is not None else "nothing settled yet"
     msgs = f"{t.messages} message{'' if t.messages == 1 else 's'}"
-    return f"{span}: {msgs}, {t.sms:,} SMS to {t.people:,} people, {rate}"
+    cost = f", {t.cost_text()}" if t.billed_sms and t.unpriced_sms < t.billed_sms else ""
+    return f"{span}: {msgs}, {t.sms:,} SMS to {t.people:,} people, {rate}{cost}"

@@ -11,7 +11,8 @@ from broadcast.audit.report import Report, Row
 
 COLUMNS = [("key", ""), ("messages", "messages"), ("deliveries", "deliveries"), ("people", "people"),
            ("accepted", "accepted"), ("delivered", "delivered"), ("failed", "failed"), ("expired", "expired"),
-           ("pending", "pending"), ("in_doubt", "in doubt"), ("unconfirmed", "unconfirmed"), ("sms", "SMS parts"), ("delivery_rate", "rate %")]
+           ("pending", "pending"), ("in_doubt", "in doubt"), ("unconfirmed", "unconfirmed"), ("sms", "SMS parts"), ("delivery_rate", "rate %"),
+           ("billed_sms", "billed SMS"), ("cost", "cost (yuan)"), ("unpriced_sms", "SMS without a price")]
 
 
 def _cells(r: Row) -> list[object]:

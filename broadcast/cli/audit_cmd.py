@@ -104,18 +104,31 @@ def report(
 
 def _say_report(rep: Any, by: str) -> None:
     from broadcast.cli._output import say, table
+    from broadcast.costs.money import yuan
+    from broadcast.costs.prices import price_var
 
     say(f"[bold]{rep.headline}[/]")
     top = max((r.deliveries for r in rep.rows), default=0) or 1
+    priced = any(p is not None for p in rep.prices.values())
     cols = [by, "msgs", "deliveries", "accepted", "delivered", "failed", "expired", "pending", "in doubt",
-            "SMS", "rate %"]
+            "SMS", "rate %"] + (["billed SMS", "cost"] if priced else [])
     if by == "day":
         cols.append("")
     table(None, cols, (
         [r.key, r.messages, f"{r.deliveries:,}", f"{r.accepted:,}", f"{r.delivered:,}", r.failed,
          r.expired, r.pending, r.in_doubt, f"{r.sms:,}", "" if r.delivery_rate is None else f"{r.delivery_rate:.1f}"]
+        + ([f"{r.billed_sms:,}", r.cost_text()] if priced else [])
         + (["█" * max(1, round(20 * r.deliveries / top))] if by == "day" else [])
         for r in rep.rows))
+    if rep.prices:
+        say("Prices: " + "; ".join(f"{g} " + (f"¥{p} a part, billed when {rep.billing[g]}" if p is not None
+                                              else f"not set ({price_var(g)})")
+                                   for g, p in rep.prices.items()))
+    if rep.budgets:
+        table("Spend against budget (sub-groups included; in flight counts)", ["group", "month", "budget", "spent", "left", "%"],
+              ([b.group, b.month, yuan(b.monthly, approx=False), b.spent.text(),
+                "" if b.left is None else (yuan(b.left) if b.left >= 0 else f"OVER by {yuan(-b.left)}"),
+                "" if b.percent is None else f"{b.percent:.1f}"] for b in rep.budgets))
     if rep.failures:
         say("Failed or expired, by reason: " + ", ".join(f"{k} {v}" for k, v in rep.failures.items()))
     if rep.total.unconfirmed:

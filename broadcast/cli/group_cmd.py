@@ -104,3 +104,56 @@ def submitter(
     what = "a submitter" if c.submitter else "not a submitter"
     text = f"{c.name} {c.phone} is {'now' if c.changed else 'already'} {what} for {c.group}"
     Output.for_(json_).message(text, c.to_dict())
+
+
+@app.command("budget")
+def budget(
+    group: str | None = typer.Argument(None, help="The group; without it, every budget and this month's spend."),
+    monthly: str | None = typer.Option(None, "--monthly", help="Set the monthly budget in yuan (e.g. 300); it covers the group's sub-groups."),
+    remove: bool = typer.Option(False, "--remove", help="Take the group's budget away."),
+    month: str | None = typer.Option(None, "--month", help="Show this local month (YYYY-MM) instead of the current one."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """A group's monthly SMS budget: show it with the month's spend, set it (--monthly), or --remove it.
+    A change checks the held messages again: those that fit now are released (audited)."""
+    from broadcast.cli._output import Output
+    from broadcast.costs import budgets
+
+    out = Output.for_(json_)
+    if (monthly is not None or remove) and group is None:
+        raise typer.BadParameter("name the group whose budget to change", param_hint="GROUP")
+    if monthly is not None and remove:
+        raise typer.BadParameter("give --monthly or --remove, not both")
+    ws = workspace()
+    if monthly is not None or remove:
+        assert group is not None
+        r = budgets.set_budget(ws, group, monthly) if monthly is not None else budgets.remove_budget(ws, group)
+        done = (f"Budget of {r.line.group}: {budgets.yuan(r.line.monthly, approx=False)} a month"
+                if r.line.monthly is not None else f"Budget of {r.line.group} removed")
+        out.message(done + f"; this month: {r.line.text()}"
+                    + (f"; released held message {', '.join(map(str, r.released))}" if r.released else ""), r.to_dict())
+        return
+    when = _month(month)
+    if group is not None:
+        line = budgets.show_budget(ws, group, when)
+        out.result(line.to_dict(), lambda: out.say(line.text()))
+        return
+    lines = budgets.list_budgets(ws, when)
+    out.table(None, ["Group", "Month", "Budget", "Spent", "Left", "%"],
+              ([b.group, b.month, budgets.yuan(b.monthly, approx=False), b.spent.text(),
+                "" if b.left is None else budgets.yuan(b.left), "" if b.percent is None else f"{b.percent:.1f}"]
+               for b in lines),
+              data=[b.to_dict() for b in lines],
+              empty="No budgets. Set one with: broadcast group budget GROUP --monthly 300")
+
+
+def _month(text: str | None) -> Any:
+    if text is None:
+        return None
+    from datetime import date
+
+    try:
+        year, mon = text.strip().split("-")
+        return date(int(year), int(mon), 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a month like 2026-12", param_hint="--month") from None

@@ -107,7 +107,8 @@ def list_(
     items = list_messages(ws, status=status)
     Output.for_(json_).table(
         None, ["ID", "Status", "Send after", "To", "Author", "Text"],
-        ([m.id, m.status, _local(ws, m.send_after) or "asap", "everyone" if m.target_all else m.to_phone or "、".join(m.targets),
+        ([m.id, f"{m.status}: {m.status_reason}" if m.status == "held" else m.status, _local(ws, m.send_after) or "asap",
+          "everyone" if m.target_all else m.to_phone or "、".join(m.targets),
           m.author, m.body if len(m.body) <= 30 else m.body[:29] + "…"] for m in items),
         data=[m.to_dict() for m in items], caption=f"{len(items)} messages",
         empty="No messages." if status else "No messages yet. Create one with: broadcast message new --text ... --to GROUP")
@@ -117,17 +118,20 @@ def list_(
 def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool = JSON_OPTION) -> None:
     """Show a message: text, people, status, audience now, parts and a preview."""
     from broadcast.cli._output import Output
+    from broadcast.costs.estimate import message_cost
     from broadcast.dispatch.service import delivery_overview
     from broadcast.messages.store import show_message
 
     ws = workspace()
     m = show_message(ws, message_id)
     deliveries = delivery_overview(ws, message_id)
+    cost = message_cost(ws, message_id)
     Output.for_(json_).result({**m.to_dict(), "deliveries": deliveries["counts"], "test_sends": deliveries["test_sends"],
-                               "in_doubt": deliveries["in_doubt"]}, lambda: _say_message(ws, m, deliveries))
+                               "in_doubt": deliveries["in_doubt"], "cost": cost.to_dict()},
+                              lambda: _say_message(ws, m, deliveries, cost))
 
 
-def _say_message(ws: Any, m: Any, deliveries: dict[str, object]) -> None:
+def _say_message(ws: Any, m: Any, deliveries: dict[str, object], cost: Any) -> None:
     from rich.markup import escape
 
     from broadcast.cli._output import say, table
@@ -143,6 +147,11 @@ def _say_message(ws: Any, m: Any, deliveries: dict[str, object]) -> None:
         + (f"; schedule {m.schedule_id}" if m.schedule_id else ""))
     say(f"To: {'everyone' if m.target_all else m.to_phone or '、'.join(m.targets) or '(no groups)'}; audience now: {m.audience}")
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
+    say(escape(cost.text()))
+    if m.status == "held":
+        from broadcast.costs.guard import release_hint
+
+        say(f"Held, nothing of it is sent: {escape(release_hint(m.id))}")
     say(f"Preview for {escape(m.preview_for)}: {escape(m.preview)}")
     _warnings(m.warnings)
     counts = {k: v for k, v in cast(dict[str, int], deliveries["counts"]).items() if v}
@@ -186,15 +195,30 @@ def resume(message_id: int = typer.Argument(...)) -> None:
 
 
 @app.command("approve")
-def approve(message_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
-    """Approve a pending message (not by its author)."""
+def approve(
+    message_id: int = typer.Argument(...),
+    over_budget: bool = typer.Option(False, "--over-budget", help="Let it go over its groups' monthly budgets (not by its author; audited)."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Approve a pending message (not by its author); over a monthly budget it is held, until the
+    budget is raised or another operator approves the overrun with --over-budget."""
     from broadcast.cli._output import Output
-    from broadcast.messages.actions import approve_message
+    from broadcast.costs import guard
 
     ws = workspace()
-    m = approve_message(ws, message_id)
-    Output.for_(json_).message(f"Approved message {m.id}; it may be sent from {_local(ws, m.send_after)}",
-                               {"id": m.id, "status": m.status, "approver": m.approver})
+    out = Output.for_(json_)
+    m = guard.approve_over_budget(ws, message_id) if over_budget else guard.approve(ws, message_id)
+    data = {"id": m.id, "status": m.status, "approver": m.approver}
+    if over_budget:
+        data["over_budget_by"] = ws.operator
+    if m.status == "held":
+        from broadcast.costs.guard import release_hint
+
+        out.warn(f"message {m.id} is held: {m.status_reason}; {release_hint(m.id)}")
+        out.message(f"Approved message {m.id}, but it is held and will not be sent", {**data, "reason": m.status_reason})
+        return
+    out.message(f"Approved message {m.id}" + (" over budget" if over_budget else "")
+                + f"; it may be sent from {_local(ws, m.send_after)}", data)
 
 
 @app.command("reject")

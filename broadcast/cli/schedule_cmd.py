@@ -105,8 +105,15 @@ app.command("cancel")(_simple("cancel", "Cancelled"))
 def approve(schedule_id: int = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     """Approve every pending message of a schedule at once (not by its author)."""
     from broadcast.cli._output import Output
+    from broadcast.costs.guard import after_approval, held_among
     from broadcast.messages.schedules import approve_schedule
 
-    ids = approve_schedule(workspace(), schedule_id)
-    Output.for_(json_).message(f"Approved {len(ids)} messages of schedule {schedule_id}",
-                               {"id": schedule_id, "approved": ids})
+    ws = workspace()
+    out = Output.for_(json_)
+    ids = approve_schedule(ws, schedule_id, then=after_approval(ws))
+    held = held_among(ws, ids)
+    for mid, reason in held.items():
+        out.warn(f"message {mid} is held: {reason}")
+    out.message(f"Approved {len(ids)} messages of schedule {schedule_id}"
+                + (f"; {len(held)} of them held over budget: {', '.join(map(str, held))}" if held else ""),
+                {"id": schedule_id, "approved": ids, "held": [{"id": k, "reason": v} for k, v in held.items()]})

@@ -91,6 +91,7 @@ def _print_report(report: Any, out: Output) -> None:
 
 def _say_report(report: Any) -> None:
     from broadcast.cli._output import say, warn
+    from broadcast.costs.guard import release_hint
 
     o = report.outcomes
     say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
@@ -106,6 +107,8 @@ def _say_report(report: Any) -> None:
         warn(f"message {mid} expired unsent: {reason}")
     for mid, reason in report.paused.items():
         warn(f"message {mid} paused: {reason}; after fixing it: broadcast message resume {mid}")
+    for mid, reason in report.held.items():
+        warn(f"message {mid} held, nothing of it sent: {reason}; {release_hint(mid)}")
     for mid, n in report.in_doubt.items():
         warn(f"message {mid}: {n} deliveries in doubt (held, not resent); see broadcast message show {mid}")
 
@@ -183,9 +186,11 @@ def send(
         return
     p = service.plan(ws, message_id)
     if not yes:
-        out.confirm(f"Message {p.message_id} ({p.status}) through {p.gateway}: {p.audience} people, {p.parts} part(s) each, "
-                    f"{p.billable_parts} billable SMS parts; {service.eta_text(p.eta_s)}"
-                    + (f" at {p.rate:g}/s" if p.rate else ""),
+        assert p.estimate is not None
+        budget = "".join(f"\nHeld when it starts, nothing sent: {o}" for o in p.over_budget)
+        out.confirm(f"Message {p.message_id} ({p.status}) through {p.gateway}: {p.audience} people, {p.parts} part(s) each; "
+                    f"{p.estimate.text()}; {service.eta_text(p.eta_s)}"
+                    + (f" at {p.rate:g}/s" if p.rate else "") + budget,
                     "Send now?", refusal="--json needs --yes (there is no one to confirm)")
     rep = _Reporter(out.is_json)
     try:

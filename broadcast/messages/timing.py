@@ -134,7 +134,8 @@ def _why_waiting(settings: Settings, row: sa.Row[Any], now: datetime) -> tuple[s
             f" later (limit BROADCAST_MAX_LATENESS={settings.max_lateness}); it will be marked expired"
         )
     if row.status == "held":
-        return "held", f"held: {row.status_reason or 'see broadcast message show ' + str(mid)}"
+        return "held", (f"held: {row.status_reason or 'over budget'}; released by a budget that makes room, or by"
+                         f" another operator: 'broadcast message approve {mid} --over-budget'")
     if row.status == "pending_approval":
         return "approval", f"waiting for approval by someone other than {row.author} ('broadcast message approve {mid}')"
     if row.schedule_status == "paused":

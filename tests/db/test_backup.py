@@ -397,12 +397,14 @@ def second_store(store: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.mark.both_stores
 def test_backup_and_restore_round_trip(history: Any, tmp_path: Path, store: str, second_store: dict[str, str]) -> None:
     cli = history
+    assert cli("group", "budget", "党工委", "--monthly", "300").exit_code == 0
     backup = tmp_path / "b.db"
     r = cli("backup", str(backup), "--json")
     assert r.exit_code == 0, r
     made = r.json()
     assert made["method"] == ("sqlite backup API" if store.startswith("sqlite") else "db copy")
     assert made["rows"]["groups"] == 2 and made["rows"]["deliveries"] == 1 and made["audit_ok"]
+    assert made["rows"]["budgets"] == 1
     assert backup.read_bytes()[:16] == b"SQLite format 3\x00" and not backup.with_name("b.db-wal").exists()
 
     r = cli("restore", str(backup), "--json", env=second_store)
@@ -410,6 +412,7 @@ def test_backup_and_restore_round_trip(history: Any, tmp_path: Path, store: str,
     assert r.json()["rows"]["groups"] == 2
     assert cli("audit", "verify", env=second_store).exit_code == 0
     assert cli("group", "show", "党工委", "--json", env=second_store).json()["subgroups"] == ["一支部"]
+    assert cli("group", "budget", "党工委", "--json", env=second_store).json()["monthly"] == "300.00"
     assert cli("report", "--json", env=second_store).json()["total"]["deliveries"] == 1
     assert cli("optout", "list", "--json", env=second_store).json()[0]["phone"].endswith("8002")
     assert cli("group", "add", "二支部", env=second_store).exit_code == 0  # new ids follow the restored ones

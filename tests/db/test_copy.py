@@ -25,6 +25,15 @@ def _check_copy(cli, url):
     assert r.exit_code == 1 and "already holds data" in r.stderr
 
 
+def test_every_table_is_copied():
+    """db copy, backup and restore go through ``tables()``: a new table must be in ``ORDER``."""
+    from sqlmodel import SQLModel
+
+    from broadcast.db.copy import ORDER, tables
+
+    assert set(tables()) == set(ORDER) == set(SQLModel.metadata.tables) - {"broadcast_schema"}
+
+
 def test_copy_to_sqlite(history, tmp_path):
     _check_copy(history, f"sqlite:///{tmp_path / 'copy.db'}")
 

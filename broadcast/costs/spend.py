@@ -15,6 +15,7 @@ local month (day, …) its message started sending, and toward the group it was 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,6 +27,7 @@ from sqlalchemy import Connection
 
 from broadcast.costs.money import ZERO, exact, month_range, yuan
 from broadcast.costs.prices import PriceBook, price_var
+from broadcast.db.audit_models import AuditEntry
 from broadcast.db.dispatch_models import (
     ACCEPTED,
     DELIVERED,
@@ -44,6 +46,7 @@ __all__ = ["GroupTree", "PartsRow", "Spend", "month_spend", "parts_rows", "spend
 deliveries_t = table(Delivery)
 messages_t = table(Message)
 groups_t = table(Group)
+audit_t = table(AuditEntry)
 
 TAKEN = (ACCEPTED, DELIVERED)
 OPEN = (QUEUED, RETRY_WAIT, SENDING, IN_DOUBT)
@@ -170,19 +173,34 @@ def month_spend(conn: Connection, book: PriceBook, month: date) -> dict[str, Spe
 
 @dataclass
 class GroupTree:
-    """The groups as they are now: names, parents, and what lies above each."""
+    """The groups as they are now: names, parents, and what lies above each. A delivery records the
+    name its group had when it was sent; ``renamed`` (old name -> the name it was given, from the
+    audit trail's ``group.rename`` entries) finds the group a renamed one became, so renaming a
+    group mid-month does not take its spend out of its budget or its parent's."""
 
     names: dict[int, str]
     parents: dict[int, int | None]
+    renamed: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, conn: Connection) -> GroupTree:
         rows = conn.execute(sa.select(groups_t.c.id, groups_t.c.name, groups_t.c.parent_id)).all()
-        return cls({i: n for i, n, _ in rows}, {i: p for i, _, p in rows})
+        renamed: dict[str, str] = {}
+        for (details,) in conn.execute(sa.select(audit_t.c.details).where(audit_t.c.action == "group.rename")
+                                       .order_by(audit_t.c.id)):
+            d = json.loads(details)
+            if isinstance(d, dict) and isinstance(d.get("old"), str) and isinstance(d.get("new"), str):
+                renamed[d["old"]] = d["new"]
+        return cls({i: n for i, n, _ in rows}, {i: p for i, _, p in rows}, renamed)
 
     def id_of(self, name: str) -> int | None:
+        """The group a delivery's recorded name stands for now (following renames), or None."""
         if not hasattr(self, "_ids"):
             self._ids = {n: i for i, n in self.names.items()}
+        seen: set[str] = set()
+        while name not in self._ids and name in self.renamed and name not in seen:
+            seen.add(name)
+            name = self.renamed[name]
         return self._ids.get(name)
 
     def up(self, gid: int | None) -> list[int]:

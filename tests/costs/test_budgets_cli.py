@@ -286,3 +286,18 @@ def test_a_bad_price_is_one_line(org, monkeypatch, price):
 def test_a_bad_billing_rule_is_one_line(org, monkeypatch):
     monkeypatch.setenv("BROADCAST_BILLING_CMPP", "sometimes")
     error_line(org("report"), "invalid setting BROADCAST_BILLING_CMPP", "submitted or delivered")
+
+
+def test_renaming_a_group_keeps_its_spend_in_its_budgets_and_removing_it_removes_its_budget(org):
+    cli = org
+    mid = new(cli, "一支部")
+    approve(cli, mid)
+    ok(cli, "run")
+    ok(cli, "group", "budget", "一支部", "--monthly", "1")
+    ok(cli, "group", "rename", "一支部", "城南社区党支部")
+    ok(cli, "group", "rename", "城南社区党支部", "城南一支部")
+    # the deliveries recorded the old name; the spend still counts for the group and its parent
+    assert ok(cli, "group", "budget", "城南一支部", "--json").json()["spent"]["cost"] == "0.20"
+    assert ok(cli, "group", "budget", "党工委", "--json").json()["spent"]["cost"] == "0.20"
+    ok(cli, "group", "remove", "城南一支部", "--force")
+    assert ok(cli, "group", "budget", "--json").json() == []

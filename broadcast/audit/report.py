@@ -18,16 +18,16 @@ group`` also gives each budgeted group's spend against its monthly budget, month
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from broadcast import clock
 from broadcast.audit.timeutil import range_utc
-from broadcast.costs.budgets import BudgetLine, budget_lines
 from broadcast.costs.money import ZERO, exact, yuan
 from broadcast.costs.prices import PriceBook
 from broadcast.costs.spend import undelivered_parts
@@ -46,6 +46,9 @@ from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.errors import InputError
 from broadcast.workspace import Workspace
+
+if TYPE_CHECKING:
+    from broadcast.costs.budgets import BudgetLine
 
 deliveries_t = table(Delivery)
 messages_t = table(Message)
@@ -170,7 +173,7 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             .group_by(reason).order_by(sa.func.count().desc())).all())
         undelivered = undelivered_parts(conn, conds) if started else {}
         book = PriceBook(ws.settings)
-        budgets = _budgets(conn, book, since, until, started) if by == "group" else []
+        budgets = _budgets(conn, book, since, until, started, grouped, undelivered) if by == "group" else []
     rows: dict[str, Row] = {}
     days: dict[str, Row] = {}
     msgs: dict[str, set[int]] = {}
@@ -219,23 +222,41 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
     span_from = since.isoformat() if since else (per_day[0].key if per_day else None)
     span_to = until.isoformat() if until else (per_day[-1].key if per_day else None)
     gateways = sorted({g for _, _, _, g, _, _ in grouped} | {k[2] for k in undelivered})
+    rules = {g: book.billing(g) for g in gateways if book.price(g) is not None or any(k[2] == g for k in undelivered)}
     return Report(span_from, span_to, by, headline(total, span_from, span_to), total, ordered, failures, per_day,
-                  {g: exact(book.price(g)) for g in gateways}, {g: book.billing(g) for g in gateways}, budgets)
+                  {g: exact(book.price(g)) for g in gateways}, rules, budgets)
 
 
-def _budgets(conn: Any, book: PriceBook, since: date | None, until: date | None,
-             started: dict[int, tuple[date, int]]) -> list[BudgetLine]:
-    """Each budgeted group's spend against its budget, for every month the report covers."""
+def _budgets(conn: Any, book: PriceBook, since: date | None, until: date | None, started: dict[int, tuple[date, int]],
+             grouped: Sequence[Any], undelivered: dict[tuple[str, int, str], int]) -> list[BudgetLine]:
+    """Each budgeted group's spend against its budget, for every month the report covers. A month
+    wholly inside the report's span is folded from the rows the report already read; a month it
+    cuts is read whole (a budget is for the whole month)."""
+    from broadcast.costs.budgets import budget_lines
+    from broadcast.costs.spend import OPEN, TAKEN, PartsRow, any_budget, spend_by
+
     days = [d for d, _ in started.values()]
     first = since or (min(days) if days else None)
     last = until or (max(days) if days else None)
-    if first is None or last is None:
+    if first is None or last is None or not any_budget(conn):
         return []
+    parts: dict[tuple[str, int, str], list[int]] = {}
+    for group, mid, status, gateway, _n, n_parts in grouped:
+        slot = parts.setdefault((group, mid, gateway), [0, undelivered.get((group, mid, gateway), 0), 0])
+        if status in TAKEN:
+            slot[0] += int(n_parts or 0)
+        elif status in OPEN:
+            slot[2] += int(n_parts or 0)
+    rows = [PartsRow(g, m, gw, *v) for (g, m, gw), v in parts.items() if m in started]
     out: list[BudgetLine] = []
     month = first.replace(day=1)
     while month <= last:
-        out += budget_lines(conn, book, month)
-        month = (month + timedelta(days=32)).replace(day=1)
+        following = (month + timedelta(days=32)).replace(day=1)
+        whole = (since is None or since <= month) and (until is None or until >= following - timedelta(days=1))
+        mine = [r for r in rows if started[r.message_id][0].replace(day=1) == month] if whole else None
+        out += budget_lines(conn, book, month,
+                            spent_by_name=spend_by(mine, book, lambda r: r.group) if mine is not None else None)
+        month = following
     return out
 
 

@@ -16,10 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from broadcast.clock import now as clock_now
-from broadcast.costs.guard import budgets_t, load_budgets, recheck_held
 from broadcast.costs.money import exact, fen_to_yuan, month_of, parse_budget, yuan
 from broadcast.costs.prices import PriceBook
-from broadcast.costs.spend import GroupTree, Spend, month_spend
+from broadcast.costs.spend import GroupTree, Spend, budgets_t, load_budgets, month_spend
 from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.errors import InputError
@@ -75,13 +74,14 @@ class BudgetSet:
 
 
 def budget_lines(conn: Connection, book: PriceBook, month: date, only: list[int] | None = None,
-                 budgeted: bool = True) -> list[BudgetLine]:
-    """Each budgeted group's (or each of ``only``'s) spend in ``month`` against its budget."""
+                 budgeted: bool = True, spent_by_name: dict[str, Spend] | None = None) -> list[BudgetLine]:
+    """Each budgeted group's (or each of ``only``'s) spend in ``month`` against its budget.
+    ``spent_by_name``: the month's spend per group reached through, when the caller has it already."""
     budgets = load_budgets(conn)
     if only is None and budgeted and not budgets:
         return []
     tree = GroupTree.load(conn)
-    spent = tree.roll_up(month_spend(conn, book, month))
+    spent = tree.roll_up(month_spend(conn, book, month) if spent_by_name is None else spent_by_name)
     ids = only if only is not None else (list(budgets) if budgeted else list(tree.names))
     label = month.strftime("%Y-%m")
     lines = [BudgetLine(tree.names[g], label, fen_to_yuan(budgets[g]) if g in budgets else None,
@@ -142,6 +142,8 @@ def _change(ws: Workspace, group: str, fen: int | None) -> BudgetSet:
             note(conn, ws.operator, "budget.set", f"group:{name}", monthly=exact(fen_to_yuan(fen)),
                  previous=exact(previous))
             why = f"budget of {name} set to {yuan(fen_to_yuan(fen), approx=False)} by {ws.operator}"
+        from broadcast.costs.guard import recheck_held  # the checks: only when a budget changes
+
         released = recheck_held(conn, ws, why)
         line = budget_lines(conn, PriceBook(ws.settings), month_of(now, ws.settings.timezone), only=[gid])[0]
     return BudgetSet(line, previous, released)

@@ -40,9 +40,8 @@ from broadcast.config import Settings
 from broadcast.costs.estimate import Estimate, estimate_in, first_gateway
 from broadcast.costs.money import ZERO, exact, fen_to_yuan, month_of, yuan
 from broadcast.costs.prices import PriceBook, price_var
-from broadcast.costs.spend import GroupTree, Spend, month_spend
+from broadcast.costs.spend import GroupTree, Spend, any_budget, load_budgets, month_spend
 from broadcast.db.audit_chain import note
-from broadcast.db.cost_models import Budget
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
@@ -56,18 +55,7 @@ __all__ = ["BudgetCheck", "Overrun", "after_approval", "any_budget", "approve", 
            "held_among", "hold", "load_budgets", "recheck_held",
            "release_hint"]
 
-budgets_t = table(Budget)
 messages_t = table(Message)
-
-
-def load_budgets(conn: Connection) -> dict[int, int]:
-    """Group id -> monthly budget in fen."""
-    return {int(g): int(f) for g, f in conn.execute(sa.select(budgets_t.c.group_id, budgets_t.c.monthly_fen))}
-
-
-def any_budget(conn: Connection) -> bool:
-    """Is any budget set? (Without one, nothing is checked: no cost to a send.)"""
-    return conn.execute(sa.select(budgets_t.c.group_id).limit(1)).first() is not None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from broadcast.costs.money import ZERO, exact, month_range, yuan
 from broadcast.costs.prices import PriceBook, price_var
 from broadcast.db.audit_models import AuditEntry
+from broadcast.db.cost_models import Budget
 from broadcast.db.dispatch_models import (
     ACCEPTED,
     DELIVERED,
@@ -41,12 +42,14 @@ from broadcast.db.dispatch_models import (
 from broadcast.db.models import Group, Message
 from broadcast.db.types import table
 
-__all__ = ["GroupTree", "PartsRow", "Spend", "month_spend", "parts_rows", "spend_by", "undelivered_parts"]
+__all__ = ["GroupTree", "PartsRow", "Spend", "any_budget", "load_budgets", "month_spend", "parts_rows", "spend_by",
+           "undelivered_parts"]
 
 deliveries_t = table(Delivery)
 messages_t = table(Message)
 groups_t = table(Group)
 audit_t = table(AuditEntry)
+budgets_t = table(Budget)
 
 TAKEN = (ACCEPTED, DELIVERED)
 OPEN = (QUEUED, RETRY_WAIT, SENDING, IN_DOUBT)
@@ -131,15 +134,18 @@ def undelivered_parts(conn: Connection, conds: Sequence[Any]) -> dict[tuple[str,
     return {(g, m, gw): int(n or 0) for g, m, gw, n in rows}
 
 
-def parts_rows(conn: Connection, conds: Sequence[Any]) -> list[PartsRow]:
-    """The parts of the deliveries matching ``conds`` (real ones only), by (group, message, gateway)."""
+def parts_rows(conn: Connection, conds: Sequence[Any], *, many: bool = False) -> list[PartsRow]:
+    """The parts of the deliveries matching ``conds`` (real ones only), by (group, message, gateway).
+    ``many``: a month's worth of messages: SQLite reads the covering report index (a lookup per
+    row through the message index is 4× slower there)."""
     d = deliveries_t
     conds = [d.c.kind == "real", *conds]
     dims = (d.c.group_name, d.c.message_id, d.c.gateway)
     acc: dict[tuple[str, int, str], list[int]] = {}
-    for g, m, gw, status, n in conn.execute(
-        sa.select(*dims, d.c.status, sa.func.sum(d.c.parts)).where(*conds).group_by(*dims, d.c.status)
-    ):
+    query = sa.select(*dims, d.c.status, sa.func.sum(d.c.parts)).where(*conds).group_by(*dims, d.c.status)
+    if many:
+        query = query.with_hint(d, "INDEXED BY ix_deliveries_report", "sqlite")
+    for g, m, gw, status, n in conn.execute(query):
         slot = acc.setdefault((g, m, gw), [0, 0, 0])
         if status in TAKEN:
             slot[0] += int(n or 0)
@@ -167,8 +173,18 @@ def started_in(month: date, tz: str) -> Any:
 
 def month_spend(conn: Connection, book: PriceBook, month: date) -> dict[str, Spend]:
     """Group reached through (name) -> spend of the deliveries of messages that started in ``month``."""
-    rows = parts_rows(conn, [deliveries_t.c.message_id.in_(started_in(month, book.settings.timezone))])
+    rows = parts_rows(conn, [deliveries_t.c.message_id.in_(started_in(month, book.settings.timezone))], many=True)
     return spend_by(rows, book, lambda r: r.group)
+
+
+def load_budgets(conn: Connection) -> dict[int, int]:
+    """The budgets in force: group id -> monthly budget in fen."""
+    return {int(g): int(f) for g, f in conn.execute(sa.select(budgets_t.c.group_id, budgets_t.c.monthly_fen))}
+
+
+def any_budget(conn: Connection) -> bool:
+    """Is any budget set? (Without one, nothing is checked: no cost to a send.)"""
+    return conn.execute(sa.select(budgets_t.c.group_id).limit(1)).first() is not None
 
 
 @dataclass

@@ -204,6 +204,18 @@ def test_costs_match_parts_times_price_across_gateways_and_failovers(org, monkey
         assert top.total == sum((billed(r) + (r.parts if r.status == "in_doubt" else 0)) * PRICE[r.gateway]
                                 for r in history if r.message_id in mids)
 
+    # report --by group: each budgeted group's month, folded from the report's own rows where the
+    # month is whole, read again where the report's span cuts it; both agree with the month's spend
+    from broadcast.costs.budgets import set_budget
+
+    set_budget(ws, "党工委", "50")
+    set_budget(ws, "二支部", "5")
+    for since in (None, date(2026, 11, 26)):
+        got = {(b.group, b.month): b.spent.to_dict() for b in build(ws, by="group", since=since).budgets}
+        want = {(g, f"{m:%Y-%m}"): group_month_spend(ws, m)[g].spent.to_dict()
+                for m in (date(2026, 11, 1), date(2026, 12, 1)) for g in ("党工委", "二支部")}
+        assert got == want
+
 
 def test_a_gateway_without_a_price_is_reported_as_unknown_not_free(org, monkeypatch):
     monkeypatch.delenv("BROADCAST_PRICE_TENCENT")

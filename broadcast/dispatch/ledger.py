@@ -79,8 +79,7 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
            gateway: str, kind: str = "real", counted_prefix: str = "") -> int:
     """Insert one QUEUED delivery per recipient (inside the caller's transaction). Phones that
     already have a delivery of this message are skipped (the unique index is the last guard).
-    ``counted_prefix``: the signature a gateway adds itself, counted in each delivery's ``parts``
-    (the providers bill the signed text) though it is not in the text sent."""
+    ``counted_prefix``: a signature the gateway adds itself: billed, so counted in ``parts``."""
     have = set(conn.execute(
         sa.select(deliveries_t.c.phone).where(deliveries_t.c.message_id == message_id, deliveries_t.c.kind == kind)
     ).scalars()) if kind == "real" else set()
@@ -112,8 +111,7 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
 
 
 def unfreeze(conn: Connection, message_id: int, after_id: int) -> int:
-    """Take back the deliveries a freeze just inserted (ids above ``after_id``), inside the same
-    transaction: the message is held instead of sent (over a budget). Returns how many."""
+    """Take back, in the freeze's transaction, the rows it inserted (ids above ``after_id``): held over a budget."""
     d = deliveries_t
     return conn.execute(d.delete().where(d.c.message_id == message_id, d.c.kind == "real", d.c.id > after_id,
                                          d.c.status == QUEUED)).rowcount

@@ -136,10 +136,7 @@ class Capabilities:
     # dispatcher keeps window × connections requests in flight (BROADCAST_CONCURRENCY does not cap it)
     window: int | None = None
     connections: int | None = None
-    # what the provider bills (``broadcast.config.BILLING_RULES``): "submitted" — every part it
-    # accepted, delivered or not; "delivered" — not the parts a carrier's receipt reports
-    # undelivered. BROADCAST_BILLING_<NAME> overrides it where an operator's contract says otherwise.
-    billing: str = "submitted"
+    billing: str = "submitted"  # what its provider bills: "submitted" or "delivered" (broadcast.costs.prices)
 
 
 @dataclass(frozen=True)

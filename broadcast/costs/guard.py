@@ -56,6 +56,7 @@ __all__ = ["BudgetCheck", "Overrun", "after_approval", "any_budget", "approve", 
            "release_hint"]
 
 messages_t = table(Message)
+_BUDGET_LOCK_CLASS = 0x62630002  # "bc" 2: the advisory-lock namespace of budget decisions (1: the per-number cap)
 
 
 @dataclass
@@ -103,6 +104,10 @@ class BudgetCheck:
 
     def __init__(self, conn: Connection, settings: Settings) -> None:
         self.conn, self.settings = conn, settings
+        if conn.dialect.name == "postgresql" and any_budget(conn):
+            # one budget decision at a time across processes (SQLite: the write lock already): two
+            # workers starting two messages at once each see the other's frozen deliveries
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": _BUDGET_LOCK_CLASS})
         self.budgets = load_budgets(conn)
         self.tree = GroupTree.load(conn) if self.budgets else GroupTree({}, {})
         self.book = PriceBook(settings)
@@ -129,8 +134,8 @@ class BudgetCheck:
             self._spent[month] = self.tree.roll_up(month_spend(self.conn, self.book, month))
         return self._spent[month]
 
-    def committed(self, month: date, before: tuple[datetime, int]) -> dict[int, Decimal]:
-        """Budgeted group id -> estimates of the approved, unstarted messages of ``month`` due before ``before``."""
+    def _approved(self) -> dict[date, list[tuple[datetime, int]]]:
+        """Approved, unstarted messages by month: (send_after, id), read once."""
         if self._queue is None:
             self._queue = {}
             m = messages_t
@@ -139,8 +144,18 @@ class BudgetCheck:
                                                         m.c.send_after.is_not(None))
             ):
                 self._queue.setdefault(month_of(after, self.settings.timezone), []).append((after, mid))
+        return self._queue
+
+    def released(self, message_id: int, at: datetime) -> None:
+        """A held message approved again during this check: it counts for the ones after it."""
+        queue = self._approved().setdefault(month_of(at, self.settings.timezone), [])
+        if (at, message_id) not in queue:
+            queue.append((at, message_id))
+
+    def committed(self, month: date, before: tuple[datetime, int]) -> dict[int, Decimal]:
+        """Budgeted group id -> estimates of the approved, unstarted messages of ``month`` due before ``before``."""
         out: dict[int, Decimal] = {}
-        for key in self._queue.get(month, []):
+        for key in self._approved().get(month, []):
             if key >= before or key[1] in self.held or key[1] == before[1]:
                 continue
             est = self._estimates.get(key[1])
@@ -239,6 +254,7 @@ def recheck_held(conn: Connection, ws: Workspace, why: str) -> list[int]:
             conn.execute(m.update().where(m.c.id == mid).values(status_reason=reason_for(over)))
             continue
         transition(conn, mid, "approved", reason=f"released: {why}", updated_at=now)
+        check.released(mid, at)
         note(conn, ws.operator, "message.release", f"message:{mid}", why=why)
         released.append(mid)
     return released

@@ -301,3 +301,14 @@ def test_renaming_a_group_keeps_its_spend_in_its_budgets_and_removing_it_removes
     assert ok(cli, "group", "budget", "党工委", "--json").json()["spent"]["cost"] == "0.20"
     ok(cli, "group", "remove", "城南一支部", "--force")
     assert ok(cli, "group", "budget", "--json").json() == []
+
+
+def test_a_budget_raise_releases_held_messages_in_send_order_while_they_fit(org):
+    cli = org
+    ok(cli, "group", "budget", "党工委", "--monthly", "0.10")
+    first, second = new(cli, "一支部"), new(cli, "二支部")  # ¥0.20, ¥0.15: together ¥0.35
+    assert approve(cli, first)["status"] == approve(cli, second)["status"] == "held"
+    r = ok(cli, "group", "budget", "党工委", "--monthly", "0.30", "--json").json()
+    assert r["released"] == [first]  # the second would take the month to ¥0.35
+    assert "approved before it ≈ ¥0.20" in show(cli, second)["status_reason"]
+    assert ok(cli, "group", "budget", "党工委", "--monthly", "0.35", "--json").json()["released"] == [second]

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     now: str | None = Field(
         default=None, description="Pretend the current time is this (ISO 8601), for drills and tests."
     )
+    calendar_file: str | None = Field(
+        default=None,
+        description="The office's own working-calendar data, which wins over the chinesecalendar package for the dates "
+        "it names: a file (holiday-cn's YEAR.json as published, or CSV lines date,name,off|work plus year,YYYY when it "
+        "holds a whole year's arrangement), several separated by the OS path separator (: on Linux), or a folder of them.",
+    )
     # --- sending (broadcast run / worker / send) ---
     gateway: str = Field(default="simulator", description="The gateway to send through: simulator, console, http, or a plugin's name.")
     gateways: str = Field(default="", description="Failover: gateways in order, e.g. aliyun,tencent (overrides BROADCAST_GATEWAY). When one keeps failing or refuses the account, the rest of the send goes through the next.")

@@ -130,6 +130,11 @@ def test_the_override_file_adds_2027(cli, office, tmp_path, monkeypatch):
     check = ok(cli, "calendar", "check", "--json").json()
     assert check["years"][-1] == 2027 and check["files"][0]["years"] == [2027]
     assert "Known years: 2004–2027" in ok(cli, "calendar", "check").stdout
+    # the file taken away later: the schedule stays as made; show and due say the calendar cannot tell
+    monkeypatch.delenv("BROADCAST_CALENDAR_FILE")
+    shown = ok(cli, "schedule", "show", str(data["id"]), "--json").json()
+    assert "no data for 2027" in shown["calendar_error"] and len(shown["messages"]) == 12
+    assert [n["code"] for n in due(cli, "2027-02-08T07:30")["calendar"]] == ["no_data"]
 
 
 def test_drop_and_pinned_lines(cli, office):

@@ -38,7 +38,7 @@ def _say_days(result: Any) -> None:
     say(f"{result.start} to {result.end} on {result.rule}: {len(result.sending)} sending days, "
         f"{len(result.skipped)} skipped")
     if result.skipped:
-        table(None, ["Date", "Skipped because"], ([s.day, s.reason] for s in result.skipped))
+        table(None, ["Date", "Skipped because"], ([s.day, s.reason.removeprefix(f"{s.day} ")] for s in result.skipped))
     if result.working_weekends:
         say(escape("Working weekends: " + ", ".join(w.describe() for w in result.working_weekends)))
 

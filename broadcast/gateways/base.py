@@ -68,6 +68,8 @@ __all__ = [
     "SendResult",
     "http_url",
     "is_local_host",
+    "digits_of",
+    "extension_code",
     "make_client",
     "parse_retry_after",
     "request_timeout",
@@ -136,15 +138,33 @@ class Capabilities:
     # dispatcher keeps window × connections requests in flight (BROADCAST_CONCURRENCY does not cap it)
     window: int | None = None
     connections: int | None = None
+    # how many digits of a per-message extension code (扩展码) it can append to our number, so
+    # that a reply comes back to "our number + code" and is matched to that message
+    # (BROADCAST_REPLY_EXTENSION_DIGITS); 0: it cannot
+    reply_extension: int = 0
 
 
 @dataclass(frozen=True)
 class SendItem:
-    """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider."""
+    """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider.
+
+    ``extension`` is the reply extension code (digits) to append to our number for this message,
+    ``""`` for none; only a gateway whose capabilities say ``reply_extension`` is given one, and
+    every item of a request carries the same (a request is one message)."""
 
     delivery_id: int
     phone: str
     text: str
+    extension: str = ""
+
+
+def extension_code(message_id: int, digits: int) -> str:
+    """The reply extension code of a message: its id's last ``digits`` digits, zero-padded
+    (``""`` when ``digits`` is 0). Codes repeat every 10**digits messages, so matching a reply by
+    its code is only ever tried among the messages sent to that phone within the reply window."""
+    if digits <= 0:
+        return ""
+    return f"{message_id % 10 ** digits:0{digits}d}"
 
 
 class Outcome(StrEnum):
@@ -217,6 +237,11 @@ class Inbound:
     at: datetime  # when the provider says it was sent (else when it arrived), UTC
     raw: bytes
     extension: str = ""
+
+
+def digits_of(value: str) -> str:
+    """The digits of a number or code, nothing else (``+86 106-900`` -> ``86106900``)."""
+    return "".join(ch for ch in value if ch.isdigit())
 
 
 class Gateway(abc.ABC):
@@ -302,6 +327,14 @@ class Gateway(abc.ABC):
         hands them to ``sink`` (the dispatcher records them) before it acknowledges them to the
         server. HTTP gateways receive nothing on their own: the default ignores the sink."""
         return None
+
+    def reply_address(self, extension: str) -> str:
+        """Where a reply comes back to a message sent with the reply extension code ``extension``,
+        as the provider reports it on the reply (digits only): our number + the code where the reply
+        names the number it was sent to (Kannel ``%P``, CMPP ``Dest_Id``, SMPP ``destination_addr``),
+        the extension field itself where the provider reports it apart (Tencent ``extend``, 云MAS
+        ``addSerial``). ``""``: this gateway appends no code (``capabilities.reply_extension`` is 0)."""
+        return ""
 
     def check(self) -> list[str]:
         """Problems found without sending anything; an empty list means OK."""

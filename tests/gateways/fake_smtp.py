@@ -99,7 +99,7 @@ def smtp_server(handler: MailServer, *, security: str = "none", cert: Path | Non
     """Serve ``handler`` on 127.0.0.1; yields the port. ``security``: none, starttls or tls."""
     port = free_port()
     kwargs: dict[str, Any] = {"authenticator": handler.authenticate, "auth_require_tls": security == "starttls",
-                              "auth_required": handler.login is not None}
+                              "auth_required": handler.login is not None and security != "none"}
     if security != "none":
         assert cert is not None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -135,7 +135,9 @@ def silent_smtp() -> Iterator[str]:
                     return
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"HELO"):
-                    conn.sendall(b"250-silent\r\n250 8BITMIME\r\n")
+                    conn.sendall(b"250-silent\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")
+                elif verb == b"AUTH":
+                    conn.sendall(b"235 2.7.0 Authentication successful\r\n")
                 elif verb == b"DATA":
                     conn.sendall(b"354 go ahead\r\n")
                     while reader.readline() not in (b".\r\n", b""):

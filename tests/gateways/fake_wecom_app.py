@@ -36,6 +36,7 @@ class FakeWeComApp(FakeProvider):
         self.tokens: dict[str, float] = {}  # token -> expires at
         self.token_requests = 0
         self.throttle = 0  # answer 45009 to this many more sends
+        self.hang_send_s = 0.0  # take each message/send, then wait this long before answering
         self.delivered: list[tuple[str, str, str]] = []
         self.dropped = 0
         self.duplicates = 0
@@ -66,7 +67,12 @@ class FakeWeComApp(FakeProvider):
                     return self._reply({"errcode": 40056, "errmsg": "invalid agentid"})
                 return self._reply({"errcode": 0, "errmsg": "ok", "agentid": self.agent_id, "name": "通知"})
             if parts.path == "/cgi-bin/message/send" and method == "POST":
-                return self._send(body)
+                answer = self._send(body)
+                if not self.hang_send_s:
+                    return answer
+        if self.hang_send_s and parts.path == "/cgi-bin/message/send":
+            time.sleep(self.hang_send_s)  # outside the lock: the client gives up first (in doubt)
+            return answer
         return 404, {}, b"not found"
 
     def _reply(self, data: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

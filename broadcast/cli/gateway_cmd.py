@@ -21,9 +21,9 @@ def list_(json_: bool = JSON_OPTION) -> None:
 
     caps = {name: _as_configured(name, c) for name, c in registry.available().items()}
     out = Output.for_(json_)
-    out.table(None, ["Name", "Addresses", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per address",
+    out.table(None, ["Name", "Per request", "Addresses", "Mixed texts", "Adds signature", "Max msg/s", "Per address",
                      "Text bytes", "Per number/day", "Can query", "Receipts", "Window", "About"],
-              ([c.name, c.addresses.value, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
+              ([c.name, c.max_batch, c.addresses.value, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
                 c.max_per_second or "", _per_address(c), c.max_text_bytes or "", c.per_number_daily_cap or "",
                 "yes" if c.can_query else "", "pull" if c.pull_receipts else "", _window(c), c.description]
                for c in caps.values()),

@@ -40,7 +40,8 @@ from broadcast.dispatch.policies import Deadlines, Failover, PerNumberCap, effec
 from broadcast.dispatch.run_report import Progress, RunReport
 from broadcast.dispatch.send_pass import SendPass
 from broadcast.dispatch.shared_rate import SharedLimiter
-from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult, extension_code
+from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult
+from broadcast.gateways.reply_codes import extension_code
 from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for

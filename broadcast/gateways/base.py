@@ -2,10 +2,14 @@
 
 A gateway is a class with
 
-* ``capabilities`` — what it can do and its declared limits, as data (``Capabilities``);
+* ``capabilities`` — what it can do and its declared limits, as data (``Capabilities``), among them
+  what it addresses (``Addresses``: a phone for an SMS gateway, an email address, a platform's user
+  id, or a group chat reached through its robot), the requests a single address may receive
+  (``AddressRate``) and the longest text it takes (``max_text_bytes``);
 * ``settings_class`` — a pydantic-settings class read from ``BROADCAST_<NAME>_*`` variables, secrets
   as ``SecretStr``;
-* ``send(batch)`` — one request for up to ``capabilities.max_batch`` items, returning exactly one
+* ``send(batch)`` — one request for up to ``capabilities.max_batch`` items (each ``SendItem`` carries
+  its recipient: ``item.to``, the ``address`` where one is given, else the ``phone``), returning exactly one
   ``SendResult`` per item, in the same order. It never raises for transport or provider errors: it
   classifies them (``accepted`` / ``retryable`` / ``permanent``). Bugs still raise, and
   ``asyncio.CancelledError`` is never swallowed.
@@ -56,6 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "AddressRate",
+    "Addresses",
     "NO_PULL_API",
     "QUERY_ERRORS",
     "TRANSPORT_ERRORS",
@@ -68,8 +74,6 @@ __all__ = [
     "SendResult",
     "http_url",
     "is_local_host",
-    "digits_of",
-    "extension_code",
     "make_client",
     "parse_retry_after",
     "request_timeout",
@@ -120,12 +124,32 @@ def is_local_host(host: str) -> bool:
         return False
 
 
+class Addresses(StrEnum):
+    """What a gateway's recipients are (``Capabilities.addresses``): the ``SendItem.to`` it expects."""
+
+    PHONE = "phone"  # an E.164 mobile number (the SMS gateways)
+    EMAIL = "email"  # an email address
+    USER_ID = "user_id"  # a user id of the platform (a WeCom userid)
+    GROUP_CHAT = "group_chat"  # a group chat, named by its robot in the gateway's settings
+
+
+@dataclass(frozen=True)
+class AddressRate:
+    """At most ``count`` messages to one address (one robot, one user) in any ``per_s`` seconds."""
+
+    count: int
+    per_s: float
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a gateway can do, and the limits it declares (the engine uses the lower of these and the user's)."""
 
     name: str
     max_batch: int = 1  # recipients per request
+    addresses: Addresses = Addresses.PHONE  # what SendItem.to is for this gateway
+    max_text_bytes: int | None = None  # longest text one message may carry, in UTF-8 bytes (None: no limit)
+    per_address_rates: tuple[AddressRate, ...] = ()  # limits per address (a robot's 20 a minute); the gateway keeps them
     mixed_texts: bool = False  # may one request carry different texts?
     adds_signature: bool = False  # does the provider add 【签名】 itself?
     max_per_second: float | None = None  # declared message rate limit
@@ -148,23 +172,29 @@ class Capabilities:
 class SendItem:
     """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider.
 
-    ``extension`` is the reply extension code (digits) to append to our number for this message,
-    ``""`` for none; only a gateway whose capabilities say ``reply_extension`` is given one, and
-    every item of a request carries the same (a request is one message)."""
+    ``phone`` is the person (the number that identifies a member); ``address`` is where this
+    gateway delivers when that is not the phone (an email address, a WeCom userid, a group chat's
+    robot name: ``Capabilities.addresses`` says which), and ``to`` is the one to use. ``subject``
+    (email), ``name`` (the recipient's, for a personal greeting or a ``To:`` header) and
+    ``mentions`` (phones to @ in a group chat, or ``"@all"``) are used by the channels that have
+    them and ignored by the rest. ``extension`` is the reply extension code (digits) to append to our
+    number for this message, ``""`` for none; only a gateway whose capabilities say
+    ``reply_extension`` is given one, and every item of a request carries the same (one message)."""
 
     delivery_id: int
     phone: str
     text: str
     extension: str = ""
+    address: str = ""
+    subject: str = ""
+    name: str = ""
+    mentions: tuple[str, ...] = ()
 
+    @property
+    def to(self) -> str:
+        """The recipient in this gateway's terms: ``address`` where given, else ``phone``."""
+        return self.address or self.phone
 
-def extension_code(message_id: int, digits: int) -> str:
-    """The reply extension code of a message: its id's last ``digits`` digits, zero-padded
-    (``""`` when ``digits`` is 0). Codes repeat every 10**digits messages, so matching a reply by
-    its code is only ever tried among the messages sent to that phone within the reply window."""
-    if digits <= 0:
-        return ""
-    return f"{message_id % 10 ** digits:0{digits}d}"
 
 
 class Outcome(StrEnum):
@@ -238,10 +268,6 @@ class Inbound:
     raw: bytes
     extension: str = ""
 
-
-def digits_of(value: str) -> str:
-    """The digits of a number or code, nothing else (``+86 106-900`` -> ``86106900``)."""
-    return "".join(ch for ch in value if ch.isdigit())
 
 
 class Gateway(abc.ABC):

@@ -90,7 +90,6 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
-    digits_of,
     http_url,
     is_local_host,
     timeout_field,
@@ -111,6 +110,7 @@ from broadcast.gateways.cloud_common import (
     verdict_result,
 )
 from broadcast.gateways.push import BadCallback, Format, InboundFormat, Incoming
+from broadcast.gateways.reply_codes import digits_of
 
 MAX_MOBILES = 5000  # mobiles per request
 CONTENT_TYPE = "application/json;charset=UTF-8"

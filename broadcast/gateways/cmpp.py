@@ -45,7 +45,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import cmpp_codec as codec
-from broadcast.gateways.base import Capabilities, Outcome, SendItem, SendResult, digits_of, timeout_field
+from broadcast.gateways.base import Capabilities, Outcome, SendItem, SendResult, timeout_field
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part
 from broadcast.gateways.session import Dialect, Frame, SessionSettings
 from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc

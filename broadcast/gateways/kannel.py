@@ -64,13 +64,13 @@ from broadcast.gateways.base import (
     Outcome,
     SendItem,
     SendResult,
-    digits_of,
     http_url,
     is_local_host,
     parse_retry_after,
     timeout_field,
     transport_error_result,
 )
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.messages.segments import count_segments
 
 if TYPE_CHECKING:

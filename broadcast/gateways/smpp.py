@@ -47,7 +47,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import smpp_codec as pdu
-from broadcast.gateways.base import Capabilities, SendItem, SendResult, digits_of, is_local_host, timeout_field
+from broadcast.gateways.base import Capabilities, SendItem, SendResult, is_local_host, timeout_field
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
 from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc

@@ -69,7 +69,6 @@ from broadcast.gateways.base import (
     Receipt,
     SendItem,
     SendResult,
-    digits_of,
     http_url,
     timeout_field,
     transport_error_result,
@@ -92,6 +91,7 @@ from broadcast.gateways.cloud_common import (
     verdict_result,
 )
 from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.signing import tc3_authorization
 from broadcast.gateways.tencent_receipts import parse_callback as parse_callback
 from broadcast.gateways.tencent_receipts import parse_pull_status

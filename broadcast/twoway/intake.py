@@ -48,7 +48,8 @@ from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.twoway_models import Feedback, Submission
 from broadcast.db.types import table
-from broadcast.gateways.base import Inbound, digits_of
+from broadcast.gateways.base import Inbound
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.messages.checks import fold as fold_words
 from broadcast.recipients.optouts import put_optout
 from broadcast.recipients.phones import mask_phone, normalize_phone

@@ -10,7 +10,8 @@ from typing import ClassVar
 
 import sqlalchemy as sa
 
-from broadcast.gateways.base import Capabilities, Inbound, extension_code
+from broadcast.gateways.base import Capabilities, Inbound
+from broadcast.gateways.reply_codes import extension_code
 from broadcast.twoway import intake
 from tests.helpers.scripted import Scripted, approved_message, run, statuses
 from tests.twoway.test_intake import NOW, rows, take

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from broadcast.dispatch.dispatcher import Dispatcher
-from broadcast.gateways.base import SendItem, extension_code
+from broadcast.gateways.base import SendItem
 from broadcast.gateways.cmas import compute_mac
 from broadcast.gateways.cmpp import CmppGateway
+from broadcast.gateways.reply_codes import extension_code
 from broadcast.gateways.smpp import SmppGateway, SmppSettings
 from broadcast.gateways.smpp_codec import decode_submit_sm
 from tests.gateways.cmpp_server import CmppServer

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     now: str | None = Field(
         default=None, description="Pretend the current time is this (ISO 8601), for drills and tests."
     )
+    calendar_file: str | None = Field(
+        default=None,
+        description="The office's own working-calendar data, which wins over the chinesecalendar package for the dates "
+        "it names: a file (holiday-cn's YEAR.json as published, or CSV lines date,name,off|work plus year,YYYY when it "
+        "holds a whole year's arrangement), several separated by the OS path separator (: on Linux), or a folder of them.",
+    )
     # --- sending (broadcast run / worker / send) ---
     gateway: str = Field(default="simulator", description="The gateway to send through: simulator, console, http, or a plugin's name.")
     gateways: str = Field(default="", description="Failover: gateways in order, e.g. aliyun,tencent (overrides BROADCAST_GATEWAY). When one keeps failing or refuses the account, the rest of the send goes through the next.")
@@ -102,6 +108,7 @@ class Settings(BaseSettings):
     busy_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="How long a command waits for an SQLite database another process is writing before it gives up.")
     lease_s: float = Field(default=60.0, ge=5, description="How long a claimed delivery belongs to a run that stops renewing it (a crashed run on another host).")
     reply_window: str = Field(default="7d", description="A reply is taken to answer the last message sent to that phone within this long before it.")
+    reply_extension_digits: int = Field(default=0, ge=0, le=6, description="Append each message's own extension code (扩展码, this many digits of its id) to our number, through gateways that can, so a reply is matched to the message it answers. 0: off. Your account must have extension codes enabled (Aliyun SmsUpExtendCode, Tencent ExtendCode, 云MAS addSerial, a CMPP/SMPP service number with room, a Kannel sender the SMSC accepts).")
     optout_keywords: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["T", "TD", "R", "N", "退订", "取消", "拒收", "STOP", "UNSUBSCRIBE"],
         description="A reply that is exactly one of these (after trimming, case folding and full-width to half-width) opts the number out.",

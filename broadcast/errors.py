@@ -2,6 +2,7 @@
 
     BroadcastError                 base; ``message`` is one line, ``hint`` names the fixing command
     ├── ConfigError                a setting is missing or invalid
+    │   └── CalendarGapError       the working calendar has no data for a year a schedule reaches
     ├── NotFoundError              a group, member, opt-out, message ... does not exist
     ├── ConflictError              the object already exists, or the change would break a rule
     ├── InputError                 a file or value supplied by the user is unusable
@@ -44,6 +45,15 @@ class BroadcastError(Exception):
 
 class ConfigError(BroadcastError):
     """A setting is missing or invalid."""
+
+
+class CalendarGapError(ConfigError):
+    """The working calendar (chinesecalendar plus BROADCAST_CALENDAR_FILE) has no data for a year
+    that is needed; ``year`` names it. Never guessed: the office adds the year's arrangement."""
+
+    def __init__(self, message: str, year: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.year = year
 
 
 class NotFoundError(BroadcastError):

@@ -105,8 +105,8 @@ def test_no_import_cycle_between_packages() -> None:
         raise AssertionError("import cycle between packages:\n  " + "\n  ".join(steps))
 
 
-LAYERS = ["errors", "clock", "config", "db", "workspace", "recipients", "messages", "gateways", "costs", "testing", "twoway",
-          "receipts",
+LAYERS = ["errors", "clock", "config", "calendar", "db", "workspace", "recipients", "messages", "gateways", "costs", "testing",
+          "twoway", "receipts",
           "dispatch", "audit", "maintenance", "demo", "cli", "__main__"]
 """Bottom to top, as the README states it: a package imports only packages before it."""
 

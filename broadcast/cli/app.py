@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from broadcast.cli import (
     audit_cmd,
     backup_cmd,
+    calendar_cmd,
     config_cmd,
     db_cmd,
     demo_cmd,
@@ -96,6 +97,7 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(message_cmd.app, name="message")
 app.add_typer(template_cmd.app, name="template")
 app.add_typer(schedule_cmd.app, name="schedule")
+app.add_typer(calendar_cmd.app, name="calendar")
 app.command("due")(message_cmd.due)
 app.command("run")(send_cmd.run)
 app.command("worker")(send_cmd.worker)

@@ -21,10 +21,12 @@ def list_(json_: bool = JSON_OPTION) -> None:
 
     caps = {name: _as_configured(name, c) for name, c in registry.available().items()}
     out = Output.for_(json_)
-    out.table(None, ["Name", "Per request", "Mixed texts", "Adds signature", "Max msg/s", "Per number/day", "Can query", "Receipts", "Window", "About"],
-              ([c.name, c.max_batch, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
-                c.max_per_second or "", c.per_number_daily_cap or "", "yes" if c.can_query else "",
-                "pull" if c.pull_receipts else "", _window(c), c.description] for c in caps.values()),
+    out.table(None, ["Name", "Per request", "Addresses", "Mixed texts", "Adds signature", "Max msg/s", "Per address",
+                     "Text bytes", "Per number/day", "Can query", "Receipts", "Window", "About"],
+              ([c.name, c.max_batch, c.addresses.value, "yes" if c.mixed_texts else "", "yes" if c.adds_signature else "",
+                c.max_per_second or "", _per_address(c), c.max_text_bytes or "", c.per_number_daily_cap or "",
+                "yes" if c.can_query else "", "pull" if c.pull_receipts else "", _window(c), c.description]
+               for c in caps.values()),
               data=[asdict(c) for c in caps.values()])
     for name, problem in registry.broken().items():
         out.warn(f"plugin {name} could not be loaded: {problem}")
@@ -44,6 +46,11 @@ def _as_configured(name: str, caps: Any) -> Any:
     except Exception:  # not configured here: the defaults
         return caps
     return replace(caps, window=getattr(s, "window", caps.window), connections=getattr(s, "connections", caps.connections))
+
+
+def _per_address(c: Any) -> str:
+    """A channel's limits per address: ``20/60 s``, ``5/1 s, 100/60 s``."""
+    return ", ".join(f"{r.count}/{r.per_s:g} s" for r in c.per_address_rates)
 
 
 def _window(c: Any) -> str:
@@ -94,12 +101,13 @@ def _say_check(name: str, result: Any) -> None:
 
 @app.command("test")
 def test(
-    phone: str = typer.Argument(..., help="Phone number to send the test SMS to."),
+    phone: str = typer.Argument(..., help="Phone number to send the test SMS to (for another channel: its address: "
+                                          "an email address, a WeCom userid, a robot's name)."),
     text: str = typer.Option(None, "--text", help="The text (default: a dated test line; the gateway's template applies)."),
     gateway: str = GATEWAY_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Send one test SMS through the gateway directly (no message, no delivery; audited)."""
+    """Send one test SMS (or message of another channel) through the gateway directly (no message, no delivery; audited)."""
     from dataclasses import asdict
 
     from broadcast.cli._common import workspace

@@ -278,15 +278,20 @@ def edit(
 def due(json_: bool = JSON_OPTION) -> None:
     """What the sender would send now, and why anything else waits (BROADCAST_NOW to ask "what if")."""
     from broadcast.cli._output import Output
+    from broadcast.messages.schedule_days import calendar_notes
     from broadcast.messages.timing import due as due_now
 
     ws = workspace()
     report = due_now(ws)
-    Output.for_(json_).result(report.to_dict(), lambda: _say_due(ws, report))
+    notes = calendar_notes(ws, report.now)
+    Output.for_(json_).result({**report.to_dict(), "calendar": [n.to_dict() for n in notes]},
+                              lambda: _say_due(ws, report, notes))
 
 
-def _say_due(ws: Any, report: Any) -> None:
-    from broadcast.cli._output import say, table
+def _say_due(ws: Any, report: Any, notes: list[Any]) -> None:
+    from rich.markup import escape
+
+    from broadcast.cli._output import say, table, warn
 
     say(f"Now: {_local(ws, report.now)} ({ws.settings.timezone})")
     if report.due:
@@ -297,3 +302,8 @@ def _say_due(ws: Any, report: Any) -> None:
     if report.waiting:
         table("Waiting", ["ID", "Status", "Reason", "Text"],
               ([w.id, w.status, w.reason, w.preview] for w in report.waiting))
+    for n in notes:
+        if n.code in ("calendar_changed", "no_data"):
+            warn(f"Calendar: {n.message}")
+        else:
+            say(escape(f"Calendar: {n.message}"))

@@ -73,6 +73,10 @@ class Delivery(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     gateway: str = Field(default="", sa_column=Column(String(50), nullable=False))
     provider_id: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    # where a reply to it comes back, when it was sent with a reply extension code
+    # (BROADCAST_REPLY_EXTENSION_DIGITS): our number + the code (Kannel, CMPP, SMPP), the provider's
+    # extension field (Tencent ExtendCode, 云MAS addSerial); digits only
+    reply_address: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     error_code: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     error_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     queued_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -87,7 +87,8 @@ from sqlalchemy import Date, PrimaryKeyConstraint  # noqa: E402
 
 
 class Schedule(SQLModel, table=True):
-    """A daily series: one message per line, on consecutive days, at ``send_time`` local time."""
+    """A daily series: one message per line, on its sending days (``send_on``), at ``send_time`` local
+    time; ``days`` is the span in calendar days from ``start_date`` to its last day."""
 
     __tablename__ = "schedules"
 
@@ -101,6 +102,10 @@ class Schedule(SQLModel, table=True):
     created_by: str = Field(default="", sa_column=Column(String(100), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # the days it sends on: every-day | workdays | weekdays | holidays-off (broadcast.calendar)
+    send_on: str = Field(default="every-day", sa_column=Column(String(20), nullable=False, server_default="every-day"))
+    # the line of a day it does not send on: next (moves to the next sending day) | drop (is not sent)
+    on_skip: str = Field(default="next", sa_column=Column(String(8), nullable=False, server_default="next"))
 
 
 class ScheduleTarget(SQLModel, table=True):
@@ -154,7 +159,10 @@ class Message(SQLModel, table=True):
     )  # when its audience was frozen and sending began: the day a report counts it on
     # a message to one phone only (an inbox reply): its audience is that phone, opt-outs still apply
     to_phone: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
-    # an operator other than the author approved sending it over its groups' monthly budgets (v0008)
+    # a series line pinned to its date in the series file (sent that day whatever the calendar says)
+    pinned: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    series_line: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))  # its line in the file
+    # an operator other than the author approved sending it over its groups' monthly budgets (v0010)
     over_budget_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     over_budget_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 

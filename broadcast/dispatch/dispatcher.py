@@ -43,6 +43,7 @@ from broadcast.dispatch.run_report import Progress, RunReport
 from broadcast.dispatch.send_pass import SendPass
 from broadcast.dispatch.shared_rate import SharedLimiter
 from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult
+from broadcast.gateways.reply_codes import extension_code
 from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for
@@ -104,6 +105,10 @@ class Dispatcher:
         self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self.db,
                                          take_ahead=False) if rps else None
         self.cap = PerNumberCap.in_force(s, caps)
+        # replies told apart by the number they answer: a per-message code after our number,
+        # only through a gateway that can append one (and only when the office turned it on)
+        digits = s.reply_extension_digits
+        self.extension_digits = digits if 0 < digits <= caps.reply_extension else 0
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the dispatcher's database thread."""
@@ -131,6 +136,12 @@ class Dispatcher:
         if getattr(self, "_configured", None) != configured:  # the real clock always moves
             self._configured = configured
             self._anchor = (configured, time.monotonic())
+
+    def extension_for(self, message_id: int) -> str:
+        """The reply extension code the current gateway appends to our number for this message
+        (``""`` when off or when it cannot): the message id's last digits, so a reply that comes
+        back to that number is matched to this message, not to whatever was sent last."""
+        return extension_code(message_id, self.extension_digits)
 
     def text_for(self, text: str, signature: str) -> str:
         """A frozen text as the current gateway needs it: the signature is prepended for a

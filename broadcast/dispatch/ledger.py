@@ -218,17 +218,30 @@ class Outcomes:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
+@dataclass(frozen=True)
+class Carriers:
+    """What carried each answered delivery: the gateway (after a failover, not the first one) and,
+    where it was sent with a reply extension code, the address a reply to it comes back to."""
+
+    gateways: dict[int, str]
+    reply_addresses: dict[int, str]
+
+
 def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Claimed, SendResult]],
-           now: datetime, policy: Policy, carried_by: dict[int, str] | None = None) -> Outcomes:
+           now: datetime, policy: Policy, carried_by: dict[int, str] | None = None,
+           reply_addresses: dict[int, str] | None = None) -> Outcomes:
     """Write the gateway's answers for claimed rows, in one transaction. A row is only updated
-    while this run still owns it in SENDING (a lease taken over by recovery is left alone)."""
+    while this run still owns it in SENDING (a lease taken over by recovery is left alone).
+    ``reply_addresses``: where a reply to each row comes back (kept on the row), where its request
+    carried a reply extension code."""
     out = Outcomes()
     updates: list[dict[str, object]] = []
     attempts: list[tuple[object, ...]] = []
     blocked: list[tuple[str, str, str]] = []  # phone, gateway, code: refused as on a blacklist
     for c, r in pairs:
         values: dict[str, object] = dict(b_id=c.id, b_provider_id=r.provider_id, b_code=r.code,
-                                         b_text=(r.detail or "")[:500] or None, b_next=None, b_sent=None)
+                                         b_text=(r.detail or "")[:500] or None, b_next=None, b_sent=None,
+                                         b_reply=(reply_addresses or {}).get(c.id))
         if r.outcome is Outcome.ACCEPTED:
             values.update(b_status=ACCEPTED, b_sent=now)
             out.accepted += 1
@@ -276,7 +289,7 @@ def record(engine: Engine, run_id: str, gateway: str, pairs: Sequence[tuple[Clai
             execute_rows(conn, _RECORD_SQL, [
                 (v["b_status"], v["b_provider_id"], v["b_gateway"], v["b_code"], v["b_text"],
                  None if v["b_next"] is None else db_value(conn, d.c.next_attempt_at, v["b_next"]),
-                 None if v["b_sent"] is None else t_now, t_now, v["b_id"], run_id)
+                 None if v["b_sent"] is None else t_now, v["b_reply"], t_now, v["b_id"], run_id)
                 for v in updates
             ])
         _insert_attempts(conn, attempts, now)
@@ -294,7 +307,7 @@ def _block(conn: Connection, blocked: Sequence[tuple[str, str, str]], now: datet
 
 _RECORD_SQL = (
     "UPDATE deliveries SET status = ?, provider_id = ?, gateway = ?, error_code = ?, error_text = ?, "
-    "next_attempt_at = ?, sent_at = coalesce(?, sent_at), claimed_by = NULL, lease_until = NULL, updated_at = ? "
+    "next_attempt_at = ?, sent_at = coalesce(?, sent_at), reply_address = coalesce(?, reply_address), claimed_by = NULL, lease_until = NULL, updated_at = ? "
     "WHERE id = ? AND status = 'sending' AND claimed_by = ?"
 )
 
@@ -311,6 +324,7 @@ def _record_statement() -> sa.Update:
                 error_code=sa.bindparam("b_code"), error_text=sa.bindparam("b_text"),
                 next_attempt_at=sa.bindparam("b_next", type_=d.c.next_attempt_at.type),
                 sent_at=sa.func.coalesce(sa.bindparam("b_sent", type_=d.c.sent_at.type), d.c.sent_at),
+                reply_address=sa.func.coalesce(sa.bindparam("b_reply", type_=d.c.reply_address.type), d.c.reply_address),
                 claimed_by=None, lease_until=None, updated_at=sa.bindparam("b_now", type_=d.c.updated_at.type))
     )
 

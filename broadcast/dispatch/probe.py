@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from broadcast.gateways.base import Gateway, SendItem, SendResult
+from broadcast.gateways.base import Addresses, Gateway, SendItem, SendResult
 
 
 @dataclass
@@ -65,7 +65,9 @@ def check(name: str, *, online: bool = False) -> CheckResult:
 
 
 def test_message(ws: object, name: str, phone: str, text: str | None = None) -> tuple[str, str, SendResult]:
-    """Send one SMS to ``phone`` through gateway ``name``; returns (E.164 phone, text sent, result)."""
+    """Send one SMS to ``phone`` through gateway ``name``; returns (E.164 phone, text sent, result).
+    A gateway that does not address phones (``Capabilities.addresses``) takes ``phone`` as its
+    address as given (an email address, a userid, a robot's name), without the SMS signature."""
     from broadcast import clock
     from broadcast.db.audit_chain import note
     from broadcast.db.engine import transaction
@@ -74,22 +76,31 @@ def test_message(ws: object, name: str, phone: str, text: str | None = None) -> 
     from broadcast.recipients.phones import mask_phone
 
     settings = ws.settings  # type: ignore[attr-defined]
-    e164 = parse_phone(phone, settings.default_region)
     gateway = open_gateway(name)
+    sms = gateway.capabilities.addresses is Addresses.PHONE
+    e164 = parse_phone(phone, settings.default_region) if sms else phone.strip()
     if text is None:
         text = f"broadcast: test message through {name}, {clock.now(settings).strftime('%Y-%m-%d %H:%M')}"
-    if not gateway.capabilities.adds_signature and settings.signature:
+    if sms and not gateway.capabilities.adds_signature and settings.signature:
         text = wrap_signature(settings.signature) + text
+    item = SendItem(0, e164, text) if sms else SendItem(0, "", text, address=e164)
 
     async def go() -> SendResult:
         try:
-            [result] = await gateway.send([SendItem(0, e164, text)])
+            [result] = await gateway.send([item])
             return result
         finally:
             await gateway.aclose()
 
     result = asyncio.run(go())
     with transaction(ws.engine, write=True) as conn:  # type: ignore[attr-defined]
-        note(conn, ws.operator, "gateway.test", f"gateway:{name}", phone=mask_phone(e164),  # type: ignore[attr-defined]
+        who = {"phone": mask_phone(e164)} if sms else {"address": _mask_address(e164)}
+        note(conn, ws.operator, "gateway.test", f"gateway:{name}", **who,  # type: ignore[attr-defined]
              outcome=result.outcome.value, provider_id=result.provider_id, code=result.code)
     return e164, text, result
+
+
+def _mask_address(address: str) -> str:
+    """An email address as ``z***@example.org`` in the audit trail; a userid or a robot's name as it is."""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if at else address

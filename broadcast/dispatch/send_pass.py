@@ -72,6 +72,7 @@ class SendPass:
         self.room = asyncio.Event()  # set whenever rows stop being held
         self.pending: list[tuple[Claimed, SendResult]] = []  # answered, not yet recorded
         self.carried: dict[int, str] = {}  # delivery id -> the gateway that carried it
+        self.reply_to: dict[int, str] = {}  # delivery id -> where a reply comes back (reply extension code)
         self.paused: set[int] = set()
         self.storms: dict[int, ErrorStorm] = {}
         self.stamps = StartStamps(d.db, self.engine, self.run_id, d.now, lambda: (d.limiter, d.req_limiter))
@@ -214,9 +215,12 @@ class SendPass:
             return
         gateway, name = self.d.gateway, self.d.name
         rows = self.fit(req.rows)
-        results = await gateway.send([SendItem(c.id, c.phone, self.d.text_for(c.text, self.signatures.get(c.message_id, "")))
-                                      for c in rows])
+        ext = self.d.extension_for(rows[0].message_id)  # a request carries one message
+        results = await gateway.send([SendItem(c.id, c.phone, self.d.text_for(c.text, self.signatures.get(c.message_id, "")),
+                                               ext) for c in rows])
         self.carried.update({c.id: name for c in rows})
+        if ext and (address := gateway.reply_address(ext)):
+            self.reply_to.update({c.id: address for c in rows})
         self.pending.extend(zip(rows, results))
         self.apply_policies(rows, results, name)
         if len(self.pending) >= self.chunk():
@@ -300,9 +304,11 @@ class SendPass:
 
     # -- record ---------------------------------------------------------------------------
 
-    def take_pending(self) -> tuple[list[tuple[Claimed, SendResult]], dict[int, str]]:
+    def take_pending(self) -> tuple[list[tuple[Claimed, SendResult]], ledger.Carriers]:
         pairs, self.pending = self.pending, []
-        return pairs, {c.id: self.carried.pop(c.id, self.d.name) for c, _ in pairs}
+        carriers = {c.id: self.carried.pop(c.id, self.d.name) for c, _ in pairs}
+        addresses = {c.id: a for c, _ in pairs if (a := self.reply_to.pop(c.id, ""))}
+        return pairs, ledger.Carriers(carriers, addresses)
 
     def recorded(self, pairs: list[tuple[Claimed, SendResult]], out: ledger.Outcomes) -> None:
         self.report.outcomes.add(out)
@@ -316,14 +322,14 @@ class SendPass:
         if self.pending:
             pairs, carriers = self.take_pending()
             self.recorded(pairs, ledger.record(self.engine, self.run_id, self.d.name, pairs, self.d.now(),
-                                               self.policy, carriers))
+                                               self.policy, carriers.gateways, carriers.reply_addresses))
 
     async def flush_async(self) -> None:
         """Record the answers so far on the database thread; the loop goes on sending."""
         if self.pending:
             pairs, carriers = self.take_pending()
             self.recorded(pairs, await self.d.db(ledger.record, self.engine, self.run_id, self.d.name, pairs,
-                                                 self.d.now(), self.policy, carriers))
+                                                 self.d.now(), self.policy, carriers.gateways, carriers.reply_addresses))
 
     async def flusher(self) -> None:
         """Record every FLUSH_EVERY_S, or at once when a chunk is answered; pull receipts between."""

@@ -30,8 +30,8 @@ from broadcast.db.types import table
 from broadcast.dispatch import ledger
 from broadcast.dispatch.dispatcher import Dispatcher, Progress, RunReport
 from broadcast.dispatch.policies import effective_rate
-from broadcast.errors import InputError, StateError
-from broadcast.gateways.base import Gateway, Outcome, SendItem, SendResult, make_client, settings_timeout
+from broadcast.errors import ConfigError, InputError, StateError
+from broadcast.gateways.base import Addresses, Gateway, Outcome, SendItem, SendResult, make_client, settings_timeout
 from broadcast.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -48,6 +48,12 @@ def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
     from broadcast.gateways import registry
 
     cls = registry.load(name or ws.settings.gateway_names[0])
+    if cls.capabilities.addresses is not Addresses.PHONE:  # a delivery carries a phone, not yet an address
+        raise ConfigError(
+            f"gateway {cls.capabilities.name!r} addresses {cls.capabilities.addresses.value.replace('_', ' ')}s, "
+            "not phones: it cannot send deliveries yet (messages do not choose their channels)",
+            hint=f"use an SMS gateway in BROADCAST_GATEWAY(S); try this one with 'broadcast gateway test --gateway "
+                 f"{cls.capabilities.name} ADDRESS'")
     settings = registry.load_settings(cls)
     client = make_client(settings_timeout(settings), ws.settings.concurrency, backend=ws.settings.http_transport)
     return cls(settings, client)

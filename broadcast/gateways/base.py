@@ -2,10 +2,14 @@
 
 A gateway is a class with
 
-* ``capabilities`` — what it can do and its declared limits, as data (``Capabilities``);
+* ``capabilities`` — what it can do and its declared limits, as data (``Capabilities``), among them
+  what it addresses (``Addresses``: a phone for an SMS gateway, an email address, a platform's user
+  id, or a group chat reached through its robot), the requests a single address may receive
+  (``AddressRate``) and the longest text it takes (``max_text_bytes``);
 * ``settings_class`` — a pydantic-settings class read from ``BROADCAST_<NAME>_*`` variables, secrets
   as ``SecretStr``;
-* ``send(batch)`` — one request for up to ``capabilities.max_batch`` items, returning exactly one
+* ``send(batch)`` — one request for up to ``capabilities.max_batch`` items (each ``SendItem`` carries
+  its recipient: ``item.to``, the ``address`` where one is given, else the ``phone``), returning exactly one
   ``SendResult`` per item, in the same order. It never raises for transport or provider errors: it
   classifies them (``accepted`` / ``retryable`` / ``permanent``). Bugs still raise, and
   ``asyncio.CancelledError`` is never swallowed.
@@ -56,6 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "AddressRate",
+    "Addresses",
     "NO_PULL_API",
     "QUERY_ERRORS",
     "TRANSPORT_ERRORS",
@@ -118,12 +124,32 @@ def is_local_host(host: str) -> bool:
         return False
 
 
+class Addresses(StrEnum):
+    """What a gateway's recipients are (``Capabilities.addresses``): the ``SendItem.to`` it expects."""
+
+    PHONE = "phone"  # an E.164 mobile number (the SMS gateways)
+    EMAIL = "email"  # an email address
+    USER_ID = "user_id"  # a user id of the platform (a WeCom userid)
+    GROUP_CHAT = "group_chat"  # a group chat, named by its robot in the gateway's settings
+
+
+@dataclass(frozen=True)
+class AddressRate:
+    """At most ``count`` messages to one address (one robot, one user) in any ``per_s`` seconds."""
+
+    count: int
+    per_s: float
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a gateway can do, and the limits it declares (the engine uses the lower of these and the user's)."""
 
     name: str
     max_batch: int = 1  # recipients per request
+    addresses: Addresses = Addresses.PHONE  # what SendItem.to is for this gateway
+    max_text_bytes: int | None = None  # longest text one message may carry, in UTF-8 bytes (None: no limit)
+    per_address_rates: tuple[AddressRate, ...] = ()  # limits per address (a robot's 20 a minute); the gateway keeps them
     mixed_texts: bool = False  # may one request carry different texts?
     adds_signature: bool = False  # does the provider add 【签名】 itself?
     max_per_second: float | None = None  # declared message rate limit
@@ -137,15 +163,39 @@ class Capabilities:
     window: int | None = None
     connections: int | None = None
     billing: str = "submitted"  # what its provider bills: "submitted" or "delivered" (broadcast.costs.prices)
+    # how many digits of a per-message extension code (扩展码) it can append to our number, so
+    # that a reply comes back to "our number + code" and is matched to that message
+    # (BROADCAST_REPLY_EXTENSION_DIGITS); 0: it cannot
+    reply_extension: int = 0
 
 
 @dataclass(frozen=True)
 class SendItem:
-    """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider."""
+    """One recipient of one request. ``delivery_id`` is our correlation id, sent to the provider.
+
+    ``phone`` is the person (the number that identifies a member); ``address`` is where this
+    gateway delivers when that is not the phone (an email address, a WeCom userid, a group chat's
+    robot name: ``Capabilities.addresses`` says which), and ``to`` is the one to use. ``subject``
+    (email), ``name`` (the recipient's, for a personal greeting or a ``To:`` header) and
+    ``mentions`` (phones to @ in a group chat, or ``"@all"``) are used by the channels that have
+    them and ignored by the rest. ``extension`` is the reply extension code (digits) to append to our
+    number for this message, ``""`` for none; only a gateway whose capabilities say
+    ``reply_extension`` is given one, and every item of a request carries the same (one message)."""
 
     delivery_id: int
     phone: str
     text: str
+    extension: str = ""
+    address: str = ""
+    subject: str = ""
+    name: str = ""
+    mentions: tuple[str, ...] = ()
+
+    @property
+    def to(self) -> str:
+        """The recipient in this gateway's terms: ``address`` where given, else ``phone``."""
+        return self.address or self.phone
+
 
 
 class Outcome(StrEnum):
@@ -218,6 +268,7 @@ class Inbound:
     at: datetime  # when the provider says it was sent (else when it arrived), UTC
     raw: bytes
     extension: str = ""
+
 
 
 class Gateway(abc.ABC):
@@ -303,6 +354,14 @@ class Gateway(abc.ABC):
         hands them to ``sink`` (the dispatcher records them) before it acknowledges them to the
         server. HTTP gateways receive nothing on their own: the default ignores the sink."""
         return None
+
+    def reply_address(self, extension: str) -> str:
+        """Where a reply comes back to a message sent with the reply extension code ``extension``,
+        as the provider reports it on the reply (digits only): our number + the code where the reply
+        names the number it was sent to (Kannel ``%P``, CMPP ``Dest_Id``, SMPP ``destination_addr``),
+        the extension field itself where the provider reports it apart (Tencent ``extend``, 云MAS
+        ``addSerial``). ``""``: this gateway appends no code (``capabilities.reply_extension`` is 0)."""
+        return ""
 
     def check(self) -> list[str]:
         """Problems found without sending anything; an empty list means OK."""

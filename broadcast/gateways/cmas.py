@@ -110,6 +110,7 @@ from broadcast.gateways.cloud_common import (
     verdict_result,
 )
 from broadcast.gateways.push import BadCallback, Format, InboundFormat, Incoming
+from broadcast.gateways.reply_codes import digits_of
 
 MAX_MOBILES = 5000  # mobiles per request
 CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -120,6 +121,7 @@ CAPABILITIES = Capabilities(
     max_batch=MAX_MOBILES,
     mixed_texts=False,  # one content (or params) per request
     adds_signature=True,  # from the signature code
+    reply_extension=6,  # appended to addSerial (the MAS service code + addSerial: at most 20 digits)
     description="China Mobile 云MAS 政务短信 HTTP: norsubmit/tmpsubmit, Base64 JSON with an MD5 mac, ≤5000 mobiles.",
 )
 
@@ -258,17 +260,20 @@ class CmasGateway(Gateway):
         self.settings: CmasSettings = settings
         self.endpoint = settings.url + ("tmpsubmit" if settings.template_id else "norsubmit")
 
+    def reply_address(self, extension: str) -> str:
+        return digits_of(self.settings.add_serial + extension)  # a reply's ``addSerial``
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
         results: dict[int, SendResult] = {}
-        by_text: dict[str, list[int]] = defaultdict(list)
+        by_text: dict[tuple[str, str], list[int]] = defaultdict(list)  # text, reply code
         for index, item in enumerate(batch):
             if mainland_mobile(item.phone) is None:
                 results[index] = SendResult(item.delivery_id, Outcome.PERMANENT, code=NOT_MAINLAND,
                                             detail="云MAS sends to mainland China mobile numbers only", recipient_fault=True)
             else:
-                by_text[item.text].append(index)
+                by_text[(item.text, item.extension)].append(index)
         size = max(1, min(self.capabilities.max_batch, MAX_MOBILES))
         for indexes in by_text.values():
             for start in range(0, len(indexes), size):
@@ -282,14 +287,15 @@ class CmasGateway(Gateway):
         secret = s.secret_key.get_secret_value()
         mobiles = ",".join(mainland_mobile(i.phone) or "" for i in items)
         text = items[0].text
+        serial = s.add_serial + items[0].extension  # our fixed code, then the message's reply code
         if s.template_id:
             params = json.dumps([text], ensure_ascii=False, separators=(",", ":"))
-            mac = compute_mac(s.ec_name, s.ap_id, secret, s.template_id, mobiles, params, s.sign, s.add_serial)
+            mac = compute_mac(s.ec_name, s.ap_id, secret, s.template_id, mobiles, params, s.sign, serial)
             return {"ecName": s.ec_name, "apId": s.ap_id, "secretKey": secret, "templateId": s.template_id,
-                    "mobiles": mobiles, "params": params, "sign": s.sign, "addSerial": s.add_serial, "mac": mac}
-        mac = compute_mac(s.ec_name, s.ap_id, secret, mobiles, text, s.sign, s.add_serial)
+                    "mobiles": mobiles, "params": params, "sign": s.sign, "addSerial": serial, "mac": mac}
+        mac = compute_mac(s.ec_name, s.ap_id, secret, mobiles, text, s.sign, serial)
         return {"ecName": s.ec_name, "apId": s.ap_id, "secretKey": secret, "mobiles": mobiles, "content": text,
-                "sign": s.sign, "addSerial": s.add_serial, "mac": mac}
+                "sign": s.sign, "addSerial": serial, "mac": mac}
 
     async def _send_request(self, items: Sequence[SendItem]) -> list[SendResult] | Split:
         payload = json.dumps(self.request_body(items), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -35,6 +35,7 @@ final Stat (UNDELIV, EXPIRED, REJECTD, an operator's ``MK:xxxx``…) is failed w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -45,6 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import cmpp_codec as codec
 from broadcast.gateways.base import Capabilities, Outcome, SendItem, SendResult, timeout_field
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part
 from broadcast.gateways.session import Dialect, Frame, SessionSettings
 from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
@@ -201,6 +203,8 @@ class CmppGateway(SessionGateway):
             raise TypeError(f"CmppGateway needs CmppSettings, not {type(settings).__name__}")
         self.version = VERSION_BYTE[settings.version]
         super().__init__(settings, client)
+        # Src_Id is 21 octets: the service number, then room for a message's reply code
+        self.capabilities = dataclasses.replace(self.capabilities, reply_extension=max(0, 21 - len(settings.src_id)))  # type: ignore[misc]
 
     def __repr__(self) -> str:
         s = self.settings
@@ -237,12 +241,15 @@ class CmppGateway(SessionGateway):
                 out += await super().send([item])
         return out
 
+    def reply_address(self, extension: str) -> str:
+        return digits_of(self.settings.src_id + extension)  # a reply's Dest_Id
+
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
         fmt, content = self._content(part, coding)
         s = self.settings
         submit = codec.Submit(cmpp_number(item.phone) or "", content, msg_fmt=fmt, udhi=part.udhi,
                               pk_total=part.total, pk_number=part.number, service_id=s.service_id,
-                              msg_src=s.sp_id, src_id=s.src_id, registered_delivery=1)
+                              msg_src=s.sp_id, src_id=s.src_id + item.extension, registered_delivery=1)
         return codec.encode_submit(seq, submit, self.version)
 
     def _content(self, part: Part, coding: int) -> tuple[int, bytes]:

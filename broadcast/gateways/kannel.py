@@ -49,6 +49,7 @@ Replies come through an ``sms-service`` group whose ``get-url`` calls the receip
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
@@ -69,6 +70,7 @@ from broadcast.gateways.base import (
     timeout_field,
     transport_error_result,
 )
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.messages.segments import count_segments
 
 if TYPE_CHECKING:
@@ -158,6 +160,12 @@ class KannelGateway(Gateway):
     def __init__(self, settings: KannelSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)
         self.settings: KannelSettings = settings
+        # a numeric sender can carry a message's reply code after it (if the SMSC lets it through)
+        room = max(0, 20 - len(settings.sender)) if settings.sender.lstrip("+").isdigit() else 0
+        self.capabilities = replace(CAPABILITIES, reply_extension=room)  # type: ignore[misc]
+
+    def reply_address(self, extension: str) -> str:
+        return digits_of(self.settings.sender + extension) if self.capabilities.reply_extension else ""
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -174,7 +182,7 @@ class KannelGateway(Gateway):
         if count_segments(item.text).encoding == "UCS-2":
             q.append(("coding", "2"))
         if s.sender:
-            q.append(("from", s.sender))
+            q.append(("from", s.sender + item.extension))  # our number + the message's reply code
         if s.receipts_url and s.dlr_mask:
             q += [("dlr-mask", str(s.dlr_mask)), ("dlr-url", dlr_url(s.receipts_url, item.delivery_id))]
         return q

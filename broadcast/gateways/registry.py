@@ -42,6 +42,11 @@ BUILTINS: dict[str, str] = {
     "smpp": "broadcast.gateways.smpp:SmppGateway",
     "cmpp": "broadcast.gateways.cmpp:CmppGateway",
     "cmas": "broadcast.gateways.cmas:CmasGateway",
+    "wecom-robot": "broadcast.gateways.wecom:WeComRobotGateway",
+    "wecom-app": "broadcast.gateways.wecom_app:WeComAppGateway",
+    "dingtalk-robot": "broadcast.gateways.dingtalk:DingTalkRobotGateway",
+    "feishu-robot": "broadcast.gateways.feishu:FeishuRobotGateway",
+    "email": "broadcast.gateways.smtp:EmailGateway",
 }
 
 

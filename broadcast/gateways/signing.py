@@ -4,7 +4,12 @@ Each scheme is tested against the provider's own published worked example (``tes
 
 * ``aliyun_rpc_signature`` — Alibaba Cloud RPC signature V1 (HMAC-SHA1, POP percent-encoding);
 * ``tc3_authorization`` — Tencent Cloud API 3.0 ``TC3-HMAC-SHA256``;
-* ``twilio_signature`` / ``validate_twilio_signature`` — Twilio's ``X-Twilio-Signature`` on webhooks.
+* ``twilio_signature`` / ``validate_twilio_signature`` — Twilio's ``X-Twilio-Signature`` on webhooks;
+* ``dingtalk_robot_sign`` — a DingTalk custom robot's ``sign`` query parameter;
+* ``feishu_robot_sign`` — a Feishu (Lark) custom bot's ``sign`` body field.
+
+The robots' schemes have no published worked example with its result: their tests compare with
+values computed independently in the test (plain ``hmac``/``hashlib``) from the documented formula.
 
 Secrets are taken as plain ``str`` (the caller unwraps its ``SecretStr`` at the last moment) and never
 appear in a return value other than as a MAC.
@@ -24,6 +29,8 @@ __all__ = [
     "aliyun_percent_encode",
     "aliyun_rpc_signature",
     "aliyun_string_to_sign",
+    "dingtalk_robot_sign",
+    "feishu_robot_sign",
     "tc3_authorization",
     "tc3_signature",
     "twilio_signature",
@@ -174,3 +181,23 @@ def validate_twilio_signature(url: str, params: Params | str | bytes, signature:
     for candidate in _port_variants(url):
         ok |= hmac.compare_digest(twilio_signature(candidate, pairs, auth_token).encode("ascii"), given)
     return ok
+
+
+# ---------------------------------------------------------------------------------------------
+# Group-chat robots
+
+
+def dingtalk_robot_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk custom robot (加签): urlencode(base64(HMAC-SHA256(key = secret, message = timestamp +
+    "\n" + secret))), UTF-8, ready to be put in the query as ``sign``; ``timestamp_ms`` is the
+    ``timestamp`` parameter sent with it (milliseconds, within an hour of DingTalk's clock)."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return quote(base64.b64encode(mac).decode("ascii"), safe="")
+
+
+def feishu_robot_sign(secret: str, timestamp_s: int) -> str:
+    """Feishu custom bot (签名校验): base64(HMAC-SHA256(key = timestamp + "\n" + secret, message =
+    empty)), sent in the JSON body as ``sign`` beside ``timestamp`` (seconds, as a string, within
+    an hour of Feishu's clock). Note the key and the message are the other way round from DingTalk's."""
+    mac = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(mac).decode("ascii")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,6 +48,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import smpp_codec as pdu
 from broadcast.gateways.base import Capabilities, SendItem, SendResult, is_local_host, timeout_field
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
 from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
@@ -217,6 +219,10 @@ class SmppGateway(SessionGateway):
     def __init__(self, settings: SmppSettings, client: object | None = None) -> None:
         self.settings: SmppSettings = settings
         super().__init__(settings, client)
+        # source_addr is 20 characters at most: a numeric sender has room for a message's reply code
+        number = settings.source_addr.lstrip("+")
+        room = max(0, 20 - len(settings.source_addr)) if number.isdigit() else 0
+        self.capabilities = dataclasses.replace(self.capabilities, reply_extension=room)  # type: ignore[misc]
         self._rx: SessionPool | None = None
         self._rx_task: asyncio.Task[None] | None = None
         if settings.bind == "transmitter+receiver":
@@ -240,13 +246,18 @@ class SmppGateway(SessionGateway):
                                heartbeat_timeout_s=s.heartbeat_timeout_s, heartbeat_tries=s.heartbeat_tries,
                                connect_timeout_s=min(5.0, s.response_timeout_s))
 
+    def reply_address(self, extension: str) -> str:
+        # a reply's destination_addr (numeric senders only: capabilities.reply_extension)
+        return digits_of(self.settings.source_addr + extension) if self.capabilities.reply_extension else ""
+
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
         s = self.settings
         ton, npi = source_ton_npi(s.source_addr, s.source_addr_ton, s.source_addr_npi)
         dton, dnpi, digits = destination(item.phone)
+        source = (s.source_addr.lstrip("+") if ton == 1 else s.source_addr) + item.extension  # + reply code
         sm = pdu.ShortMessage(
             destination_addr=digits, dest_addr_ton=dton, dest_addr_npi=dnpi, short_message=part.payload,
-            source_addr=s.source_addr.lstrip("+") if ton == 1 else s.source_addr, source_addr_ton=ton,
+            source_addr=source, source_addr_ton=ton,
             source_addr_npi=npi, service_type=s.service_type, esm_class=pdu.ESM_UDHI if part.udhi else 0,
             registered_delivery=1, data_coding=coding,
         )

@@ -37,7 +37,7 @@ HTTP ≠ 200                                       as the ``http`` gateway maps 
 unreadable 200 answer, missing recipient         retryable, ``maybe_sent``
 ===============================================  =====================================================
 
-**Receipts**: ``parse_pull_status`` (a ``PullSmsSendStatus``/``…ByPhoneNumber`` answer) and
+**Receipts** (parsed in ``tencent_receipts``): ``parse_pull_status`` (a ``PullSmsSendStatus``/``…ByPhoneNumber`` answer) and
 ``parse_callback`` (the push callback: a JSON array; answer ``CALLBACK_ACK``). ``fetch_receipts``
 calls ``PullSmsSendStatus`` when ``BROADCAST_TENCENT_PULL_RECEIPTS=true`` (Tencent must enable it for
 the account). ``query()`` uses ``PullSmsSendStatusByPhoneNumber`` (receipts of the last 7 days).
@@ -50,7 +50,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,18 +83,18 @@ from broadcast.gateways.cloud_common import (
     Verdict,
     correlation_tag,
     json_body,
-    load_json_items,
     malformed,
-    parse_cst,
     phone_key,
     send_splitting,
     snippet,
     tag_covers,
-    tag_delivery_id,
     verdict_result,
 )
 from broadcast.gateways.push import Candidate, Format, InboundFormat, Pull
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.signing import tc3_authorization
+from broadcast.gateways.tencent_receipts import parse_callback as parse_callback
+from broadcast.gateways.tencent_receipts import parse_pull_status
 
 API_VERSION = "2021-01-11"
 SERVICE = "sms"
@@ -109,6 +109,7 @@ CAPABILITIES = Capabilities(
     max_requests_per_second=3000.0,
     can_query=True,
     pull_receipts=False,  # per instance: BROADCAST_TENCENT_PULL_RECEIPTS
+    reply_extension=6,  # ExtendCode, digits (enabled per account by Tencent; the docs give no length)
     description="Tencent Cloud SMS (2021-01-11, TC3-HMAC-SHA256): SendSms ≤200 numbers, template {1}.",
 )
 
@@ -244,12 +245,15 @@ class TencentGateway(Gateway):
         parts = urlsplit(s.endpoint)
         self._host = parts.netloc.rpartition("@")[2].lower()
 
+    def reply_address(self, extension: str) -> str:
+        return digits_of(extension)  # a reply's ``extend`` is the ExtendCode the message was sent with
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
-        by_text: dict[str, list[int]] = defaultdict(list)
+        by_text: dict[tuple[str, str], list[int]] = defaultdict(list)  # text, reply code
         for index, item in enumerate(batch):
-            by_text[item.text].append(index)
+            by_text[(item.text, item.extension)].append(index)
         results: dict[int, SendResult] = {}
         for indexes in by_text.values():
             for start in range(0, len(indexes), MAX_NUMBERS):
@@ -268,6 +272,8 @@ class TencentGateway(Gateway):
             "TemplateParamSet": s.param_set(items[0].text),
             "SessionContext": correlation_tag(items),
         }
+        if items[0].extension:  # the message's reply code (扩展码; enabled for the account by Tencent)
+            body["ExtendCode"] = items[0].extension
         try:
             response = await self._call("SendSms", body)
         except TRANSPORT_ERRORS as exc:
@@ -445,56 +451,3 @@ def _status_result(item: SendItem, row: dict[str, Any] | None) -> SendResult:
         return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=_str(row.get("SerialNo")), code="Ok")
     verdict = classify_answer(code or "unknown")
     return verdict_result(item.delivery_id, replace(verdict, split=False), code or "unknown", _str(row.get("Message")))
-
-
-# -- receipts -----------------------------------------------------------------------------------
-
-
-def parse_pull_status(data: dict[str, Any] | bytes | str) -> list[Receipt]:
-    """A ``PullSmsSendStatus`` / ``PullSmsSendStatusByPhoneNumber`` answer (the ``Response`` object or
-    the whole envelope) → receipts. ``ReportStatus`` SUCCESS → delivered, FAIL → failed; provider id
-    ``SerialNo``; delivery id from a ``SessionContext`` naming one delivery; time ``UserReceiveTime``."""
-    if not isinstance(data, dict):
-        try:
-            data = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-    envelope = data.get("Response", data)
-    rows = envelope.get("PullSmsSendStatusSet") if isinstance(envelope, dict) else None
-    receipts: list[Receipt] = []
-    for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
-        status = str(row.get("ReportStatus", "")).upper()
-        if status not in ("SUCCESS", "FAIL"):
-            continue
-        provider_id = _str(row.get("SerialNo"))
-        delivery_id = tag_delivery_id(row.get("SessionContext"))
-        if provider_id is None and delivery_id is None:
-            continue
-        try:
-            at = datetime.fromtimestamp(int(row.get("UserReceiveTime")), UTC)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError, OSError):
-            at = datetime.now(UTC)
-        code = _str(row.get("Description")) or status
-        receipts.append(Receipt(delivery_id, provider_id, "delivered" if status == "SUCCESS" else "failed", code, at))
-    return receipts
-
-
-def parse_callback(body: bytes | str | list[Any]) -> list[Receipt]:
-    """The delivery-report push (a JSON array of ``{user_receive_time, nationcode, mobile,
-    report_status, errmsg, description, sid}``) → receipts, provider id = ``sid`` (the ``SerialNo``).
-    Raises ValueError when the body is not JSON. Answer the provider with ``CALLBACK_ACK``."""
-    receipts: list[Receipt] = []
-    for row in load_json_items(body):
-        status = str(row.get("report_status", "")).upper()
-        provider_id = _str(row.get("sid"))
-        if status not in ("SUCCESS", "FAIL") or provider_id is None:
-            continue
-        at = parse_cst(row.get("user_receive_time")) or datetime.now(UTC)
-        code = _str(row.get("errmsg")) or status
-        delivery_id = tag_delivery_id(row.get("ext")) if row.get("ext") else None
-        receipts.append(Receipt(delivery_id, provider_id, "delivered" if status == "SUCCESS" else "failed", code, at))
-    return receipts

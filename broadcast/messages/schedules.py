@@ -1,10 +1,16 @@
-"""Daily schedules: a series file becomes one message per line on consecutive days.
+"""Daily schedules: a series file becomes one message per line, one line per sending day.
 
-Line 1 goes out on the start date at ``send_time`` (local), line 2 the day after, and so on.
+``--on`` says which days send (:mod:`broadcast.calendar`: ``every-day``, the default; ``workdays``
+by the State Council's arrangement; ``weekdays``; ``holidays-off``), ``--on-skip`` what becomes of
+the line of a day that does not (``next``: it goes out on the next sending day, the default;
+``drop``: it is not sent), and a line ``2026-12-24: …`` is pinned to its date
+(:mod:`broadcast.messages.series_plan`). Each line goes out on its day at ``send_time`` (local).
 Each message is an ordinary message (frozen text, approval, quiet hours, lateness) linked by
 ``schedule_id``; cancelling one day leaves a gap (the day is skipped, nothing shifts).
 ``schedule approve`` approves every pending message of the series at once; ``pause`` holds
 them (a day that passes while paused expires), ``cancel`` cancels all that have not started.
+The calendar is applied when the schedule is made; ``schedule show`` and ``broadcast due`` say
+why a day sends nothing, and warn when the calendar has changed since under a day that sends.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.calendar import calendar_for, parse_rule
 from broadcast.clock import at_local, local, parse_hhmm
 from broadcast.clock import now as clock_now
 from broadcast.db.audit_chain import note
@@ -25,6 +32,8 @@ from broadcast.db.models import Group, Message, Schedule, ScheduleTarget
 from broadcast.db.types import table
 from broadcast.errors import ConflictError, InputError, NotFoundError, StateError
 from broadcast.messages.compose import freeze
+from broadcast.messages.schedule_days import explain_days
+from broadcast.messages.series_plan import parse_on_skip, plan_series
 from broadcast.messages.states import transition
 from broadcast.messages.store import check_for, insert_message, resolve_targets
 from broadcast.messages.templates import load_series
@@ -47,8 +56,15 @@ _NOT_STARTED = ("draft", "pending_approval", "rejected", "approved", "held", "pa
 class ScheduleCreated:
     id: int
     series: str
-    messages: list[dict[str, object]] = field(default_factory=list)  # id, date, status
+    on: str = "every-day"
+    on_skip: str = "next"
+    start: date | None = None
+    end: date | None = None
+    messages: list[dict[str, object]] = field(default_factory=list)  # id, date, status, line, pinned
     warnings: list[dict[str, object]] = field(default_factory=list)  # date, message_id, code, message
+    skipped: list[dict[str, object]] = field(default_factory=list)  # date, kind, name, reason
+    dropped: list[dict[str, object]] = field(default_factory=list)  # line, date, reason, text
+    working_weekends: list[dict[str, object]] = field(default_factory=list)  # date, weekday, name, reason
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -63,11 +79,15 @@ def create_daily(
     all_: bool = False,
     start: date | None = None,
     days: int | None = None,
+    on: str = "every-day",
+    on_skip: str = "next",
 ) -> ScheduleCreated:
-    """One message per series line, on consecutive days from ``start`` (default: the first day
-    whose ``send_time`` is still ahead) at ``send_time`` local time."""
+    """One message per series line: the unpinned lines (the first ``days`` of them, default all) on
+    the sending days from ``start`` (default: the first day whose ``send_time`` is still ahead)
+    under ``on``, the pinned ones on their dates; at ``send_time`` local time."""
     tz = ws.settings.timezone
     hhmm = parse_hhmm(send_time)
+    rule, skip = parse_rule(on), parse_on_skip(on_skip)
     lines = load_series(ws.settings.templates_dir, series)
     now = clock_now(ws.settings)
     today = local(now, tz).date()
@@ -77,41 +97,43 @@ def create_daily(
         raise InputError(
             f"--start {start} at {hhmm:%H:%M} is in the past", hint="give a later --start, or leave it out"
         )
-    if days is None:
-        days = len(lines.lines)
-    if days < 1:
+    if days is not None and days < 1:
         raise InputError("--days must be at least 1")
-    if days > len(lines.lines):
-        raise InputError(
-            f"--days {days} but the series {lines.name} has only {len(lines.lines)} lines",
-            hint="give fewer --days, or add lines to the series file",
-        )
-    bodies = [
-        freeze(line, start + timedelta(days=i), source=f"series {lines.name}, line {i + 1}")
-        for i, line in enumerate(lines.lines[:days])
-    ]
-    out = ScheduleCreated(0, lines.name)
+    plan = plan_series(calendar_for(ws.settings, rule), rule, skip, start, lines.entries, days)
+    if not plan.placed:
+        raise InputError(f"no line of the series {lines.name} would be sent: every day it reached dropped its line",
+                         hint="use --on-skip next, or more --days")
+    bodies = [freeze(p.line.text, p.day, source=f"series {lines.name}, line {p.line.number}") for p in plan.placed]
+    assert plan.days is not None
+    pinned_days = {p.day for p in plan.placed if p.pinned}
+    out = ScheduleCreated(0, lines.name, rule, skip, start, plan.end,
+                          skipped=[s.to_dict() for s in plan.days.skipped if s.day not in pinned_days],
+                          dropped=[d.to_dict() for d in plan.dropped],
+                          working_weekends=[w.to_dict() for w in plan.days.working_weekends])
     with transaction(ws.engine, write=True) as conn:
         gids = resolve_targets(conn, groups, all_)
         sid = conn.execute(
             schedules_t.insert().values(
-                series=lines.name, send_time=f"{hhmm:%H:%M}", start_date=start, days=days, status="active",
-                target_all=all_, created_by=ws.operator, created_at=now, updated_at=now,
+                series=lines.name, send_time=f"{hhmm:%H:%M}", start_date=start, days=plan.span, status="active",
+                target_all=all_, created_by=ws.operator, created_at=now, updated_at=now, send_on=rule, on_skip=skip,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
         if gids:
             conn.execute(stargets_t.insert(), [{"schedule_id": sid, "group_id": g} for g in gids])
         note(conn, ws.operator, "schedule.create", f"schedule:{sid}", series=lines.name, time=f"{hhmm:%H:%M}",
-             start=start, days=days, targets=list(groups), all=all_)
-        for i, body in enumerate(bodies):
-            day = start + timedelta(days=i)
+             start=start, days=plan.span, lines=len(plan.placed), targets=list(groups), all=all_, on=rule,
+             on_skip=skip, end=plan.end, pinned=[p.line.number for p in plan.placed if p.pinned],
+             dropped=[{"line": d.line.number, "date": d.day} for d in plan.dropped])
+        for placed, body in zip(plan.placed, bodies):
             mid, status = insert_message(
                 conn, ws, body=body, template=f"series:{lines.name}", category="notice", group_ids=gids,
-                target_all=all_, scheduled_at=at_local(day, hhmm, tz), now=now, schedule_id=sid,
+                target_all=all_, scheduled_at=at_local(placed.day, hhmm, tz), now=now, schedule_id=sid,
+                pinned=placed.pinned, series_line=placed.line.number,
             )
-            out.messages.append({"id": mid, "date": day, "status": status})
+            out.messages.append({"id": mid, "date": placed.day, "status": status, "line": placed.line.number,
+                                 "pinned": placed.pinned})
             for w in check_for(ws.settings, body, "notice").warnings:
-                out.warnings.append({"date": day, "message_id": mid, "code": w.code, "message": w.message})
+                out.warnings.append({"date": placed.day, "message_id": mid, "code": w.code, "message": w.message})
     out.id = sid
     return out
 
@@ -122,14 +144,23 @@ class ScheduleInfo:
     series: str
     send_time: str
     start_date: date
-    days: int
+    days: int  # calendar days from start_date to the last day
     status: str
     target_all: bool
     targets: list[str]
     created_by: str
     created_at: datetime
     counts: dict[str, int]  # messages by status
+    on: str = "every-day"
+    on_skip: str = "next"
+    end_date: date | None = None
     messages: list[dict[str, object]] = field(default_factory=list)  # filled by show_schedule
+    # filled by show_schedule (broadcast.messages.schedule_days): days it sends nothing on and why, its
+    # working Saturdays and Sundays, waiting messages on days the calendar now says it does not send on
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    working_weekends: list[dict[str, object]] = field(default_factory=list)
+    calendar_warnings: list[dict[str, object]] = field(default_factory=list)
+    calendar_error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -156,7 +187,8 @@ def _info(conn: Connection, row: sa.Row[Any]) -> ScheduleInfo:
         ).all()
     )
     return ScheduleInfo(row.id, row.series, row.send_time, row.start_date, row.days, row.status,
-                        bool(row.target_all), targets, row.created_by, row.created_at, counts)
+                        bool(row.target_all), targets, row.created_by, row.created_at, counts, row.send_on,
+                        row.on_skip, row.start_date + timedelta(days=row.days - 1))
 
 
 def list_schedules(ws: Workspace) -> list[ScheduleInfo]:
@@ -165,19 +197,27 @@ def list_schedules(ws: Workspace) -> list[ScheduleInfo]:
 
 
 def show_schedule(ws: Workspace, schedule_id: int) -> ScheduleInfo:
+    """The schedule, each of its messages, and (for a schedule on a calendar) the days it sends
+    nothing on with the reason and its working Saturdays and Sundays."""
     tz = ws.settings.timezone
     with transaction(ws.engine) as conn:
         info = _info(conn, _require(conn, schedule_id))
         rows = conn.execute(
             sa.select(messages_t.c.id, messages_t.c.scheduled_at, messages_t.c.status, messages_t.c.body,
-                      messages_t.c.status_reason)
+                      messages_t.c.status_reason, messages_t.c.pinned, messages_t.c.series_line)
             .where(messages_t.c.schedule_id == schedule_id).order_by(messages_t.c.scheduled_at, messages_t.c.id)
         ).all()
     info.messages = [
         {"id": r.id, "date": local(r.scheduled_at, tz).date() if r.scheduled_at else None, "status": r.status,
-         "body": r.body, "status_reason": r.status_reason}
+         "body": r.body, "status_reason": r.status_reason, "line": r.series_line, "pinned": bool(r.pinned)}
         for r in rows
     ]
+    dates = [m["date"] for m in info.messages if isinstance(m["date"], date)]
+    assert info.end_date is not None
+    info.end_date = max([info.end_date, *dates])
+    notes = explain_days(calendar_for(ws.settings, info.on), info.on, info.start_date, info.end_date, info.messages)
+    info.skipped, info.working_weekends = notes.skipped, notes.working_weekends
+    info.calendar_warnings, info.calendar_error = notes.warnings, notes.calendar_error
     return info
 
 

@@ -96,6 +96,8 @@ def insert_message(
     now: datetime,
     schedule_id: int | None = None,
     to_phone: str | None = None,
+    pinned: bool = False,
+    series_line: int | None = None,
 ) -> tuple[int, str]:
     """Insert one message (frozen body) with its targets; returns (id, status)."""
     status = initial_status(ws)
@@ -110,7 +112,8 @@ def insert_message(
             author=ws.operator, approver=None, reject_reason=None,
             status_reason=None if ws.settings.require_approval else "approval not required (BROADCAST_REQUIRE_APPROVAL=false)",
             created_at=now, updated_at=now, scheduled_at=scheduled_at, send_after=send_after,
-            schedule_id=schedule_id, target_all=target_all, to_phone=to_phone,
+            schedule_id=schedule_id, target_all=target_all, to_phone=to_phone, pinned=pinned,
+            series_line=series_line,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     if group_ids:

@@ -4,18 +4,22 @@ A template is one ``NAME.txt`` file in the templates folder (``BROADCAST_TEMPLAT
 default ``./templates``); its name is the file's stem and its text the whole file (UTF-8, a BOM
 and the final newline dropped). A daily series is ``series/NAME.txt`` there (or any file
 given by path): one message per line; blank lines and lines starting with ``#`` are skipped.
+A line that starts with a date and a colon (``2026-12-24: 平安夜…`` or ``2026-12-24：…``) is
+*pinned*: it goes out on that date; the other lines take the schedule's sending days in order.
 Placeholders are checked by :mod:`broadcast.messages.render` (plain ``{name}`` only).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from broadcast.errors import InputError, NotFoundError
 from broadcast.messages.render import TemplateError, placeholders
 
-__all__ = ["SeriesFile", "TemplateInfo", "list_templates", "load_series", "load_template", "show_template"]
+__all__ = ["SeriesFile", "SeriesLine", "TemplateInfo", "list_templates", "load_series", "load_template", "show_template"]
 
 
 @dataclass
@@ -40,11 +44,52 @@ class TemplateInfo:
         }
 
 
+@dataclass(frozen=True)
+class SeriesLine:
+    number: int  # the line's number in the file, as an editor shows it
+    text: str
+    pinned: date | None = None  # the date the line is pinned to
+
+
 @dataclass
 class SeriesFile:
     name: str
     path: Path
-    lines: list[str]
+    entries: list[SeriesLine]
+
+    @property
+    def lines(self) -> list[str]:
+        """The texts of every line (pinned ones without their date)."""
+        return [e.text for e in self.entries]
+
+
+_PIN = re.compile(r"(\d{4}-\d{1,2}-\d{1,2})\s*[:：]\s*(.*)")
+
+
+def _series_entries(path: Path, text: str) -> list[SeriesLine]:
+    out: list[SeriesLine] = []
+    pinned: dict[date, int] = {}
+    for n, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _PIN.fullmatch(line)
+        if not m:
+            out.append(SeriesLine(n, line))
+            continue
+        try:
+            day = date(*map(int, m.group(1).split("-")))
+        except ValueError:
+            raise InputError(f"series {path}, line {n}: {m.group(1)!r} is not a date",
+                             hint="a pinned line starts with its date: 2026-12-24: text") from None
+        if not m.group(2).strip():
+            raise InputError(f"series {path}, line {n}: the line pinned to {day} has no text")
+        if day in pinned:
+            raise InputError(f"series {path}, line {n}: {day} already has line {pinned[day]} pinned to it",
+                             hint="pin one line to a day")
+        pinned[day] = n
+        out.append(SeriesLine(n, m.group(2).strip(), day))
+    return out
 
 
 def _read(path: Path) -> str:
@@ -124,7 +169,7 @@ def load_series(folder: Path, name_or_path: str) -> SeriesFile:
                 f"no series file {name_or_path!r} (looked for it as a path and as {path})",
                 hint="give a path to a .txt file with one message per line, or see 'broadcast template list'",
             )
-    lines = _series_lines(_read(path))
-    if not lines:
+    entries = _series_entries(path, _read(path))
+    if not entries:
         raise InputError(f"the series {path} has no lines", hint="write one message per line")
-    return SeriesFile(path.stem, path, lines)
+    return SeriesFile(path.stem, path, entries)

@@ -18,13 +18,15 @@ Describe how to build your gateway in a ``GatewayCase`` and call ``check_gateway
             failing=lambda: MyGateway(MySettings(token="fake-token-123"), client(lambda r: httpx.Response(503))),
             hanging=lambda url, timeout_s: MyGateway(MySettings(url=url, token="fake-token-123", timeout_s=timeout_s)),
             recipients=lambda request: 1,  # recipients one request carries
+            # address=lambda i: f"user{i}@example.org",  # a gateway that does not address phones
         ))
 
 The checks (each also callable alone, each raising ``AssertionError`` with what is wrong):
 
 * ``check_declarations`` — ``capabilities`` and ``settings_class`` declared (env prefix
   ``BROADCAST_``), ``check()`` a list of strings, the registry loads the class under its name;
-* ``check_results_in_order`` — one result per item, in order, accepted with a provider id;
+* ``check_results_in_order`` — one result per item, in order, accepted with a provider id (where
+  receipts or queries would match one: a group robot's answer has none);
 * ``check_split_not_dropped`` — more than ``max_batch`` items are split by the gateway, none dropped;
 * ``check_failures_classified`` — a failing provider gives classified results (an ``Outcome``, a
   code, ``maybe_sent`` only with ``RETRYABLE``), none accepted, nothing raised;

@@ -55,6 +55,9 @@ class GatewayCase:
       accepts the login and then never answers, used instead of the kit's silent HTTP endpoint
       (which never answers the login either, so no message would ever be written). ``hanging``
       is given that URL.
+    * ``address(i)`` — the i-th sample recipient's address (``SendItem.address``) for a gateway
+      that does not address phones (``capabilities.addresses``): an email address, a userid, the
+      name of a robot configured in the case. ``None``: the recipients are phones.
     """
 
     name: str
@@ -67,6 +70,7 @@ class GatewayCase:
     env: Mapping[str, str] = field(default_factory=dict)
     variant: str = ""
     silent_server: Callable[[], contextlib.AbstractContextManager[str]] | None = None
+    address: Callable[[int], str] | None = None
 
     @property
     def id(self) -> str:
@@ -74,9 +78,12 @@ class GatewayCase:
         return f"{self.name}-{self.variant}" if self.variant else self.name
 
 
-def sample_items(n: int, *, same_text: bool = False, start: int = 1000) -> list[SendItem]:
-    """``n`` items with distinct delivery ids and numbers; one text for all, or a text each."""
-    return [SendItem(start + 7 * i, f"+86137{i:08d}", "【测试】今日通知 text" if same_text else f"【测试】第{i}条 text")
+def sample_items(n: int, *, same_text: bool = False, start: int = 1000,
+                 address: Callable[[int], str] | None = None) -> list[SendItem]:
+    """``n`` items with distinct delivery ids and numbers (and ``address(i)`` where given); one
+    text for all, or a text each."""
+    return [SendItem(start + 7 * i, f"+86137{i:08d}", "【测试】今日通知 text" if same_text else f"【测试】第{i}条 text",
+                     address=address(i) if address else "")
             for i in range(n)]
 
 

@@ -8,9 +8,11 @@ is answered (or the link acknowledges the PDU) its effects are committed:
    duplicate and does nothing more. A provider that gives no id (SMPP deliver_sm) gets one derived
    from the content: gateway, sender, our number, text and the provider's time (or the day it
    arrived), so a resend after a crash is still the same reply.
-2. **Matched.** To the member by phone (E.164), and to the message it most likely answers: the last
-   real delivery sent to that phone within ``BROADCAST_REPLY_WINDOW`` before it arrived. The
-   branch is the group that delivery was sent through, else the member's first group.
+2. **Matched.** To the member by phone (E.164), and to the message it most likely answers: the
+   delivery sent to that phone within ``BROADCAST_REPLY_WINDOW`` whose reply extension code (see
+   ``BROADCAST_REPLY_EXTENSION_DIGITS``) the reply came back with, else the last real delivery sent
+   to that phone within the window. The branch is the group that delivery was sent through, else
+   the member's first group.
 3. **Taken for** (``inbound.kind``), on the text trimmed, case-folded and NFKC-folded (full-width
    to half-width):
    * ``optout`` — exactly an opt-out keyword: the number joins the opt-out list (reason
@@ -47,6 +49,7 @@ from broadcast.db.models import Group, Member, Membership, OptOut
 from broadcast.db.twoway_models import Feedback, Submission
 from broadcast.db.types import table
 from broadcast.gateways.base import Inbound
+from broadcast.gateways.reply_codes import digits_of
 from broadcast.messages.checks import fold as fold_words
 from broadcast.recipients.optouts import put_optout
 from broadcast.recipients.phones import mask_phone, normalize_phone
@@ -138,7 +141,7 @@ def take_in(conn: Connection, items: Sequence[Inbound], now: datetime, rules: Ru
             continue
         out.new += 1
         out.ids.append(int(new_id))
-        _act(conn, int(new_id), phone, text, now, rules, out)
+        _act(conn, int(new_id), phone, text, now, rules, out, item.to, item.extension)
     return out
 
 
@@ -161,7 +164,7 @@ class _Match:
     group_id: int | None
 
 
-def _match_statements() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+def _match_statements() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     # Built once: a reply's matching is four small indexed lookups, not four statement builds.
     d = deliveries_t
     member = sa.select(members_t.c.id).where(members_t.c.phone == sa.bindparam("phone"))
@@ -170,18 +173,43 @@ def _match_statements() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any],
                    d.c.sent_at >= sa.bindparam("since", type_=d.c.sent_at.type),
                    d.c.sent_at <= sa.bindparam("now", type_=d.c.sent_at.type))
             .order_by(d.c.sent_at.desc(), d.c.id.desc()).limit(1))
+    # the deliveries within the window sent with a reply extension code, newest first
+    extended = (sa.select(d.c.message_id, d.c.group_name, d.c.reply_address)
+                .where(d.c.phone == sa.bindparam("phone"), d.c.kind == "real", d.c.reply_address.is_not(None),
+                       d.c.sent_at >= sa.bindparam("since", type_=d.c.sent_at.type),
+                       d.c.sent_at <= sa.bindparam("now", type_=d.c.sent_at.type))
+                .order_by(d.c.sent_at.desc(), d.c.id.desc()).limit(100))
     group = sa.select(groups_t.c.id).where(groups_t.c.name == sa.bindparam("name"))
     first_group = (sa.select(groups_t.c.id).join(memberships_t, memberships_t.c.group_id == groups_t.c.id)
                    .where(memberships_t.c.member_id == sa.bindparam("member_id")).order_by(groups_t.c.name).limit(1))
-    return member, last, group, first_group
+    return member, last, extended, group, first_group
 
 
-_MEMBER, _LAST_SENT, _GROUP, _FIRST_GROUP = _match_statements()
+_MEMBER, _LAST_SENT, _EXTENDED, _GROUP, _FIRST_GROUP = _match_statements()
 
 
-def _match(conn: Connection, phone: str, now: datetime, window: timedelta) -> _Match:
+def _by_extension(conn: Connection, phone: str, since: datetime, now: datetime, to: str, extension: str) -> Any:
+    """The newest delivery to ``phone`` in the window whose reply address (our number + its message's
+    reply extension code, or the code alone; see ``Gateway.reply_address``) the reply came back to:
+    the provider's extension field (Tencent ``extend``, 云MAS ``addSerial``), or the number it was
+    sent to (Kannel ``%P``, CMPP ``Dest_Id``, SMPP ``destination_addr``; a country code before it
+    allowed). A reply to our bare number never matches a code: the address includes the number."""
+    ext, number = digits_of(extension), digits_of(to)
+    if not ext and not number:
+        return None
+    for row in conn.execute(_EXTENDED, {"phone": phone, "since": since, "now": now}):
+        address = row.reply_address
+        if address in (ext, number) or (number and len(address) >= 5 and number.endswith(address)):
+            return row
+    return None
+
+
+def _match(conn: Connection, phone: str, now: datetime, window: timedelta, to: str = "", extension: str = "") -> _Match:
     member_id = conn.execute(_MEMBER, {"phone": phone}).scalar()
-    last = conn.execute(_LAST_SENT, {"phone": phone, "since": now - window, "now": now}).first()
+    since = now - window
+    last = _by_extension(conn, phone, since, now, to, extension)
+    if last is None:
+        last = conn.execute(_LAST_SENT, {"phone": phone, "since": since, "now": now}).first()
     group_id = None
     if last is not None and last.group_name:
         group_id = conn.execute(_GROUP, {"name": last.group_name}).scalar()
@@ -190,8 +218,9 @@ def _match(conn: Connection, phone: str, now: datetime, window: timedelta) -> _M
     return _Match(member_id, last.message_id if last is not None else None, group_id)
 
 
-def _act(conn: Connection, inbound_id: int, phone: str, text: str, now: datetime, rules: Rules, out: Taken) -> None:
-    m = _match(conn, phone, now, rules.reply_window)
+def _act(conn: Connection, inbound_id: int, phone: str, text: str, now: datetime, rules: Rules, out: Taken,
+         to: str = "", extension: str = "") -> None:
+    m = _match(conn, phone, now, rules.reply_window, to, extension)
     folded = fold(text)
     kind = "feedback"
     if not folded:

@@ -4,8 +4,8 @@ A submission comes by SMS (a branch submitter's reply starting with ``BROADCAST_
 stored by the two-way intake) or from a spreadsheet (:mod:`broadcast.twoway.submission_import`).
 It is ``pending`` until the office decides:
 
-* **accept** puts the line into a day of a daily series (:mod:`broadcast.messages.schedules`):
-  a day without a line gets a new message of the series (same audience, send time and
+* **accept** puts the line into a day of a daily series (:mod:`broadcast.messages.schedules`), one
+  of its sending days under its ``--on`` (a day it skips is refused): a day without a line gets a new message of the series (same audience, send time and
   signature, ``pending_approval`` through the normal insert); a day whose line is not yet approved
   (``draft``, ``pending_approval``, ``rejected``) has its text replaced and goes back to
   ``pending_approval`` with the accepting operator as its author (an earlier submission on that
@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.calendar import calendar_for, sends_on
 from broadcast.clock import at_local, local, parse_hhmm
 from broadcast.clock import now as clock_now
 from broadcast.db.audit_chain import note
@@ -223,16 +224,23 @@ def _first_day(ws: Workspace, sch: sa.Row[Any], now: datetime) -> date:
 
 def _choose_day(ws: Workspace, sch: sa.Row[Any], sub: SubmissionInfo, day: date | None, now: datetime,
                 taken: dict[date, list[sa.Row[Any]]]) -> date:
+    """The day asked for, else the series' next sending day (under its ``--on``) without a line."""
+    rule = str(sch.send_on)
+    cal = calendar_for(ws.settings, rule)
     day = day or sub.wanted_day
     if day is None:
         day = _first_day(ws, sch, now)
-        while day in taken:
+        while day in taken or not sends_on(rule, cal.info(rule, day)):
             day += timedelta(days=1)
         return day
     if day < sch.start_date:
         raise InputError(f"{day} is before schedule {sch.id} starts ({sch.start_date})", hint="give a later --day")
     if day < _first_day(ws, sch, now):
         raise InputError(f"{day} at {sch.send_time} is in the past", hint="give a later --day")
+    info = cal.info(rule, day)
+    if day not in taken and not sends_on(rule, info):
+        raise InputError(f"schedule {sch.id} sends on {rule}, and {info.describe()} is not one of its days",
+                         hint="give another --day (broadcast calendar days --from … --to … --on " + rule + ")")
     return day
 
 

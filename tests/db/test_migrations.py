@@ -117,3 +117,25 @@ def test_upgrade_from_v4_keeps_a_stranded_send_in_doubt(store):
     assert ensure_schema(engine) == LATEST
     started, unstarted = ledger.stranded(engine, ["old-run"], sa.func.now())
     assert [c.id for c in started] == [1] and unstarted == []
+
+
+def test_upgrade_from_v7_keeps_schedules_sending_every_day(store, cli, monkeypatch):
+    """A schedule made before the working calendar keeps its days: every day, a skipped day's line
+    moving on (nothing it had is pinned); `schedule show` works on it."""
+    engine = make_engine(store)
+    migrate_only_to(engine, 7)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schedules (id, series, send_time, start_date, days, status, target_all, "
+                             "created_by, created_at, updated_at) VALUES (1, '早餐', '07:30', '2026-11-28', 1, "
+                             "'active', :t, 'a', :c, :c)"), dict(t=True, c="2026-11-27 00:00:00"))
+        _old_message(conn, "approved")
+        conn.execute(sa.text("UPDATE messages SET schedule_id = 1, scheduled_at = :s"), dict(s="2026-11-27 23:30:00"))
+    assert ensure_schema(engine) == LATEST
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT send_on, on_skip FROM schedules")).one() == ("every-day", "next")
+        assert conn.execute(sa.text("SELECT pinned, series_line FROM messages")).one() == (False, None)
+    engine.dispose()
+    shown = cli("schedule", "show", "1", "--json")
+    assert shown.exit_code == 0, shown
+    data = shown.json()
+    assert (data["on"], data["skipped"], data["messages"][0]["pinned"]) == ("every-day", [], False)

@@ -45,6 +45,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
 def _rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -118,7 +126,7 @@ def test_soak_killed_worker_faulty_gateway_concurrent_receipts(tmp_path: Path, m
     with S.Mock(tmp_path / "received.jsonl", *faults) as mock:
         pusher = ReceiptPusher(mock, port)
         pusher.start()
-        memory: list[tuple[int, int]] = []  # (RSS at 1 s, RSS when killed), per incarnation
+        memory: list[tuple[int, int]] = []  # (RSS once sending, RSS when killed), per incarnation
         try:
             for j in range(KILLS + 1):
                 now = START + timedelta(minutes=3 * j)
@@ -129,7 +137,10 @@ def test_soak_killed_worker_faulty_gateway_concurrent_receipts(tmp_path: Path, m
                     env=env, stdout=subprocess.DEVNULL, stderr=log)
                 try:
                     if j < KILLS:
-                        time.sleep(1.0)
+                        # the baseline once this incarnation is sending (imports done, first requests
+                        # out), not at a fixed second: on a loaded machine start-up alone takes longer
+                        sent_before = _lines(tmp_path / "received.jsonl")
+                        S.wait_for(lambda: _lines(tmp_path / "received.jsonl") > sent_before + 50, 20, step=0.05)
                         first = _rss_kib(proc.pid)
                         time.sleep(rng.uniform(1.5, 4.0))
                         memory.append((first, _rss_kib(proc.pid)))
@@ -190,7 +201,7 @@ def test_soak_killed_worker_faulty_gateway_concurrent_receipts(tmp_path: Path, m
     kinds = {s: sum(r.status == s for r in everything.values()) for s in sorted(final)}
     print(f"\n[soak] {MESSAGES} messages x {MEMBERS}; {KILLS} kills; received {sum(received.values())}, "
           f"twice {twice}, in doubt {in_doubt}; states {kinds}; receipts pushed {len(pusher.acked)} "
-          f"(refused while down: {pusher.refused}); RSS at 1 s / at kill (KiB) {memory}")
+          f"(refused while down: {pusher.refused}); RSS once sending / at kill (KiB) {memory}")
 
 
 def _all_frozen(ids: list[int]) -> bool:

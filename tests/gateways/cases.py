@@ -25,18 +25,26 @@ from broadcast.gateways.base import Gateway, make_client
 from broadcast.gateways.cmas import CmasGateway, CmasSettings
 from broadcast.gateways.cmpp import CmppGateway, CmppSettings
 from broadcast.gateways.console import ConsoleGateway, ConsoleSettings
+from broadcast.gateways.dingtalk import DingTalkRobotGateway, DingTalkRobotSettings
+from broadcast.gateways.feishu import FeishuRobotGateway, FeishuRobotSettings
 from broadcast.gateways.http import HttpGateway, HttpSettings
 from broadcast.gateways.kannel import KannelGateway, KannelSettings
 from broadcast.gateways.push import Incoming
 from broadcast.gateways.signing import twilio_signature
 from broadcast.gateways.simulator import SimulatorGateway, SimulatorSettings
 from broadcast.gateways.smpp import SmppGateway, SmppSettings
+from broadcast.gateways.smtp import EmailGateway, EmailSettings
 from broadcast.gateways.tencent import TencentGateway, TencentSettings
 from broadcast.gateways.twilio import TwilioGateway, TwilioSettings
+from broadcast.gateways.wecom import WeComRobotGateway, WeComRobotSettings
+from broadcast.gateways.wecom_app import WeComAppGateway, WeComAppSettings
 from broadcast.testing import GatewayCase
 from tests.gateways import cmpp_server
 from tests.gateways.fake_cmas import FakeCmas
+from tests.gateways.fake_robots import FakeDingTalk, FakeFeishu, FakeRobots, FakeWeComRobot
 from tests.gateways.fake_smsc import shared
+from tests.gateways.fake_smtp import MailServer, free_port, silent_smtp, smtp_server
+from tests.gateways.fake_wecom_app import FakeWeComApp
 from tests.gateways.fakes import FakeAliyun, FakeKannel, FakeProvider, FakeTencent, FakeTwilio
 
 SECRET = {
@@ -48,6 +56,8 @@ SECRET = {
     "smpp": "kitpass1",
     "cmpp": "kit-cmpp-secret-1",
     "cmas": "kit-cmas-secret-6a0f42",
+    "wecom-app": "kit-wecom-corp-secret-81d2",
+    "email": "kit-smtp-auth-code-40c7",
 }
 CMPP_SP = "901234"
 ALIYUN_KEY, TENCENT_ID, TWILIO_SID = "LTAI-kit", "AKID-kit", "AC" + "0" * 31 + "9"
@@ -285,6 +295,93 @@ SMPP_CASES = variants("smpp", lambda: smpp(shared("ok").port), {
     "refusing": lambda: smpp(shared("refusing", refuse={f"86137{i:08d}" for i in range(200)}).port),
 })
 
+# -- the channels: group robots, WeCom application messages, email ------------------------------------
+
+ROBOT_FAKES: dict[str, tuple[type[FakeRobots], type[Gateway], Any, str]] = {
+    "wecom-robot": (FakeWeComRobot, WeComRobotGateway, WeComRobotSettings, ""),
+    "dingtalk-robot": (FakeDingTalk, DingTalkRobotGateway, DingTalkRobotSettings, "SEC-kit-dingtalk-7a3e91c0"),
+    "feishu-robot": (FakeFeishu, FeishuRobotGateway, FeishuRobotSettings, "kit-feishu-secret-52bd"),
+}
+
+
+def robot_key(name: str, n: int) -> str:
+    return f"kit-{name.split('-')[0]}-key-{n:04d}-9c1e"
+
+
+def robot(name: str, transport: httpx.AsyncBaseTransport | None = None, **over: Any) -> Gateway:
+    """Three robots, ``branch-0`` … ``branch-2``, each with its key (and secret)."""
+    _, cls, settings_cls, secret = ROBOT_FAKES[name]
+    robots = {f"branch-{n}": {"url": robot_key(name, n), "secret": secret} for n in range(3)}
+    settings = settings_cls(robots=SecretStr(json.dumps(robots)), endpoint=over.pop("endpoint", "https://robot.example"),
+                            timeout_s=over.pop("timeout_s", 2), **over)
+    return cls(settings, client(transport) if transport else None)  # type: ignore[call-arg]
+
+
+def fake_robot(name: str) -> FakeRobots:
+    fake_cls, _, _, secret = ROBOT_FAKES[name]
+    return fake_cls({robot_key(name, n): secret for n in range(3)})
+
+
+def robot_cases(name: str, throttled: dict[str, Any]) -> list[GatewayCase]:
+    _, _, _, secret = ROBOT_FAKES[name]
+    return variants(name, lambda: robot(name, fake_robot(name).transport()), {
+        "reset": lambda: robot(name, httpx.MockTransport(reset)),
+        "down": lambda: robot(name, down(fake_robot(name), 502)),
+        "throttled": lambda: robot(name, answer(200, throttled), max_wait_s=0),
+    }, hanging=lambda url, t: robot(name, endpoint=url, timeout_s=t), recipients=lambda request: 1,
+        address=lambda i: f"branch-{i % 3}", secrets=[robot_key(name, n) for n in range(3)] + [secret] * bool(secret))
+
+
+WECOM_CORP, WECOM_AGENT = "ww-kit-corp-1", 1000002
+WECOM_MEMBERS = {f"user{i:04d}" for i in range(2100)}
+
+
+def wecom_app(transport: httpx.AsyncBaseTransport | None = None, **over: Any) -> WeComAppGateway:
+    settings = WeComAppSettings(corp_id=WECOM_CORP, corp_secret=SecretStr(SECRET["wecom-app"]), agent_id=WECOM_AGENT,
+                                endpoint=over.pop("endpoint", "https://qyapi.example"), timeout_s=over.pop("timeout_s", 2), **over)
+    return WeComAppGateway(settings, client(transport) if transport else None)
+
+
+def fake_wecom_app(**over: Any) -> FakeWeComApp:
+    fake = FakeWeComApp(WECOM_CORP, SECRET["wecom-app"], WECOM_AGENT, WECOM_MEMBERS)
+    for k, v in over.items():
+        setattr(fake, k, v)
+    return fake
+
+
+def wecom_recipients(request: httpx.Request) -> int:
+    return len(json.loads(request.content)["touser"].split("|")) if request.url.path.endswith("/message/send") else 0
+
+
+@contextlib.contextmanager
+def wecom_silent() -> Iterator[str]:
+    """Hands out tokens, takes each message and never answers in time."""
+    with fake_wecom_app(hang_send_s=3.0).running() as url:
+        yield url
+
+
+@functools.cache
+def shared_smtp(kind: str) -> int:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 for the whole session: ``ok`` (a login), or
+    ``refusing`` (451 to every MAIL FROM)."""
+    server = MailServer(login=("notice@kit.example.org", SECRET["email"]))
+    if kind == "refusing":
+        server.refuse_mail = "451 4.3.0 Try again later"
+    context = smtp_server(server)
+    port = context.__enter__()
+    import atexit
+
+    atexit.register(context.__exit__, None, None, None)
+    return port
+
+
+def email_gateway(port: int, **over: Any) -> EmailGateway:
+    settings = EmailSettings(host="127.0.0.1", port=port, security="none", username="notice@kit.example.org",
+                             password=SecretStr(SECRET["email"]), from_address="城南新区 <notice@kit.example.org>",
+                             timeout_s=over.pop("timeout_s", 3), **over)
+    return EmailGateway(settings)
+
+
 CASES: list[GatewayCase] = [
     GatewayCase("simulator", simulator, lambda: simulator(failure_rate=0.5, throttle_rate=0.5),
                 push_samples={"simulator": SIMULATOR_PUSH}),
@@ -326,6 +423,20 @@ CASES: list[GatewayCase] = [
         "throttled": lambda: cmas(answer(200, {"rspcod": "FlowOverLimit", "msgGroup": "", "success": False})),
     }, hanging=lambda url, t: cmas(url=url + "/sms/", **_ms(t)), recipients=cmas_recipients,
         push_samples={"cmas": CMAS_PUSH}),
+    *robot_cases("wecom-robot", {"errcode": 45009, "errmsg": "api freq out of limit"}),
+    *robot_cases("dingtalk-robot", {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}),
+    *robot_cases("feishu-robot", {"code": 11232, "msg": "frequency limited", "data": {}}),
+    *variants("wecom-app", lambda: wecom_app(fake_wecom_app().transport()), {
+        "reset": lambda: wecom_app(httpx.MockTransport(reset)),
+        "down": lambda: wecom_app(down(fake_wecom_app(), 503)),
+        "throttled": lambda: wecom_app(fake_wecom_app(throttle=10**6).transport(), max_wait_s=0),
+    }, hanging=lambda url, t: wecom_app(endpoint=url, timeout_s=t), silent_server=wecom_silent,
+        recipients=wecom_recipients, address=lambda i: f"user{i:04d}"),
+    *variants("email", lambda: email_gateway(shared_smtp("ok")), {
+        "refusing": lambda: email_gateway(shared_smtp("refusing")),
+        "down": lambda: email_gateway(free_port()),
+    }, hanging=lambda url, t: email_gateway(int(url.rsplit(":", 1)[1]), timeout_s=t), silent_server=silent_smtp,
+        address=lambda i: f"member{i}@kit.example.org"),
 ]
 
 _: Callable[..., Awaitable[None]] = _instant

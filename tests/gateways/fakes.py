@@ -150,7 +150,7 @@ class FakeProvider:
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
-        thread = threading.Thread(target=server.serve_forever, name=f"fake-{self.name}", daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fake-{self.name}", daemon=True)
         thread.start()
         try:
             yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -182,3 +182,48 @@ def test_twilio_rejects_tampering() -> None:
     assert not validate_twilio_signature(TWILIO_URL + "&x=1", TWILIO_PARAMS, good, "12345")
     assert not validate_twilio_signature(TWILIO_URL, TWILIO_PARAMS, "", "12345")
     assert not validate_twilio_signature(TWILIO_URL, TWILIO_PARAMS, good, "")
+
+
+# -- group-chat robots: worked examples computed here with plain hmac/hashlib -------------------------
+
+
+def _dingtalk_by_hand(secret: str, timestamp_ms: int) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    string_to_sign = f"{timestamp_ms}\n{secret}".encode()
+    digest = hmac.new(secret.encode(), string_to_sign, digestmod=hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(digest))
+
+
+def _feishu_by_hand(secret: str, timestamp_s: int) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    key = f"{timestamp_s}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", digestmod=hashlib.sha256).digest()).decode()
+
+
+def test_dingtalk_robot_sign_matches_the_documented_formula() -> None:
+    from broadcast.gateways.signing import dingtalk_robot_sign
+
+    # computed independently (research notes, channels-and-inbound.md §3) and by hand here
+    assert _dingtalk_by_hand("SECxxxx_example", 1577262236757) == "vVhM9vM8Mxne%2FWrjJE5bEYxjXW9MQrf4qKMNNcyKh98%3D"
+    assert dingtalk_robot_sign("SECxxxx_example", 1577262236757) == "vVhM9vM8Mxne%2FWrjJE5bEYxjXW9MQrf4qKMNNcyKh98%3D"
+    for secret, ts in [("SEC5a3ecf88f2b3eb50db30ecfc00f53033ac909c99bf7f88fd612bda89d7f3a9dc", 1780000000123),
+                       ("this is secret", 1), ("SEC中文+/=", 1599999999999)]:
+        assert dingtalk_robot_sign(secret, ts) == _dingtalk_by_hand(secret, ts)
+
+
+def test_feishu_robot_sign_matches_the_documented_formula() -> None:
+    from broadcast.gateways.signing import dingtalk_robot_sign, feishu_robot_sign
+
+    assert _feishu_by_hand("test-secret", 1599360473) == "wSds2BzzFIIGf/WrhUO+NI1q/9j+FRJd3JNHKAq0NZY="
+    assert feishu_robot_sign("test-secret", 1599360473) == "wSds2BzzFIIGf/WrhUO+NI1q/9j+FRJd3JNHKAq0NZY="
+    for secret, ts in [("nIMtb7r3N9pkXyXdtAbx6e", 1780000000), ("", 0), ("密钥", 1599360473)]:
+        assert feishu_robot_sign(secret, ts) == _feishu_by_hand(secret, ts)
+    # the key and the message are the other way round from DingTalk's: not the same MAC
+    assert feishu_robot_sign("s3cret", 1000) != dingtalk_robot_sign("s3cret", 1000)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import subprocess
 import threading
 import time
@@ -30,7 +29,7 @@ import sqlalchemy as sa
 
 from broadcast.gateways import registry
 from broadcast.gateways.replies import KANNEL_GET_URL
-from tests.gateways.test_kannel_e2e import BEARERBOX, FAKESMSC, SMSBOX, kannel, received, wait_for
+from tests.helpers.kannel import FAKESMSC, kannel, received, skip_without_kannel, wait_for
 from tests.helpers.serve import free_port, serve_cli
 
 pytestmark = pytest.mark.slow
@@ -88,9 +87,7 @@ def originate(tmp: Path, port: int, phone: str, text: str, logs: list[Path], got
 
 def test_replies_through_real_kannel_opt_out_and_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        cli: Callable[..., object], ws: object) -> None:
-    missing = [p for p in (BEARERBOX, SMSBOX, FAKESMSC) if not (os.path.isfile(p) and os.access(p, os.X_OK))]
-    if missing:
-        pytest.skip(f"Kannel is not installed ({', '.join(missing)} missing): apt-get install -y kannel kannel-extras")
+    skip_without_kannel()
     monkeypatch.setitem(registry.BUILTINS, "kannel", "broadcast.gateways.kannel:KannelGateway")
     engine: sa.Engine = ws.engine  # type: ignore[attr-defined]
     for key, value in {"BROADCAST_REQUIRE_APPROVAL": "false", "BROADCAST_QUIET_HOURS": "",

@@ -27,6 +27,7 @@ from broadcast.cli import (
     member_cmd,
     message_cmd,
     optout_cmd,
+    plan_cmd,
     receipts_cmd,
     schedule_cmd,
     send_cmd,
@@ -99,6 +100,7 @@ app.add_typer(template_cmd.app, name="template")
 app.add_typer(schedule_cmd.app, name="schedule")
 app.add_typer(calendar_cmd.app, name="calendar")
 app.command("due")(message_cmd.due)
+app.command("plan")(plan_cmd.plan)
 app.command("run")(send_cmd.run)
 app.command("worker")(send_cmd.worker)
 app.command("send")(send_cmd.send)

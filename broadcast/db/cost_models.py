@@ -1,4 +1,4 @@
-"""Monthly budgets of groups (migration v0008). Money is kept in fen (分), an integer: never a float."""
+"""Monthly budgets of groups (migration v0010). Money is kept in fen (分), an integer: never a float."""
 
 from __future__ import annotations
 

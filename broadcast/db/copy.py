@@ -23,8 +23,8 @@ from broadcast.db.engine import make_engine, transaction
 from broadcast.db.migrate import ensure_schema
 from broadcast.errors import ConflictError, StateError
 
-ORDER = ("groups", "budgets", "members", "memberships", "optouts", "schedules", "schedule_targets", "messages",
-         "message_targets", "runs", "deliveries", "delivery_attempts", "receipts", "rate_buckets",
+ORDER = ("groups", "budgets", "group_robots", "members", "memberships", "optouts", "channel_optouts", "schedules",
+         "schedule_targets", "messages", "message_targets", "runs", "deliveries", "delivery_people", "delivery_attempts", "receipts", "rate_buckets",
          "inbound", "feedback", "submissions", "audit_log", "audit_head")
 CHUNK = 5000
 

@@ -77,6 +77,11 @@ class Delivery(SQLModel, table=True):
     # (BROADCAST_REPLY_EXTENSION_DIGITS): our number + the code (Kannel, CMPP, SMPP), the provider's
     # extension field (Tencent ExtendCode, 云MAS addSerial); digits only
     reply_address: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    # the channel that carries it (sms, email, wecom-app, wecom-robot, dingtalk-robot, feishu-robot)
+    # and, where that is not the phone, the address there (email, userid, ``group:<id>`` for a chat
+    # post, whose people are in delivery_people); migration v0011
+    channel: str = Field(default="sms", sa_column=Column(String(20), nullable=False, server_default="sms"))
+    address: str = Field(default="", sa_column=Column(String(254), nullable=False, server_default=""))
     error_code: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     error_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     queued_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -46,6 +46,11 @@ class Member(SQLModel, table=True):
     notes: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # contact points besides the phone (migration v0011): "" where the member has none
+    email: str = Field(default="", sa_column=Column(String(254), nullable=False, server_default=""))
+    wecom: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))  # WeCom userid
+    dingtalk: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
+    feishu: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
 
 
 class Membership(SQLModel, table=True):
@@ -77,6 +82,9 @@ class OptOut(SQLModel, table=True):
     # carrier (the provider refused the number as on its blacklist); migration v0007
     source: str = Field(default="manual", sa_column=Column(String(12), nullable=False, server_default="manual"))
     inbound_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # the person asked to be reached on no channel at all, not only by SMS (migration v0011);
+    # an opt-out of one other channel is a ``channel_models.ChannelOptOut``
+    all_channels: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 # --- messages, schedules (migration v0002) -------------------------------------------------
@@ -165,6 +173,10 @@ class Message(SQLModel, table=True):
     # an operator other than the author approved sending it over its groups' monthly budgets (v0010)
     over_budget_by: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     over_budget_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # the channels it goes out on, in order of preference ("wecom-app,sms"; "": SMS only), and the
+    # channel a person gets it on instead when theirs refused or failed ("sms" or "") (v0011)
+    channels: str = Field(default="", sa_column=Column(String(200), nullable=False, server_default=""))
+    fallback: str = Field(default="", sa_column=Column(String(20), nullable=False, server_default=""))
 
 
 
@@ -183,6 +195,7 @@ class MessageTarget(SQLModel, table=True):
 # The send path's tables live in their own module; importing it here registers them with the
 # metadata, so "the models" are always the whole schema.
 from broadcast.db.audit_models import AuditEntry, AuditHead  # noqa: E402,F401
+from broadcast.db.channel_models import ChannelOptOut, DeliveryPerson, GroupRobot  # noqa: E402,F401
 from broadcast.db.cost_models import Budget  # noqa: E402,F401
 from broadcast.db.dispatch_models import (  # noqa: E402,F401
     Delivery,

@@ -47,6 +47,10 @@ def new(
     all_: bool = ALL_OPTION,
     at: str | None = AT_OPTION,
     category: str = typer.Option("notice", "--category", help="notice or marketing."),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Channels in order of preference, e.g. wecom-app,sms (sms, email, wecom-app, "
+                                "group-robots); each person gets it once, on the first where they have an address."),
+    fallback: str | None = typer.Option(None, "--fallback", help="sms: by SMS to whoever their channel refused or failed for."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create a message; its text is rendered and frozen now, and it waits for approval."""
@@ -55,7 +59,7 @@ def new(
 
     ws = workspace()
     created = create_message(ws, text=text, template=template, groups=to or [], all_=all_,
-                             at=_at(ws, at), category=category)
+                             at=_at(ws, at), category=category, channels=channel, fallback=fallback)
 
     def human() -> None:
         _warnings(created.to_dict()["warnings"])  # type: ignore[arg-type]

@@ -37,6 +37,8 @@ from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.dispatch import ledger, runs
+from broadcast.dispatch.cap import apply_cap
+from broadcast.dispatch.channel_pass import Channels, Opener, freeze_on_channels
 from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes
 from broadcast.dispatch.policies import Deadlines, Failover, PerNumberCap, effective_rate, effective_request_rate
 from broadcast.dispatch.run_report import Progress, RunReport
@@ -45,6 +47,7 @@ from broadcast.dispatch.shared_rate import SharedLimiter
 from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult
 from broadcast.gateways.reply_codes import extension_code
 from broadcast.messages.audience import message_audience, optout_skips
+from broadcast.messages.channels import of_row
 from broadcast.messages.checks import wrap_signature
 from broadcast.messages.compose import render_for
 from broadcast.messages.states import transition
@@ -62,10 +65,11 @@ messages_t = table(Message)
 class Dispatcher:
     def __init__(self, ws: Workspace, gateway: Gateway, *, kind: str = "run",
                  progress: Callable[[Progress], None] | None = None, receipt_wait_s: float = 0.0,
-                 fallbacks: Sequence[Gateway] = ()) -> None:
+                 fallbacks: Sequence[Gateway] = (), channels: Opener | None = None) -> None:
         """``fallbacks``: the next gateways of BROADCAST_GATEWAYS, in order. When the current one
         keeps failing (the auto-pause condition) or refuses the account, the rest of the send
-        goes through the next instead of pausing."""
+        goes through the next instead of pausing. ``channels`` opens the gateway of a channel
+        beyond SMS (``channel_pass``) when a message on it is sent."""
         self.ws, self.kind, self.progress = ws, kind, progress
         self.receipt_wait_s = receipt_wait_s  # after sending, wait this long for pulled receipts
         caps = gateway.capabilities  # an operator link's window is its concurrency: the workers fill it
@@ -76,6 +80,8 @@ class Dispatcher:
         # texts are frozen for the first gateway (with or without the signature, as it needs)
         self.signature = "" if gateway.capabilities.adds_signature else None  # None: each message's own
         self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broadcast-db")
+        self.channel = "sms"  # the channel whose deliveries the pass in progress sends
+        self.channels = Channels(self, channels)
         self.use(gateway)
         self.stopping = False
         self.run: runs.RunHandle | None = None
@@ -83,6 +89,7 @@ class Dispatcher:
         self._heard = 0  # deliveries changed by reports a gateway's own connection brought
         self._skipped: dict[int, int] = {}  # message -> opted-out people left out when it was frozen
         self._held: dict[int, str] = {}  # message -> why it was held (over a budget) when it was to start
+        self.channel_counts: dict[int, dict[str, int]] = {}  # message started on channels -> deliveries per channel
         self._reply_rules = intake.Rules.of(ws.settings)  # what a reply on an operator link means
         for g in (gateway, *fallbacks):
             g.listen(self._sink_for(g.capabilities.name))
@@ -180,9 +187,12 @@ class Dispatcher:
                         ids.remove(item.id)
                         continue
                     report.started.append(item.id)
+                    if item.id in self.channel_counts:
+                        report.channels[item.id] = self.channel_counts.pop(item.id)
                     if self._skipped.get(item.id):
                         report.optout_skipped[item.id] = self._skipped[item.id]
             if ids:
+                await self.channels.send(ids, report, wait_for_retries)  # channels beyond SMS first
                 await SendPass(self, ids, report, wait_for_retries).run()
             report.receipts += await self.pull_receipts()
             await self._await_receipts(ids, report)
@@ -209,28 +219,39 @@ class Dispatcher:
         m = messages_t
         now = self.now()
         with transaction(self.ws.engine, write=True) as conn:
-            status, body, signature = conn.execute(  # FOR UPDATE: PostgreSQL runs do not serialise otherwise
-                sa.select(m.c.status, m.c.body, m.c.signature).where(m.c.id == message_id).with_for_update()).one()
+            status, body, signature, chans, target_all = conn.execute(  # FOR UPDATE: PostgreSQL runs do not serialise otherwise
+                sa.select(m.c.status, m.c.body, m.c.signature, m.c.channels, m.c.target_all)
+                .where(m.c.id == message_id).with_for_update()).one()
             if status == "sending":  # frozen by the run that moved it there, in one transaction
                 return 0
             sig = wrap_signature(signature if self.signature is None else self.signature)
             after_id = conn.execute(sa.select(sa.func.coalesce(sa.func.max(deliveries_t.c.id), 0))).scalar_one()
-            recipients = (
-                FrozenRecipient(a.member_id, a.phone, a.name, a.group,
-                                sig + render_for(body, name=a.name, group=a.group, phone=a.phone))
-                for a in message_audience(conn, message_id)
-            )
-            # a gateway that adds the signature itself bills it too: count it in each delivery's parts
-            counted = wrap_signature(signature) if self.signature == "" else ""
-            n = ledger.freeze(conn, message_id, recipients, now, self.name, counted_prefix=counted)
+            on: dict[str, object] = {}
+            skipped = -1
+            if chans:  # channels beyond SMS: each person on the first of theirs (channel_plan)
+                frozen = freeze_on_channels(conn, self, message_id, body, sig, of_row(chans), bool(target_all))
+                n, on = frozen.count, {"channels": frozen.channels, "unreachable": frozen.unreachable}
+                skipped = frozen.opted_out
+                self.channel_counts[message_id] = frozen.channels
+            else:
+                recipients = (
+                    FrozenRecipient(a.member_id, a.phone, a.name, a.group,
+                                    sig + render_for(body, name=a.name, group=a.group, phone=a.phone))
+                    for a in message_audience(conn, message_id)
+                )
+                # a gateway that adds the signature itself bills it too: count it in each delivery's parts
+                counted = wrap_signature(signature) if self.signature == "" else ""
+                n = ledger.freeze(conn, message_id, recipients, now, self.name, counted_prefix=counted)
             if self._over_budget(conn, message_id, now, after_id):
                 return 0
-            skipped = self._skipped[message_id] = optout_skips(conn, message_id)
+            if skipped < 0:
+                skipped = optout_skips(conn, message_id)
+            self._skipped[message_id] = skipped
             transition(conn, message_id, "sending", optout_skipped=skipped, started_at=now)
             note(conn, self.ws.operator, "send.start", f"message:{message_id}", run=self.run.id if self.run else None,
                  run_kind=self.kind, audience=n, optout_skipped=skipped, gateway=self.name, rate=self.rate,
                  concurrency=self.concurrency, max_batch=self.max_batch, in_doubt=self.ws.settings.in_doubt,
-                 max_attempts=self.ws.settings.max_attempts)
+                 max_attempts=self.ws.settings.max_attempts, **on)
         return n
 
     def _over_budget(self, conn: sa.Connection, message_id: int, now: datetime, after_id: int) -> bool:
@@ -262,9 +283,10 @@ class Dispatcher:
         out = Outcomes()
         if rows:
             known: dict[int, SendResult] = {}
-            if self.gateway.capabilities.can_query:
-                answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in rows])
-                known = {c.id: a for c, a in zip(rows, answers) if a is not None}
+            sms = [c for c in rows if c.channel == "sms"]  # a channel's rows are not the SMS gateway's to tell
+            if sms and self.gateway.capabilities.can_query:
+                answers = await self.gateway.query([SendItem(c.id, c.phone, c.text) for c in sms])
+                known = {c.id: a for c, a in zip(sms, answers) if a is not None}
             out = ledger.settle(self.ws.engine, self.run.id, self.name, rows, known, self.ws.settings.in_doubt, now)
         with transaction(self.ws.engine, write=True) as conn:
             note(conn, self.ws.operator, "send.recover", f"run:{self.run.id}", dead_runs=dead,
@@ -348,7 +370,7 @@ class Dispatcher:
         """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
         cap = self.cap
         assert cap is not None
-        return ledger.apply_cap(self.ws.engine, run_id, self.name, rows, cap.limit, cap.day_start(now), now, cap.reason)
+        return apply_cap(self.ws.engine, run_id, self.name, rows, cap.limit, cap.day_start(now), now, cap.reason)
 
     # -- completion -----------------------------------------------------------------------
 
@@ -365,6 +387,9 @@ class Dispatcher:
                 c = ledger.counts(conn, mid)
                 if c.get(IN_DOUBT):
                     report.in_doubt[mid] = c[IN_DOUBT]
+                    by_channel = ledger.in_doubt_by_channel(conn, mid)
+                    if set(by_channel) != {"sms"}:
+                        report.in_doubt_by_channel[mid] = by_channel
                 if status == "sending" and not any(c.get(st) for st in (*OPEN_STATES, IN_DOUBT)):
                     transition(conn, mid, "sent")
                     note(conn, self.ws.operator, "send.finish", f"message:{mid}", counts=c, gateway=self.name,

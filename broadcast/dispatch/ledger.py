@@ -20,7 +20,6 @@ become IN_DOUBT if the run dies. It is bounded by what one run holds claimed at 
 from __future__ import annotations
 
 import random
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +30,6 @@ from sqlalchemy import Connection, Engine
 from broadcast.db.bulk import db_value, execute_rows, insert_rows, marker
 from broadcast.db.dispatch_models import (
     ACCEPTED,
-    DELIVERED,
     EXPIRED,
     FAILED,
     IN_DOUBT,
@@ -62,6 +60,8 @@ class Claimed:
     phone: str
     text: str
     attempts: int  # including this one
+    address: str = ""  # where the channel delivers, when not the phone (deliveries.address)
+    channel: str = "sms"
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class FrozenRecipient:
     name: str
     group: str
     text: str
+    channel: str = "sms"  # a gateway name (channels beyond SMS), or "sms": the SMS gateway in use
+    address: str = ""
 
 
 # -- freeze -----------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
     t_now = db_value(conn, deliveries_t.c.queued_at, now)
     parts: dict[str, int] = {}  # many recipients share a text, or its length
     cols = ("message_id", "kind", "member_id", "phone", "name", "group_name", "text", "parts", "status", "attempts",
-            "gateway", "queued_at", "updated_at")
+            "gateway", "queued_at", "updated_at", "channel", "address")
     for r in recipients:
         if r.phone in have:
             continue
@@ -98,8 +100,8 @@ def freeze(conn: Connection, message_id: int, recipients: Iterable[FrozenRecipie
             n = parts[r.text] = count_segments(counted_prefix + r.text).parts
             if len(parts) > 10_000:
                 parts.clear()
-        rows.append((message_id, kind, r.member_id, r.phone, r.name, r.group, r.text, n, QUEUED, 0, gateway,
-                     t_now, t_now))
+        rows.append((message_id, kind, r.member_id, r.phone, r.name, r.group, r.text, n, QUEUED, 0,
+                     gateway if r.channel == "sms" else r.channel, t_now, t_now, r.channel, r.address))
         if len(rows) == 5000:  # insert as we go: memory stays flat with the audience size
             insert_rows(conn, deliveries_t, cols, rows)
             added += len(rows)
@@ -120,13 +122,14 @@ def unfreeze(conn: Connection, message_id: int, after_id: int) -> int:
 # -- claim ------------------------------------------------------------------------------------
 
 def claim(engine: Engine, run_id: str, message_ids: Sequence[int], limit: int, now: datetime,
-          lease: timedelta) -> list[Claimed]:
-    """Move up to ``limit`` due rows of these messages to SENDING for this run, in one
-    transaction (SQLite: under the write lock; PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+          lease: timedelta, channel: str = "sms") -> list[Claimed]:
+    """Move up to ``limit`` due rows of these messages on ``channel`` to SENDING for this run, in
+    one transaction (SQLite: under the write lock; PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     if limit <= 0 or not message_ids:
         return []
     stmt = _CLAIM_PG if engine.dialect.name == "postgresql" else _CLAIM
-    params = dict(c_mids=list(message_ids), c_now=now, c_limit=limit, c_run=run_id, c_lease=now + lease)
+    params = dict(c_mids=list(message_ids), c_now=now, c_limit=limit, c_run=run_id, c_lease=now + lease,
+                  c_channel=channel)
     with transaction(engine, write=True) as conn:
         rows = conn.execute(stmt, params).all()
     return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
@@ -140,7 +143,7 @@ def _claim_statement(postgresql: bool) -> sa.Update:
         sa.select(d.c.id)
         .where(
             d.c.message_id.in_(sa.bindparam("c_mids", expanding=True)),
-            d.c.status.in_((QUEUED, RETRY_WAIT)),
+            d.c.status.in_((QUEUED, RETRY_WAIT)), d.c.channel == sa.bindparam("c_channel", type_=d.c.channel.type),
             sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= sa.bindparam("c_now", type_=at)),
         )
         .order_by(d.c.id)
@@ -154,7 +157,7 @@ def _claim_statement(postgresql: bool) -> sa.Update:
         .values(status=SENDING, claimed_by=sa.bindparam("c_run", type_=d.c.claimed_by.type),
                 lease_until=sa.bindparam("c_lease", type_=at), attempts=d.c.attempts + 1, request_at=None,
                 updated_at=sa.bindparam("c_now", type_=at))
-        .returning(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts)
+        .returning(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts, d.c.address, d.c.channel)
     )
 
 
@@ -386,11 +389,11 @@ def stranded(engine: Engine, dead_runs: Sequence[str], now: datetime) -> tuple[l
         cond = sa.or_(cond, d.c.claimed_by.in_(list(dead_runs)))
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts, d.c.request_at)
-            .where(d.c.status == SENDING, cond).order_by(d.c.id)
+            sa.select(d.c.id, d.c.message_id, d.c.phone, d.c.text, d.c.attempts, d.c.address, d.c.channel,
+                      d.c.request_at).where(d.c.status == SENDING, cond).order_by(d.c.id)
         ).all()
-    started = [Claimed(*r[:5]) for r in rows if r[5] is not None]
-    return started, [Claimed(*r[:5]) for r in rows if r[5] is None]
+    started = [Claimed(*r[:7]) for r in rows if r[7] is not None]
+    return started, [Claimed(*r[:7]) for r in rows if r[7] is None]
 
 
 def settle(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], known: dict[int, SendResult],
@@ -424,58 +427,6 @@ def settle(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], k
     return out
 
 
-# -- per-number cap ---------------------------------------------------------------------------
-
-_CAP_LOCK_CLASS = 0x62630001  # "bc" 1: the advisory-lock namespace of the per-number cap
-_CAP_LOCK_SLOTS = 64  # phones share this many locks: a claim of thousands takes at most 64
-
-
-def _phone_slot(phone: str) -> int:
-    """The advisory lock a phone's cap decision takes: a stable hash into _CAP_LOCK_SLOTS. One
-    lock per phone would put a lock-table entry per claimed row (PostgreSQL's table holds
-    max_locks_per_transaction × max_connections, 6,400 by default: four workers claiming 2,400
-    rows each would run out); phones that share a slot only wait for each other briefly."""
-    return zlib.crc32(phone.encode()) % _CAP_LOCK_SLOTS
-
-
-def apply_cap(engine: Engine, run_id: str, gateway: str, rows: Sequence[Claimed], cap: int, day_start: datetime,
-              now: datetime, text: str) -> tuple[list[Claimed], list[Claimed]]:
-    """Split claimed rows into (may send, over the cap), failing the latter with reason ``cap``.
-
-    A phone's count includes every real delivery that went or may have gone to it since
-    ``day_start`` (SENDING, ACCEPTED, DELIVERED, IN_DOUBT), other runs' claims included. The
-    decision is serialized per phone across all processes (SQLite: the write lock; PostgreSQL:
-    transaction-scoped advisory locks on the phones' slots, taken in one order), and the rows over the
-    cap are failed in the same transaction. So when two workers claim deliveries to one phone
-    at once, the first to decide sees the other's claim and steps back, and the second sees
-    that step: exactly ``cap`` go, never more, and never fewer because each saw the other."""
-    if not rows:
-        return [], []
-    phones = sorted({c.phone for c in rows})
-    d = deliveries_t
-    with transaction(engine, write=True) as conn:
-        if engine.dialect.name == "postgresql":
-            keys = sorted({_phone_slot(p) for p in phones})  # one order for all: no deadlock
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
-                         {"ns": _CAP_LOCK_CLASS, "keys": keys})
-        seen: dict[str, int] = dict(conn.execute(
-            sa.select(d.c.phone, sa.func.count())
-            .where(d.c.phone.in_(phones), d.c.kind == "real", d.c.id.not_in([c.id for c in rows]),
-                   d.c.status.in_((SENDING, ACCEPTED, DELIVERED, IN_DOUBT)),
-                   sa.func.coalesce(d.c.sent_at, d.c.updated_at) >= day_start)
-            .group_by(d.c.phone)
-        ).all())
-        ok, over = [], []
-        for c in rows:
-            if seen.get(c.phone, 0) >= cap:
-                over.append(c)
-            else:
-                seen[c.phone] = seen.get(c.phone, 0) + 1
-                ok.append(c)
-        _fail(conn, run_id, gateway, over, "cap", text, now)
-    return ok, over
-
-
 # -- counts -----------------------------------------------------------------------------------
 
 def counts(conn: Connection, message_id: int, kind: str = "real") -> dict[str, int]:
@@ -485,6 +436,14 @@ def counts(conn: Connection, message_id: int, kind: str = "real") -> dict[str, i
         .group_by(d.c.status)
     ).all()
     return dict(rows)
+
+
+def in_doubt_by_channel(conn: Connection, message_id: int) -> dict[str, int]:
+    """A message's deliveries in doubt, per channel (a post counts once)."""
+    d = deliveries_t
+    return dict(conn.execute(
+        sa.select(d.c.channel, sa.func.count()).where(d.c.message_id == message_id, d.c.kind == "real",
+                                                      d.c.status == IN_DOUBT).group_by(d.c.channel)).all())
 
 
 def expire_past_deadline(engine: Engine, message_id: int, deadline: datetime, now: datetime) -> int:

@@ -26,6 +26,9 @@ class RunReport:
     waiting_quiet: list[int] = field(default_factory=list)
     in_doubt: dict[int, int] = field(default_factory=dict)  # message -> deliveries held in doubt
     failovers: list[dict[str, str]] = field(default_factory=list)
+    channels: dict[int, dict[str, int]] = field(default_factory=dict)  # started message -> deliveries per channel
+    in_doubt_by_channel: dict[int, dict[str, int]] = field(default_factory=dict)  # message -> channel -> in doubt
+    fell_back: int = 0  # deliveries moved to SMS after their channel refused or failed (--fallback sms)
     outcomes: Outcomes = field(default_factory=Outcomes)
     recovered: Outcomes = field(default_factory=Outcomes)
     receipts: int = 0
@@ -45,6 +48,9 @@ class RunReport:
             "waiting_quiet_hours": self.waiting_quiet,
             "in_doubt": [{"id": k, "deliveries": v} for k, v in self.in_doubt.items()],
             "failovers": self.failovers,
+            "channels": [{"id": k, "deliveries": v} for k, v in self.channels.items()],
+            "in_doubt_by_channel": [{"id": k, "channels": v} for k, v in self.in_doubt_by_channel.items()],
+            "fell_back_to_sms": self.fell_back,
             "accepted": self.outcomes.accepted, "failed": self.outcomes.failed, "retrying": self.outcomes.retry,
             "expired_deliveries": self.outcomes.expired, "in_doubt_new": self.outcomes.in_doubt,
             "recovered": vars(self.recovered), "receipts": self.receipts, "elapsed_s": round(self.elapsed_s, 3),

@@ -165,7 +165,7 @@ class SendPass:
 
     async def claim(self, active: list[int], want: int, now: datetime) -> tuple[int, list[list[Claimed]]]:
         """Claim up to ``want`` due rows, the per-number cap applied: (rows claimed, requests)."""
-        rows = await self.d.db(ledger.claim, self.engine, self.run_id, active, want, now, self.d.lease)
+        rows = await self.d.db(ledger.claim, self.engine, self.run_id, active, want, now, self.d.lease, self.d.channel)
         self.holding += len(rows)
         claimed = len(rows)
         if rows and self.d.cap:  # no database round trip on the hot path without a cap
@@ -217,7 +217,7 @@ class SendPass:
         rows = self.fit(req.rows)
         ext = self.d.extension_for(rows[0].message_id)  # a request carries one message
         results = await gateway.send([SendItem(c.id, c.phone, self.d.text_for(c.text, self.signatures.get(c.message_id, "")),
-                                               ext) for c in rows])
+                                               ext, c.address) for c in rows])
         self.carried.update({c.id: name for c in rows})
         if ext and (address := gateway.reply_address(ext)):
             self.reply_to.update({c.id: address for c in rows})
@@ -272,6 +272,11 @@ class SendPass:
 
     def on_failure(self, mid: int, reason: str, gateway: str) -> None:
         if mid in self.paused:
+            return
+        if self.d.channel != "sms":  # a channel beyond SMS: its rows go by SMS (--fallback sms), or the message pauses
+            self.paused.add(mid)
+            self.flush()
+            self.d.channels.failure(mid, self.d.channel, f"{gateway}: {reason}", self.report)
             return
         action = self.d.failover.decide(gateway)
         if action is FailureAction.FAILOVER:

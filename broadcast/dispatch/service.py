@@ -59,6 +59,48 @@ def open_gateway(ws: Workspace, name: str | None = None) -> Gateway:
     return cls(settings, client)
 
 
+def channel_opener(ws: Workspace) -> Callable[[str], Gateway]:
+    """Opens the gateway of a channel beyond SMS by its name (``email``, ``wecom-app``,
+    ``wecom-robot`` …) from its settings; a robot gateway also gets the robots of the groups' chats
+    (``broadcast group robot``), named ``group:<id>``. ``ConfigError`` when it is not configured."""
+    from broadcast.gateways import registry
+
+    def open_channel(name: str) -> Gateway:
+        cls = registry.load(name)
+        settings = registry.load_settings(cls)
+        client = make_client(settings_timeout(settings), ws.settings.concurrency, backend=ws.settings.http_transport)
+        gateway = cls(settings, client)
+        _add_group_robots(ws, gateway)
+        return gateway
+
+    return open_channel
+
+
+def _add_group_robots(ws: Workspace, gateway: Gateway) -> None:
+    from broadcast.db.channel_models import GroupRobot
+    from broadcast.dispatch.channel_pass import robots_json
+    from broadcast.gateways import dingtalk, feishu, wecom
+    from broadcast.gateways.robots import RobotGateway, parse_robots
+    from broadcast.messages.channels import PLATFORM_OF_GATEWAY, robot_address
+
+    platform = PLATFORM_OF_GATEWAY.get(gateway.capabilities.name)
+    if platform is None or not isinstance(gateway, RobotGateway):
+        return
+    extract = {"wecom": (wecom.extract_key, "key"), "dingtalk": (dingtalk.extract_token, "access token"),
+               "feishu": (feishu.extract_hook, "hook id")}[platform]
+    t = table(GroupRobot)
+    with ws.engine.connect() as conn:
+        rows = [(robot_address(gid), url, secret) for gid, url, secret in conn.execute(
+            sa.select(t.c.group_id, t.c.url, t.c.secret).where(t.c.platform == platform))]
+    if rows:
+        try:
+            found = parse_robots(robots_json(rows), *extract)
+        except ValueError as exc:
+            raise ConfigError(f"a group robot of {platform} is not usable: {exc}",
+                              hint="set it again with 'broadcast group robot'") from None
+        gateway.robots = {**gateway.robots, **found}
+
+
 async def _close(gateway: Gateway) -> None:
     await gateway.aclose()
     client = getattr(gateway, "_client", None)
@@ -99,13 +141,14 @@ def run_once(ws: Workspace, *, only: list[int] | None = None, progress: Callable
     """One pass: send everything due, wait for retries due soon, then return."""
     async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
         dispatcher = Dispatcher(ws, gateway, kind="run" if only is None else "send", progress=progress,
-                                receipt_wait_s=receipt_wait_s, fallbacks=fallbacks)
+                                receipt_wait_s=receipt_wait_s, fallbacks=fallbacks, channels=channel_opener(ws))
         if on_dispatcher:
             on_dispatcher(dispatcher)
         try:
             return await dispatcher.run_pass(only)
         finally:
             await _close_links(gateway, fallbacks)  # reports still arriving are recorded first
+            await dispatcher.channels.aclose()
             dispatcher.close()
 
     return asyncio.run(_with_gateways(ws, go))  # type: ignore[return-value]
@@ -116,13 +159,15 @@ def run_worker(ws: Workspace, *, poll_s: float = 5.0, progress: Callable[[Progre
                on_dispatcher: Callable[[Dispatcher], None] | None = None) -> RunReport:
     """Passes in a loop until stopped (SIGTERM/Ctrl-C via ``Dispatcher.stop``). Returns the last pass."""
     async def go(gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:
-        dispatcher = Dispatcher(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks)
+        dispatcher = Dispatcher(ws, gateway, kind="worker", progress=progress, fallbacks=fallbacks,
+                                channels=channel_opener(ws))
         if on_dispatcher:
             on_dispatcher(dispatcher)
         try:
             return await _worker_passes(dispatcher, gateway, fallbacks)
         finally:
             await _close_links(gateway, fallbacks)
+            await dispatcher.channels.aclose()
             dispatcher.close()
 
     async def _worker_passes(dispatcher: Dispatcher, gateway: Gateway, fallbacks: list[Gateway]) -> RunReport:

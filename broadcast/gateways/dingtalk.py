@@ -64,7 +64,7 @@ class DingTalkRobotSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
-    robots: SecretStr = Field(description='JSON {"robot name": {"url": "webhook URL", "secret": "SEC…"}} (or "webhook URL" '
+    robots: SecretStr = Field(default=SecretStr(""), description='JSON {"robot name": {"url": "webhook URL", "secret": "SEC…"}} (or "webhook URL" '
                                           "for an unsigned robot), or one robot's webhook URL (named default).")
     secret: SecretStr = Field(default=SecretStr(""), description="The signing secret (SEC…) of the single robot named default.")
     endpoint: str = Field(default="https://oapi.dingtalk.com", description="API host (a proxy or a fake for tests).")

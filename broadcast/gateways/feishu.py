@@ -69,7 +69,7 @@ class FeishuRobotSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
-    robots: SecretStr = Field(description='JSON {"robot name": {"url": "webhook URL", "secret": "…"}} (or "webhook URL" '
+    robots: SecretStr = Field(default=SecretStr(""), description='JSON {"robot name": {"url": "webhook URL", "secret": "…"}} (or "webhook URL" '
                                           "for an unsigned bot), or one bot's webhook URL (named default).")
     secret: SecretStr = Field(default=SecretStr(""), description="The signing secret of the single bot named default.")
     endpoint: str = Field(default="https://open.feishu.cn", description="API host (open.larksuite.com for Lark, a fake for tests).")

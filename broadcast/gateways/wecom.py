@@ -59,7 +59,7 @@ class WeComRobotSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
-    robots: SecretStr = Field(description='JSON {"robot name": "webhook URL or key"}, or one robot\'s webhook URL (named default).')
+    robots: SecretStr = Field(default=SecretStr(""), description='JSON {"robot name": "webhook URL or key"}, or one robot\'s webhook URL (named default).')
     msgtype: Literal["text", "markdown"] = Field(default="text", description="text (can @ by phone) or markdown.")
     endpoint: str = Field(default="https://qyapi.weixin.qq.com", description="API host (a proxy or a fake for tests).")
     max_wait_s: float = Field(default=120.0, ge=0, le=900, description="Longest wait for a robot's place before the delivery is retried later.")

@@ -39,22 +39,22 @@ class AudienceMember:
 
 
 def audience_of(conn: Connection, group_ids: Sequence[int], target_all: bool,
-                to_phone: str | None = None) -> list[AudienceMember]:
+                to_phone: str | None = None, with_optouts: bool = False) -> list[AudienceMember]:
     """The people a message to these groups (sub-groups included) or to everyone reaches now:
-    one per phone, opt-outs excluded, ordered by member id. ``to_phone``: that phone only."""
+    one per phone, (SMS) opt-outs excluded unless ``with_optouts``, ordered by member id.
+    ``to_phone``: that phone only."""
     if to_phone:
         return _one_phone(conn, to_phone)
     if target_all:
-        people: list[tuple[int, str, str]] = [tuple(r) for r in conn.execute(
-            sa.select(members_t.c.id, members_t.c.phone, members_t.c.name)
-            .where(~members_t.c.phone.in_(sa.select(optouts_t.c.phone)))
-            .order_by(members_t.c.id)
-        )]
+        everyone = sa.select(members_t.c.id, members_t.c.phone, members_t.c.name).order_by(members_t.c.id)
+        if not with_optouts:
+            everyone = everyone.where(~members_t.c.phone.in_(sa.select(optouts_t.c.phone)))
+        people: list[tuple[int, str, str]] = [tuple(r) for r in conn.execute(everyone)]
         scope = None
     else:
         if not group_ids:
             return []
-        people = [(r.member_id, r.phone, r.name) for r in audience(conn, list(group_ids))]
+        people = [(r.member_id, r.phone, r.name) for r in audience(conn, list(group_ids), with_optouts)]
         scope = sa.select(subtree_ids(conn, list(group_ids)).c.id)
     q = sa.select(memberships_t.c.member_id, sa.func.min(groups_t.c.name)).join(
         groups_t, groups_t.c.id == memberships_t.c.group_id
@@ -78,8 +78,9 @@ def _one_phone(conn: Connection, phone: str) -> list[AudienceMember]:
     return [AudienceMember(person.id, phone, person.name, group or "")]
 
 
-def message_audience(conn: Connection, message_id: int) -> list[AudienceMember]:
-    """The audience of message ``message_id`` as it is now (for the dispatch engine's freeze)."""
+def message_audience(conn: Connection, message_id: int, with_optouts: bool = False) -> list[AudienceMember]:
+    """The audience of message ``message_id`` as it is now (for the dispatch engine's freeze);
+    ``with_optouts``: SMS opt-outs included (for a message on other channels too)."""
     row = conn.execute(
         sa.select(messages_t.c.target_all, messages_t.c.to_phone).where(messages_t.c.id == message_id)).first()
     if row is None:
@@ -87,7 +88,7 @@ def message_audience(conn: Connection, message_id: int) -> list[AudienceMember]:
     if row.to_phone:
         return _one_phone(conn, row.to_phone)
     gids = list(conn.execute(sa.select(targets_t.c.group_id).where(targets_t.c.message_id == message_id)).scalars())
-    return audience_of(conn, gids, bool(row.target_all))
+    return audience_of(conn, gids, bool(row.target_all), with_optouts=with_optouts)
 
 
 def optout_skips(conn: Connection, message_id: int) -> int:

@@ -27,6 +27,7 @@ from broadcast.db.types import table
 from broadcast.errors import InputError, NotFoundError
 from broadcast.messages.audience import AudienceMember, message_audience
 from broadcast.messages.billable import billable_parts
+from broadcast.messages.channels import parse_channels, parse_fallback, stored
 from broadcast.messages.checks import CATEGORIES, CheckReport
 from broadcast.messages.compose import check_body, freeze, render_for
 from broadcast.messages.templates import load_template
@@ -98,6 +99,8 @@ def insert_message(
     to_phone: str | None = None,
     pinned: bool = False,
     series_line: int | None = None,
+    channels: str = "",
+    fallback: str = "",
 ) -> tuple[int, str]:
     """Insert one message (frozen body) with its targets; returns (id, status)."""
     status = initial_status(ws)
@@ -113,7 +116,7 @@ def insert_message(
             status_reason=None if ws.settings.require_approval else "approval not required (BROADCAST_REQUIRE_APPROVAL=false)",
             created_at=now, updated_at=now, scheduled_at=scheduled_at, send_after=send_after,
             schedule_id=schedule_id, target_all=target_all, to_phone=to_phone, pinned=pinned,
-            series_line=series_line,
+            series_line=series_line, channels=channels, fallback=fallback,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     if group_ids:
@@ -153,11 +156,18 @@ def create_message(
     at: datetime | None = None,
     category: str = "notice",
     to_phone: str | None = None,
+    channels: str | None = None,
+    fallback: str | None = None,
 ) -> Created:
     """Create a message; the text is rendered (for the local date of ``at``, else today) and frozen.
-    ``to_phone`` (E.164) instead of groups: a message to that one phone (an inbox reply)."""
+    ``to_phone`` (E.164) instead of groups: a message to that one phone (an inbox reply).
+    ``channels`` ("wecom-app,sms") and ``fallback`` ("sms"): see ``messages.channels``."""
     if to_phone is not None and (groups or all_):
         raise InputError("a message to one phone has no groups: give either to_phone or --to/--all")
+    chans = parse_channels(channels)
+    fb = parse_fallback(fallback, chans)
+    if to_phone is not None and stored(chans):
+        raise InputError("a message to one phone goes by SMS: leave out --channel")
     source, tname = source_text(ws.settings, text, template)
     kind = category_of(category)
     now = clock_now(ws.settings)
@@ -172,9 +182,11 @@ def create_message(
         gids = [] if to_phone is not None else resolve_targets(conn, groups, all_)
         mid, status = insert_message(
             conn, ws, body=body, template=tname, category=kind, group_ids=gids, target_all=all_,
-            scheduled_at=at, now=now, to_phone=to_phone,
+            scheduled_at=at, now=now, to_phone=to_phone, channels=stored(chans), fallback=fb,
         )
-        extra = {} if to_phone is None else {"to_phone": mask_phone(to_phone)}
+        extra: dict[str, object] = {} if to_phone is None else {"to_phone": mask_phone(to_phone)}
+        if stored(chans):
+            extra.update(channels=list(chans), fallback=fb or None)
         note(conn, ws.operator, "message.create", f"message:{mid}", status=status, body=body, template=tname,
              category=kind, targets=list(groups), all=all_, scheduled_at=at, signature=ws.settings.signature, **extra)
     return Created(mid, status, report)

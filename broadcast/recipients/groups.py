@@ -217,19 +217,15 @@ class Recipient:
     name: str
 
 
-def audience(conn: Connection, group_ids: list[int]) -> list[Recipient]:
-    """Members of the groups and all their sub-groups, one per phone, opt-outs excluded."""
+def audience(conn: Connection, group_ids: list[int], with_optouts: bool = False) -> list[Recipient]:
+    """Members of the groups and all their sub-groups, one per phone, (SMS) opt-outs excluded
+    unless ``with_optouts`` (a message on other channels may still reach them)."""
     tree = subtree_ids(conn, group_ids)
-    query = (
-        sa.select(members_t.c.id, members_t.c.phone, members_t.c.name)
-        .where(
-            members_t.c.id.in_(
-                sa.select(memberships_t.c.member_id).where(memberships_t.c.group_id.in_(sa.select(tree.c.id)))
-            ),
-            ~members_t.c.phone.in_(sa.select(optouts_t.c.phone)),
-        )
-        .order_by(members_t.c.id)
-    )
+    cond = [members_t.c.id.in_(
+        sa.select(memberships_t.c.member_id).where(memberships_t.c.group_id.in_(sa.select(tree.c.id))))]
+    if not with_optouts:
+        cond.append(~members_t.c.phone.in_(sa.select(optouts_t.c.phone)))
+    query = sa.select(members_t.c.id, members_t.c.phone, members_t.c.name).where(*cond).order_by(members_t.c.id)
     return [Recipient(mid, phone, name) for mid, phone, name in conn.execute(query)]
 
 

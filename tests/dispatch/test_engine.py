@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from broadcast.db.dispatch_models import Delivery, DeliveryAttempt, Run
 from broadcast.dispatch import ledger, service
+from broadcast.dispatch.cap import apply_cap
 from broadcast.dispatch.dispatcher import Dispatcher
 from broadcast.gateways.base import Capabilities, Outcome, Receipt, SendResult
 from broadcast.messages.store import create_message
@@ -185,7 +186,7 @@ def test_per_number_cap_decided_by_two_workers_at_once(setup):
 
             def decide(i: int) -> tuple[list[ledger.Claimed], list[ledger.Claimed]]:
                 barrier.wait()
-                return ledger.apply_cap(ws.engine, f"run-{cap}-{i}", "scripted", claims[i], cap, day_start, now,
+                return apply_cap(ws.engine, f"run-{cap}-{i}", "scripted", claims[i], cap, day_start, now,
                                         "over the cap")
 
             results = list(pool.map(decide, range(2)))
@@ -227,7 +228,7 @@ def test_per_number_cap_on_big_claims_from_four_workers_at_once(setup):
     def decide(w: int) -> tuple[list[ledger.Claimed], list[ledger.Claimed]]:
         rows = [ledger.Claimed(10_000_000 * (w + 1) + i, 1, f"+861{w}{i:09d}", "x", 1) for i in range(n)]
         barrier.wait()
-        return ledger.apply_cap(ws.engine, f"run-{w}", "scripted", rows, 5, now - timedelta(hours=1), now, "cap")
+        return apply_cap(ws.engine, f"run-{w}", "scripted", rows, 5, now - timedelta(hours=1), now, "cap")
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(decide, range(4)))

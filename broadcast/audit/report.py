@@ -45,6 +45,7 @@ from broadcast.db.dispatch_models import (
 from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.errors import InputError
+from broadcast.messages.channels import channel_of
 from broadcast.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 deliveries_t = table(Delivery)
 messages_t = table(Message)
-BY = ("day", "week", "month", "group", "message", "gateway")
+BY = ("day", "week", "month", "group", "message", "gateway", "channel")
 
 
 @dataclass
@@ -185,7 +186,8 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             continue
         seen.add(mid)
         day = _period(started[mid][0], "day")
-        key = {"group": group, "message": str(mid), "gateway": gateway}.get(by) or _period(started[mid][0], by)
+        key = _key(by, group, mid, gateway) or _period(started[mid][0], by)
+        sms = channel_of(gateway) == "sms"  # a post or message on another channel is neither SMS nor billed
         for row in (rows.setdefault(key, Row(key)), total, days.setdefault(day, Row(day))):
             row.deliveries += n
             field_ = _STATE_FIELD.get(status)
@@ -193,7 +195,7 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
                 setattr(row, field_, getattr(row, field_) + n)
             if status == DELIVERED:
                 row.accepted += n
-            if status in (ACCEPTED, DELIVERED):
+            if status in (ACCEPTED, DELIVERED) and sms:
                 row.sms += int(parts or 0)
                 row.charge(int(parts or 0), book.price(gateway))
             if status == ACCEPTED and mid in overdue:
@@ -203,7 +205,7 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
     for (group, mid, gateway), parts in undelivered.items():  # accepted, then undelivered: billed or not by rule
         if mid in started and book.billing(gateway) == "submitted":
             day = _period(started[mid][0], "day")
-            key = {"group": group, "message": str(mid), "gateway": gateway}.get(by) or _period(started[mid][0], by)
+            key = _key(by, group, mid, gateway) or _period(started[mid][0], by)
             for row in (rows.setdefault(key, Row(key)), total, days.setdefault(day, Row(day))):
                 row.charge(parts, book.price(gateway))
     for buckets, members in ((rows, msgs), (days, day_msgs)):
@@ -225,6 +227,11 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
     rules = {g: book.billing(g) for g in gateways if book.price(g) is not None or any(k[2] == g for k in undelivered)}
     return Report(span_from, span_to, by, headline(total, span_from, span_to), total, ordered, failures, per_day,
                   {g: exact(book.price(g)) for g in gateways}, rules, budgets)
+
+
+def _key(by: str, group: str, mid: int, gateway: str) -> str | None:
+    """A row's key for --by group/message/gateway/channel (None: a period)."""
+    return {"group": group, "message": str(mid), "gateway": gateway, "channel": channel_of(gateway)}.get(by)
 
 
 def _budgets(conn: Any, book: PriceBook, since: date | None, until: date | None, started: dict[int, tuple[date, int]],

@@ -131,7 +131,8 @@ def show(message_id: int = typer.Argument(..., help="Message id."), json_: bool 
     deliveries = delivery_overview(ws, message_id)
     cost = message_cost(ws, message_id)
     Output.for_(json_).result({**m.to_dict(), "deliveries": deliveries["counts"], "test_sends": deliveries["test_sends"],
-                               "in_doubt": deliveries["in_doubt"], "cost": cost.to_dict()},
+                               "in_doubt": deliveries["in_doubt"], "by_channel": deliveries["by_channel"],
+                               "cost": cost.to_dict()},
                               lambda: _say_message(ws, m, deliveries, cost))
 
 
@@ -150,6 +151,9 @@ def _say_message(ws: Any, m: Any, deliveries: dict[str, object], cost: Any) -> N
     say(f"Scheduled: {when}" + (f"; may first be sent {_local(ws, m.send_after)}" if m.send_after else "")
         + (f"; schedule {m.schedule_id}" if m.schedule_id else ""))
     say(f"To: {'everyone' if m.target_all else m.to_phone or '、'.join(m.targets) or '(no groups)'}; audience now: {m.audience}")
+    if m.channels:
+        say(f"Channels: {m.channels.replace(',', ', ')}" + (f"; fallback: {m.fallback}" if m.fallback else "")
+            + " (each person once, on the first where they have an address)")
     say(f"{m.length} characters, {m.encoding}, {m.parts} part(s); billable parts: {m.billable_parts}")
     say(escape(cost.text()))
     if m.status == "held":
@@ -161,11 +165,13 @@ def _say_message(ws: Any, m: Any, deliveries: dict[str, object], cost: Any) -> N
     counts = {k: v for k, v in cast(dict[str, int], deliveries["counts"]).items() if v}
     if counts:
         say("Deliveries: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for channel, by_status in cast(dict[str, dict[str, int]], deliveries.get("by_channel") or {}).items():
+        say(f"  {channel}: " + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
     in_doubt = cast(list[dict[str, Any]], deliveries["in_doubt"])
     if in_doubt:
         table("In doubt: the run sending these died mid-request; they may or may not have arrived",
-              ["Delivery", "Phone", "Name", "Since"],
-              ([d["delivery_id"], d["phone"], d["name"], d["since"]] for d in in_doubt))
+              ["Delivery", "Channel", "Phone", "Name", "Since"],
+              ([d["delivery_id"], d["channel"], d["phone"], d["name"], d["since"]] for d in in_doubt))
         say(f"Resolve with: broadcast message resolve {m.id} --resend   (or --mark-sent if they arrived)")
 
 

@@ -97,6 +97,10 @@ def _say_report(report: Any) -> None:
     say(f"Sent {o.accepted}, failed {o.failed}, retrying later {o.retry}, expired {o.expired}, "
         f"in doubt {o.in_doubt} ({report.elapsed_s:.1f} s)"
         + (f"; receipts {report.receipts}" if report.receipts else ""))
+    for mid, counts in report.channels.items():
+        say(f"Message {mid} by channel: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if report.fell_back:
+        say(f"{report.fell_back} sent by SMS instead: their channel refused or failed for them (--fallback sms)")
     for mid, n in report.optout_skipped.items():
         say(f"Message {mid}: {n} opted-out {'person' if n == 1 else 'people'} left out (see broadcast optout list)")
     if report.completed:
@@ -110,7 +114,9 @@ def _say_report(report: Any) -> None:
     for mid, reason in report.held.items():
         warn(f"message {mid} held, nothing of it sent: {reason}; {release_hint(mid)}")
     for mid, n in report.in_doubt.items():
-        warn(f"message {mid}: {n} deliveries in doubt (held, not resent); see broadcast message show {mid}")
+        per = report.in_doubt_by_channel.get(mid)
+        where = f" ({', '.join(f'{k} {v}' for k, v in per.items())})" if per else ""
+        warn(f"message {mid}: {n} deliveries in doubt{where} (held, not resent); see broadcast message show {mid}")
 
 
 def run(json_: bool = JSON_OPTION, quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output.")) -> None:

@@ -102,7 +102,8 @@ def frozen_estimate(conn: Connection, settings: Settings, message_id: int, gatew
     starts), each with the parts it recorded."""
     d = deliveries_t
     rows = conn.execute(sa.select(d.c.group_name, d.c.parts, sa.func.count())
-                        .where(d.c.message_id == message_id, d.c.kind == "real", d.c.status == QUEUED)
+                        .where(d.c.message_id == message_id, d.c.kind == "real", d.c.status == QUEUED,
+                               d.c.channel == "sms")
                         .group_by(d.c.group_name, d.c.parts)).all()
     est = Estimate(gateway, price_of(settings, gateway), billing_of(settings, gateway))
     for group, parts, n in rows:

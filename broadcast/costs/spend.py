@@ -41,6 +41,7 @@ from broadcast.db.dispatch_models import (
 )
 from broadcast.db.models import Group, Message
 from broadcast.db.types import table
+from broadcast.messages.channels import CHANNEL_GATEWAYS
 
 __all__ = ["GroupTree", "PartsRow", "Spend", "any_budget", "load_budgets", "month_spend", "parts_rows", "spend_by",
            "undelivered_parts"]
@@ -130,7 +131,7 @@ def undelivered_parts(conn: Connection, conds: Sequence[Any]) -> dict[tuple[str,
     d = deliveries_t
     dims = (d.c.group_name, d.c.message_id, d.c.gateway)
     rows = conn.execute(sa.select(*dims, sa.func.sum(d.c.parts))
-                        .where(*conds, d.c.status == FAILED, d.c.sent_at.is_not(None)).group_by(*dims))
+                        .where(*conds, d.c.gateway.not_in(CHANNEL_GATEWAYS), d.c.status == FAILED, d.c.sent_at.is_not(None)).group_by(*dims))
     return {(g, m, gw): int(n or 0) for g, m, gw, n in rows}
 
 
@@ -139,7 +140,7 @@ def parts_rows(conn: Connection, conds: Sequence[Any], *, many: bool = False) ->
     ``many``: a month's worth of messages: SQLite reads the covering report index (a lookup per
     row through the message index is 4× slower there)."""
     d = deliveries_t
-    conds = [d.c.kind == "real", *conds]
+    conds = [d.c.kind == "real", d.c.gateway.not_in(CHANNEL_GATEWAYS), *conds]  # channels beyond SMS cost nothing
     dims = (d.c.group_name, d.c.message_id, d.c.gateway)
     acc: dict[tuple[str, int, str], list[int]] = {}
     query = sa.select(*dims, d.c.status, sa.func.sum(d.c.parts)).where(*conds).group_by(*dims, d.c.status)

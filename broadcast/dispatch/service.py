@@ -440,14 +440,21 @@ def delivery_overview(ws: Workspace, message_id: int, limit: int = 50) -> dict[s
     d = deliveries_t
     with ws.engine.connect() as conn:
         doubt = conn.execute(
-            sa.select(d.c.id, d.c.phone, d.c.name, d.c.updated_at)
+            sa.select(d.c.id, d.c.phone, d.c.name, d.c.updated_at, d.c.channel)
             .where(d.c.message_id == message_id, d.c.status == IN_DOUBT, d.c.kind == "real")
             .order_by(d.c.id).limit(limit)
         ).all()
         tests = conn.execute(sa.select(sa.func.count()).select_from(d).where(
             d.c.message_id == message_id, d.c.kind == "test")).scalar_one()
+        by_channel: dict[str, dict[str, int]] = {}
+        for channel, status, n in conn.execute(
+                sa.select(d.c.channel, d.c.status, sa.func.count())
+                .where(d.c.message_id == message_id, d.c.kind == "real").group_by(d.c.channel, d.c.status)):
+            by_channel.setdefault(channel, {})[status] = n
     return {
         "counts": summary_counts(ws, message_id),
         "test_sends": tests,
-        "in_doubt": [{"delivery_id": i, "phone": p, "name": n, "since": t.isoformat()} for i, p, n, t in doubt],
+        "in_doubt": [{"delivery_id": i, "phone": p, "name": n, "since": t.isoformat(), "channel": c}
+                     for i, p, n, t, c in doubt],
+        "by_channel": by_channel if set(by_channel) - {"sms"} else {},
     }

@@ -30,6 +30,7 @@ ADDRESS_COLUMN = {"email": "email", "wecom-app": "wecom"}  # members.<column> of
 OPTOUT_KEY = {"sms": "sms", "email": "email", "wecom-app": "wecom"}
 ROBOT_GATEWAY = {"wecom": "wecom-robot", "dingtalk": "dingtalk-robot", "feishu": "feishu-robot"}
 PLATFORM_OF_GATEWAY = {g: p for p, g in ROBOT_GATEWAY.items()}
+CHANNEL_GATEWAYS = ("email", "wecom-app", *ROBOT_GATEWAY.values())  # a delivery's gateway beyond SMS
 ROBOT_ADDRESS_PREFIX = "group:"  # a chat post's address: group:<group id>
 
 
@@ -69,6 +70,11 @@ def stored(channels: tuple[str, ...]) -> str:
 def of_row(value: str | None) -> tuple[str, ...]:
     """The channels of a stored message ("" → ("sms",))."""
     return tuple(v for v in (value or "").split(",") if v) or ("sms",)
+
+
+def channel_of(gateway: str) -> str:
+    """The channel of the gateway that carried a delivery: its own name beyond SMS, else ``sms``."""
+    return gateway if gateway in CHANNEL_GATEWAYS else "sms"
 
 
 def robot_address(group_id: int) -> str:

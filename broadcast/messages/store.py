@@ -212,6 +212,8 @@ class MessageInfo:
     created_at: datetime
     updated_at: datetime
     to_phone: str | None = None  # a message to one phone (an inbox reply) instead of groups
+    channels: str = ""  # "wecom-app,sms" ("": SMS only), see messages.channels
+    fallback: str = ""  # "sms" or ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -227,7 +229,8 @@ def _info(conn: Connection, row: sa.Row[Any]) -> MessageInfo:
     return MessageInfo(
         row.id, row.status, row.category, row.author, row.approver, row.scheduled_at, row.send_after,
         row.schedule_id, bool(row.target_all), names, row.body, row.template, row.signature,
-        row.status_reason, row.reject_reason, row.created_at, row.updated_at, row.to_phone,
+        row.status_reason, row.reject_reason, row.created_at, row.updated_at, row.to_phone, row.channels,
+        row.fallback,
     )
 
 

@@ -1,0 +1,44 @@
+"""Reports, ``message show`` and ``run`` break a mixed-channel send down by channel; a post or a
+WeCom message is neither counted as an SMS nor costed."""
+
+from __future__ import annotations
+
+from tests.channels.helpers import AGENT, CORP, CORP_SECRET, build_org, wecom_app_env
+from tests.gateways.fake_wecom_app import FakeWeComApp
+
+BRANCHES = {"一支部": [("张三", 1, "zhangsan", ""), ("李四", 2, "", ""), ("王五", 3, "ghost", "")]}
+
+
+def test_report_show_and_run_by_channel(ws, cli, monkeypatch):
+    for k, v in {"BROADCAST_SIGNATURE": "【城南新区】", "BROADCAST_SIMULATOR_LATENCY_MS": "0",
+                 "BROADCAST_SIMULATOR_FAILURE_RATE": "0", "BROADCAST_REQUIRE_APPROVAL": "false",
+                 "BROADCAST_GATEWAY": "simulator", "BROADCAST_PRICE_SIMULATOR": "0.04", "COLUMNS": "200"}.items():
+        monkeypatch.setenv(k, v)
+    build_org(ws, BRANCHES)
+    app = FakeWeComApp(CORP, CORP_SECRET, AGENT, {"zhangsan"})
+    with app.running() as url:
+        for k, v in wecom_app_env(url).items():
+            monkeypatch.setenv(k, v)
+        r = cli("message", "new", "--text", "{name}同志：今日精神早餐。", "--to", "党工委", "--channel", "wecom-app,sms",
+                "--fallback", "sms")
+        assert r.exit_code == 0, r
+        run = cli("run")
+    assert run.exit_code == 0, run
+    assert "Message 1 by channel: wecom-app 2, sms 1" in run.stdout
+    assert "1 sent by SMS instead" in run.stdout
+    show = cli("message", "show", "1", "--json").json()
+    assert (show["channels"], show["fallback"]) == ("wecom-app,sms", "sms")
+    assert set(show["by_channel"]) == {"wecom-app", "sms"}
+    assert sum(show["by_channel"]["sms"].values()) == 2 and sum(show["by_channel"]["wecom-app"].values()) == 1
+    human = cli("message", "show", "1")
+    assert "Channels: wecom-app, sms; fallback: sms" in human.stdout and "  wecom-app: accepted 1" in human.stdout
+    rep = cli("report", "--by", "channel", "--json").json()
+    rows = {r["key"]: r for r in rep["rows"]}
+    assert set(rows) == {"sms", "wecom-app"}
+    assert rows["wecom-app"]["deliveries"] == 1 and rows["wecom-app"]["sms"] == 0
+    assert rows["sms"]["deliveries"] == 2 and rows["sms"]["sms"] == 2
+    assert rep["total"]["cost"] == "0.08"
+    bad = cli("message", "new", "--text", "x", "--to", "党工委", "--channel", "wechat")
+    assert bad.exit_code == 1 and "unknown channel 'wechat'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("message", "new", "--text", "x", "--to", "党工委", "--fallback", "sms")
+    assert bad.exit_code == 1 and "--fallback sms needs --channel" in bad.stderr

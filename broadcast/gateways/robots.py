@@ -190,17 +190,18 @@ class RobotGateway(Gateway):
         body = self.message(item)
         deadline = self.pacer.clock() + self.max_wait_s
         while True:
-            wait, taken = await self.pacer.acquire([robot.name], max(0.0, deadline - self.pacer.clock()))
+            # paced by its key, not its name: two groups whose chats share one robot share its 20 a minute
+            wait, taken = await self.pacer.acquire([robot.key], max(0.0, deadline - self.pacer.clock()))
             if wait is not None:
                 return SendResult(item.delivery_id, Outcome.RETRYABLE, code="robot_busy", retry_after_s=wait,
                                   detail=f"robot {robot.name!r} is at its limit for {wait:.0f} s more")
             try:
                 result, answer = await self._post(item, robot, body)
             finally:
-                self.pacer.settle([robot.name], taken)
+                self.pacer.settle([robot.key], taken)
             if answer is None or answer.hold_s is None:
                 return result
-            self.pacer.hold(robot.name, answer.hold_s)
+            self.pacer.hold(robot.key, answer.hold_s)
             if self.pacer.clock() + answer.hold_s > deadline:
                 return SendResult(item.delivery_id, Outcome.RETRYABLE, code=answer.code, retry_after_s=answer.hold_s,
                                   detail=f"robot {robot.name!r} throttled: {answer.detail or answer.code}")

@@ -3,16 +3,21 @@
 The committee and its 65 branches are created, the sample contact lists are imported (the clean
 .xlsx, then a GB18030 CSV full of real-world mistakes, whose rejected rows are written back for
 the branch manager), today's 精神早餐 is created by the office and approved by a second person,
-sent through the simulator (which answers like a real gateway: latency, a few dead numbers,
-delivery receipts a moment later), and the delivery counts are returned. Then a few members reply
+sent on WeCom (政务微信) to the members of the branches that use it, through the real ``wecom-app``
+gateway and a local stand-in for WeCom's API (``gateways.wecom_standin``), and by SMS to everyone
+else through the simulator (which answers like a real gateway: latency, a few dead numbers,
+delivery receipts a moment later); the three WeCom users who left get it by SMS instead
+(``--fallback sms``). The delivery counts are returned, per channel. Then a few members reply
 (in the simulator's push format, through the same intake as a real provider's replies): one sends
 TD and is opted out, a branch's submitter hands in tomorrow's line, two write in with feedback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,8 @@ class DemoResult:
     text: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     receipts: int = 0
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> status -> deliveries
+    fell_back: int = 0  # WeCom refused them (they left): sent by SMS instead
     replies: dict[str, int] = field(default_factory=dict)  # what came back: optouts, feedback, submissions
 
 
@@ -95,7 +102,8 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
                     progress: Callable[[Any], None] | None) -> None:
     """Today's 精神早餐: written by the office, approved by a second person, sent, counted."""
     from broadcast import clock
-    from broadcast.dispatch.service import send_now, summary_counts
+    from broadcast.dispatch.service import delivery_overview, send_now, summary_counts
+    from broadcast.gateways.wecom_standin import WeComStandIn
     from broadcast.messages.actions import approve_message
     from broadcast.messages.store import create_message
     from broadcast.messages.templates import load_series
@@ -104,14 +112,58 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
     series = load_series(ws.settings.templates_dir, "精神早餐")
     today = clock.local(clock.now(ws.settings), ws.settings.timezone).date()
     line = series.lines[today.toordinal() % len(series.lines)]
-    created = create_message(ws, text=line, all_=True)
+    on_wecom, left = _wecom_users(ws)
+    created = create_message(ws, text=line, all_=True, channels="wecom-app,sms", fallback="sms")
     leader = Workspace(ws.settings.model_copy(update={"operator": "分管领导"}), ws.engine)
     approve_message(leader, created.id)
     say(f"Message {created.id} written by 办公室, approved by 分管领导 (two-person rule): {created.check.text}")
-    report = send_now(leader, created.id, progress=progress, receipt_wait_s=3.0)
+    say(f"Channels: WeCom (政务微信) for the {len(on_wecom)} members whose branches use it, SMS for the rest; "
+        f"{len(left)} of them have left WeCom (--fallback sms)")
+    with WeComStandIn(_CORP, _CORP_SECRET, _AGENT, on_wecom - left) as standin, _env(_wecom_env(standin.url)):
+        report = send_now(leader, created.id, progress=progress, receipt_wait_s=3.0)
     result.message_id, result.text = created.id, created.check.text
     result.counts = summary_counts(ws, created.id)
-    result.receipts = report.receipts
+    result.receipts, result.fell_back = report.receipts, report.fell_back
+    result.by_channel = delivery_overview(ws, created.id)["by_channel"]  # type: ignore[assignment]
+
+
+_CORP, _CORP_SECRET, _AGENT = "ww-demo-chengnan", "demo-corp-secret", 1000002
+_WECOM_BRANCHES = 20  # the first branches of organisations.csv use WeCom (政务微信)
+
+
+def _wecom_users(ws: Any) -> tuple[set[str], set[str]]:
+    """Give the members of the first branches a WeCom userid; (their userids, three who left)."""
+    import sqlalchemy as sa
+
+    with ws.engine.begin() as conn:
+        gids = list(conn.execute(sa.text("SELECT id FROM groups WHERE parent_id IS NOT NULL ORDER BY id LIMIT :n"),
+                                 {"n": _WECOM_BRANCHES}).scalars())
+        members = sorted(set(conn.execute(sa.text("SELECT member_id FROM memberships WHERE group_id IN "
+                                                  f"({','.join(map(str, gids))})")).scalars()))
+        conn.execute(sa.text("UPDATE members SET wecom = 'cn' || CAST(id AS TEXT) WHERE id IN "
+                             f"({','.join(map(str, members))})"))
+    users = {f"cn{m}" for m in members}
+    return users, set(sorted(users)[:3])
+
+
+def _wecom_env(url: str) -> dict[str, str]:
+    return {"BROADCAST_WECOM_APP_CORP_ID": _CORP, "BROADCAST_WECOM_APP_CORP_SECRET": _CORP_SECRET,
+            "BROADCAST_WECOM_APP_AGENT_ID": str(_AGENT), "BROADCAST_WECOM_APP_ENDPOINT": url}
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """The WeCom stand-in's settings for the send (the gateway reads its settings from the environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 _REPLIES = ("TD", "投稿：学思践悟，知行合一，把初心落在行动上。", "小区东门的路灯坏了一周了，晚上很不安全。",

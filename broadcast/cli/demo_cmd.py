@@ -33,9 +33,14 @@ def demo(
               caption=f"first 8 of {len(messy.errors)}; all in {result.errors_file}")
     c = result.counts
     total = sum(c.values())
-    table(f"Message {result.message_id}: 精神早餐 to everyone, through the simulator",
+    table(f"Message {result.message_id}: 精神早餐 to everyone, on WeCom and by SMS (the simulator)",
           ["people", "delivered", "accepted (no receipt yet)", "failed", "in doubt", "receipts"],
           [[total, c.get("delivered", 0), c.get("accepted", 0), c.get("failed", 0), c.get("in_doubt", 0),
             result.receipts]])
+    if result.by_channel:
+        table(f"Message {result.message_id} by channel", ["channel", "delivered", "accepted", "failed", "in doubt"],
+              ([ch, n.get("delivered", 0), n.get("accepted", 0), n.get("failed", 0), n.get("in_doubt", 0)]
+               for ch, n in sorted(result.by_channel.items())),
+              caption=f"{result.fell_back} WeCom users who had left got it by SMS instead (--fallback sms)")
     say(f"Demo database: {result.database}")
     say(f"Explore it: BROADCAST_DATABASE_URL=sqlite:///{result.database} broadcast group show 城南新区党工委")

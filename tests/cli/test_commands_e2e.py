@@ -175,6 +175,12 @@ def test_demo_end_to_end_in_its_own_database(tmp_path: Path) -> None:
                 "SELECT status, count(*) FROM deliveries WHERE kind = 'real' GROUP BY status")).all())
             members = conn.execute(sa.text("SELECT count(*) FROM members")).scalar_one()
             message = conn.execute(sa.text("SELECT status FROM messages")).scalar_one()
+            channels = dict(conn.execute(sa.text(
+                "SELECT channel, count(*) FROM deliveries WHERE kind = 'real' GROUP BY channel")).all())
+            moved = conn.execute(sa.text(  # their WeCom attempt stays beside the SMS one
+                "SELECT count(*) FROM deliveries d WHERE d.channel = 'sms' AND EXISTS (SELECT 1 FROM "
+                "delivery_attempts a WHERE a.delivery_id = d.id AND a.gateway = 'wecom-app')")).scalar_one()
+            wecom_users = conn.execute(sa.text("SELECT count(*) FROM members WHERE wecom != ''")).scalar_one()
     finally:
         eng.dispose()
     # every delivery is settled into one of the four columns, which add up to the people shown
@@ -182,7 +188,12 @@ def test_demo_end_to_end_in_its_own_database(tmp_path: Path) -> None:
     assert sum(counts.values()) == people == members
     assert (counts.get("delivered", 0), counts.get("accepted", 0), counts.get("failed", 0), counts.get("in_doubt", 0)) == (
         shown["delivered"], shown["accepted (no receipt yet)"], shown["failed"], shown["in doubt"])
-    assert counts.get("delivered", 0) > people // 2  # the simulator delivers most
+    # WeCom for the members of the branches on it (no delivery receipts there: accepted), SMS for
+    # the rest, where the simulator delivers most; the three who left WeCom got an SMS instead
+    assert set(channels) == {"wecom-app", "sms"} and channels["wecom-app"] == wecom_users - 3
+    assert counts.get("accepted", 0) >= channels["wecom-app"]
+    assert counts.get("delivered", 0) > channels["sms"] // 2
+    assert moved == 3 and "3 WeCom users who had left got it by SMS instead" in r.stdout
     assert message == "sent"
     # no terminal here: the send's progress comes as plain lines on stderr
     progress = [PROGRESS_LINE.match(ln) for ln in r.stderr.splitlines() if ln.startswith("message ")]

@@ -20,7 +20,7 @@ from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
 
 deliveries_t = table(Delivery)
-COLUMNS = ("delivery", "message", "group", "phone", "name", "status", "gateway", "provider_id", "attempts",
+COLUMNS = ("delivery", "message", "group", "phone", "name", "status", "channel", "gateway", "provider_id", "attempts",
            "queued_at", "sent_at", "delivered_at", "error_code", "error_text")
 
 
@@ -39,7 +39,7 @@ class LogFilter:
 
 
 def _mask(phone: str) -> str:
-    return phone if phone.startswith("purged-") else mask_phone(phone)
+    return phone if phone.startswith(("purged-", "group:")) else mask_phone(phone)  # group:N: a chat post
 
 
 def rows(ws: Workspace, f: LogFilter, *, unmasked: bool = False, page: int = 2000) -> Iterator[dict[str, Any]]:
@@ -88,7 +88,7 @@ def _stream(ws: Workspace, conds: list[Any], limit: int | None, *, unmasked: boo
             yield {
                 "delivery": r.id, "message": r.message_id, "group": r.group_name,
                 "phone": r.phone if unmasked else _mask(r.phone), "name": r.name, "status": r.status,
-                "gateway": r.gateway, "provider_id": r.provider_id, "attempts": r.attempts,
+                "channel": r.channel, "gateway": r.gateway, "provider_id": r.provider_id, "attempts": r.attempts,
                 "queued_at": r.queued_at, "sent_at": r.sent_at, "delivered_at": r.delivered_at,
                 "error_code": r.error_code, "error_text": r.error_text,
             }

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from broadcast.db.channel_models import DeliveryPerson
 from broadcast.db.dispatch_models import DeliveryAttempt
+from broadcast.db.models import Member
 from broadcast.dispatch import service
 from broadcast.messages.store import create_message
 from broadcast.workspace import Workspace
@@ -159,3 +160,24 @@ def test_a_failed_post_gives_its_people_sms(org, monkeypatch):
     assert sorted(sms) == [phone(1), phone(2), phone(3)]
     assert sms[phone(1)]["text"] == "【城南新区】今日精神早餐：张三一支部。" and sms[phone(1)]["status"] in SENT
     assert report.completed == [mid]
+
+
+def test_email_then_sms_against_a_real_smtp_server(org, monkeypatch):
+    from tests.gateways.fake_smtp import MailServer, smtp_server
+
+    m = Member.__table__
+    with org.engine.begin() as conn:
+        conn.execute(m.update().where(m.c.phone == phone(1)).values(email="zhangsan@chengnan.example.org"))
+        conn.execute(m.update().where(m.c.phone == phone(2)).values(email="gone@chengnan.example.org"))
+    mail = MailServer(refuse_rcpt={"gone@chengnan.example.org": "550 5.1.1 No such user"})
+    with smtp_server(mail) as port:
+        ws = fresh(monkeypatch, {"BROADCAST_EMAIL_HOST": "127.0.0.1", "BROADCAST_EMAIL_PORT": str(port),
+                                 "BROADCAST_EMAIL_SECURITY": "none", "BROADCAST_EMAIL_SUBJECT": "精神早餐",
+                                 "BROADCAST_EMAIL_FROM_ADDRESS": "城南新区 <notice@chengnan.example.org>"})
+        mid, report = send(ws, "email,sms", "sms")
+    assert [(r.rcpt_to, r.message["Subject"], r.text) for r in mail.received] == [
+        (["zhangsan@chengnan.example.org"], "精神早餐", "【城南新区】张三同志：今日精神早餐。")]
+    rows = by_phone(ws)
+    assert rows[phone(1)]["channel"] == "email" and rows[phone(2)]["channel"] == "sms"
+    assert {p for p, r in rows.items() if r["channel"] == "sms"} == {phone(i) for i in (2, 3, 4, 5, 6)}
+    assert report.completed == [mid] and report.fell_back == 1

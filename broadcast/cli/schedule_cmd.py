@@ -22,6 +22,8 @@ def daily(
     days: int | None = typer.Option(None, "--days", help="How many lines (not pinned ones) to send; default: every line."),
     on: str = typer.Option("every-day", "--on", help="Which days send: every-day; workdays (the State Council's working days: holidays off, adjusted weekends on); weekdays (Monday-Friday); holidays-off (every day but official holidays)."),
     on_skip: str = typer.Option("next", "--on-skip", help="A day that does not send: next (its line goes out on the next sending day) or drop (its line is not sent)."),
+    channel: str | None = typer.Option(None, "--channel", help="Channels of every day's message, in order of preference, e.g. wecom-app,sms (see message new)."),
+    fallback: str | None = typer.Option(None, "--fallback", help="sms: by SMS to whoever their channel refused or failed for."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create one message per line of the series, one line per sending day at --time."""
@@ -31,7 +33,8 @@ def daily(
 
     ws = workspace()
     result = create_daily(ws, series=series, send_time=time, groups=to or [], all_=all_,
-                          start=parse_date(start) if start else None, days=days, on=on, on_skip=on_skip)
+                          start=parse_date(start) if start else None, days=days, on=on, on_skip=on_skip,
+                          channels=channel, fallback=fallback)
     Output.for_(json_).result(result.to_dict(), lambda: _say_created(result, time))
 
 

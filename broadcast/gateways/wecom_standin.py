@@ -61,6 +61,8 @@ class WeComStandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as WeCom's own servers
+
             def _reply(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 out = json.dumps(standin.answer(self.path, self.rfile.read(length) if length else b"")).encode()

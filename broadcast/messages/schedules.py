@@ -31,6 +31,7 @@ from broadcast.db.engine import transaction
 from broadcast.db.models import Group, Message, Schedule, ScheduleTarget
 from broadcast.db.types import table
 from broadcast.errors import ConflictError, InputError, NotFoundError, StateError
+from broadcast.messages.channels import parse_channels, parse_fallback, stored
 from broadcast.messages.compose import freeze
 from broadcast.messages.schedule_days import explain_days
 from broadcast.messages.series_plan import parse_on_skip, plan_series
@@ -81,6 +82,8 @@ def create_daily(
     days: int | None = None,
     on: str = "every-day",
     on_skip: str = "next",
+    channels: str | None = None,
+    fallback: str | None = None,
 ) -> ScheduleCreated:
     """One message per series line: the unpinned lines (the first ``days`` of them, default all) on
     the sending days from ``start`` (default: the first day whose ``send_time`` is still ahead)
@@ -88,6 +91,8 @@ def create_daily(
     tz = ws.settings.timezone
     hhmm = parse_hhmm(send_time)
     rule, skip = parse_rule(on), parse_on_skip(on_skip)
+    chans = parse_channels(channels)  # every day's message goes out on them (messages.channels)
+    fb = parse_fallback(fallback, chans)
     lines = load_series(ws.settings.templates_dir, series)
     now = clock_now(ws.settings)
     today = local(now, tz).date()
@@ -123,12 +128,13 @@ def create_daily(
         note(conn, ws.operator, "schedule.create", f"schedule:{sid}", series=lines.name, time=f"{hhmm:%H:%M}",
              start=start, days=plan.span, lines=len(plan.placed), targets=list(groups), all=all_, on=rule,
              on_skip=skip, end=plan.end, pinned=[p.line.number for p in plan.placed if p.pinned],
-             dropped=[{"line": d.line.number, "date": d.day} for d in plan.dropped])
+             dropped=[{"line": d.line.number, "date": d.day} for d in plan.dropped],
+             **({"channels": list(chans), "fallback": fb or None} if stored(chans) else {}))
         for placed, body in zip(plan.placed, bodies):
             mid, status = insert_message(
                 conn, ws, body=body, template=f"series:{lines.name}", category="notice", group_ids=gids,
                 target_all=all_, scheduled_at=at_local(placed.day, hhmm, tz), now=now, schedule_id=sid,
-                pinned=placed.pinned, series_line=placed.line.number,
+                pinned=placed.pinned, series_line=placed.line.number, channels=stored(chans), fallback=fb,
             )
             out.messages.append({"id": mid, "date": placed.day, "status": status, "line": placed.line.number,
                                  "pinned": placed.pinned})

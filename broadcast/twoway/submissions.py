@@ -285,9 +285,12 @@ def accept_submission(ws: Workspace, submission_id: int, *, schedule_id: int | N
 def _new_day(ws: Workspace, conn: Connection, sch: sa.Row[Any], sub: SubmissionInfo, body: str, signature: str,
              at: datetime, now: datetime) -> tuple[int, str]:
     gids = sorted(conn.execute(sa.select(stargets_t.c.group_id).where(stargets_t.c.schedule_id == sch.id)).scalars())
+    sibling = conn.execute(sa.select(messages_t.c.channels, messages_t.c.fallback)  # the series' channels
+                           .where(messages_t.c.schedule_id == sch.id).order_by(messages_t.c.id).limit(1)).first()
     mid, status = insert_message(conn, ws, body=body, template=f"series:{sch.series}", category="notice",
                                  group_ids=gids, target_all=bool(sch.target_all), scheduled_at=at, now=now,
-                                 schedule_id=sch.id)
+                                 schedule_id=sch.id, channels=sibling.channels if sibling else "",
+                                 fallback=sibling.fallback if sibling else "")
     if signature != ws.settings.signature:
         conn.execute(messages_t.update().where(messages_t.c.id == mid).values(signature=signature))
     day = local(at, ws.settings.timezone).date()

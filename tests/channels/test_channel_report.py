@@ -42,3 +42,20 @@ def test_report_show_and_run_by_channel(ws, cli, monkeypatch):
     assert bad.exit_code == 1 and "unknown channel 'wechat'" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("message", "new", "--text", "x", "--to", "党工委", "--fallback", "sms")
     assert bad.exit_code == 1 and "--fallback sms needs --channel" in bad.stderr
+
+
+def test_a_daily_series_on_channels(ws, cli, monkeypatch):
+    from tests.channels.helpers import build_org
+
+    monkeypatch.setenv("BROADCAST_NOW", "2026-12-07T06:00")
+    build_org(ws, BRANCHES)
+    series = ws.settings.data_dir / "早餐.txt"
+    series.write_text("第一天。\n第二天。\n", encoding="utf-8")
+    r = cli("schedule", "daily", "--series", str(series), "--to", "党工委", "--time", "07:30",
+            "--channel", "wecom-app,sms", "--fallback", "sms", "--json")
+    assert r.exit_code == 0, r
+    ids = [m["id"] for m in r.json()["messages"]]
+    shown = [cli("message", "show", str(i), "--json").json() for i in ids]
+    assert [(m["channels"], m["fallback"]) for m in shown] == [("wecom-app,sms", "sms")] * 2
+    bad = cli("schedule", "daily", "--series", str(series), "--to", "党工委", "--time", "07:30", "--channel", "fax")
+    assert bad.exit_code == 1 and "unknown channel 'fax'" in bad.stderr

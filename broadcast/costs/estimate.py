@@ -27,8 +27,10 @@ from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.errors import NotFoundError
+from broadcast.messages import channel_plan
 from broadcast.messages.audience import AudienceMember, message_audience
 from broadcast.messages.billable import billable_parts
+from broadcast.messages.channels import of_row
 from broadcast.workspace import Workspace
 
 __all__ = ["Estimate", "MessageCost", "estimate_audience", "estimate_in", "estimate_message", "first_gateway",
@@ -84,10 +86,15 @@ def estimate_audience(settings: Settings, people: Iterable[AudienceMember], body
 
 def estimate_in(conn: Connection, settings: Settings, message_id: int, gateway: str | None = None) -> Estimate:
     """The estimate for message ``message_id`` and its audience as it is now (inside ``conn``)."""
-    row = conn.execute(sa.select(messages_t.c.body, messages_t.c.signature)
-                       .where(messages_t.c.id == message_id)).first()
+    row = conn.execute(sa.select(messages_t.c.body, messages_t.c.signature, messages_t.c.channels,
+                                 messages_t.c.target_all).where(messages_t.c.id == message_id)).first()
     if row is None:
         raise NotFoundError(f"no message {message_id}", hint="see 'broadcast message list'")
+    if row.channels:  # on other channels too: the people who would get an SMS (before any fallback)
+        people = message_audience(conn, message_id, with_optouts=True)
+        plan = channel_plan.plan(conn, message_id, of_row(row.channels), people, bool(row.target_all))
+        sms = [a.person for a in plan.assigned if a.channel == "sms"]
+        return estimate_audience(settings, sms, row.body, row.signature, gateway)
     return estimate_audience(settings, message_audience(conn, message_id), row.body, row.signature, gateway)
 
 

@@ -28,10 +28,11 @@ from broadcast.db.dispatch_models import OPEN_STATES, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
-from broadcast.dispatch import channel_plan, fallback
+from broadcast.dispatch import fallback
 from broadcast.dispatch.ledger import FrozenRecipient, freeze
 from broadcast.errors import BroadcastError
 from broadcast.gateways.base import Gateway
+from broadcast.messages import channel_plan
 from broadcast.messages.audience import message_audience
 from broadcast.messages.channels import of_row
 from broadcast.messages.checks import wrap_signature

@@ -27,7 +27,7 @@ from broadcast.db.types import table
 from broadcast.errors import InputError, NotFoundError
 from broadcast.messages.audience import AudienceMember, message_audience
 from broadcast.messages.billable import billable_parts
-from broadcast.messages.channels import parse_channels, parse_fallback, stored
+from broadcast.messages.channels import of_row, parse_channels, parse_fallback, stored
 from broadcast.messages.checks import CATEGORIES, CheckReport
 from broadcast.messages.compose import check_body, freeze, render_for
 from broadcast.messages.templates import load_template
@@ -268,6 +268,16 @@ def show_message(ws: Workspace, message_id: int) -> MessageDetail:
         row = _require(conn, message_id)
         info = _info(conn, row)
         people = message_audience(conn, message_id)
+        sms_people = people
+        if row.channels:  # on other channels too: who it reaches there, and who by SMS (before any fallback)
+            from broadcast.messages import channel_plan
+
+            plan = channel_plan.plan(conn, message_id, of_row(row.channels),
+                                     message_audience(conn, message_id, with_optouts=True), bool(row.target_all))
+            sms_people = [a.person for a in plan.assigned if a.channel == "sms"]
+            covered = {m.phone for p in plan.posts for m in p.people} | {a.person.phone for a in plan.assigned}
+            people = [a.person for a in plan.assigned] + [m for p in plan.posts for m in p.people]
+            people = list({m.phone: m for m in people if m.phone in covered}.values())
     first = people[0] if people else None
     recipient = {"name": first.name, "group": first.group, "phone": first.phone} if first else None
     report = check_for(ws.settings, row.body, row.category, row.signature) if recipient is None else check_body(
@@ -277,7 +287,7 @@ def show_message(ws: Workspace, message_id: int) -> MessageDetail:
     data = asdict(info)
     return MessageDetail(
         **data, audience=len(people), length=report.length, encoding=report.encoding, parts=report.parts,
-        billable_parts=billable_parts(people, row.body, row.signature).parts, preview=report.text,
+        billable_parts=billable_parts(sms_people, row.body, row.signature).parts, preview=report.text,
         preview_for=f"{first.name} {first.phone}" if first else "sample recipient (the audience is empty)",
         warnings=[{"code": w.code, "message": w.message} for w in report.warnings],
     )

@@ -59,3 +59,14 @@ def test_a_daily_series_on_channels(ws, cli, monkeypatch):
     assert [(m["channels"], m["fallback"]) for m in shown] == [("wecom-app,sms", "sms")] * 2
     bad = cli("schedule", "daily", "--series", str(series), "--to", "党工委", "--time", "07:30", "--channel", "fax")
     assert bad.exit_code == 1 and "unknown channel 'fax'" in bad.stderr
+
+
+def test_show_and_estimate_count_sms_only_for_the_people_who_get_one(ws, cli, monkeypatch):
+    for k, v in {"BROADCAST_PRICE_SIMULATOR": "0.05", "BROADCAST_GATEWAY": "simulator"}.items():
+        monkeypatch.setenv(k, v)
+    build_org(ws, BRANCHES)  # 张三 and 王五 on WeCom, 李四 SMS only
+    r = cli("message", "new", "--text", "今日精神早餐。", "--to", "党工委", "--channel", "wecom-app,sms", "--json")
+    assert r.exit_code == 0, r
+    shown = cli("message", "show", "1", "--json").json()
+    assert shown["audience"] == 3 and shown["billable_parts"] == 1
+    assert shown["cost"]["estimate"]["billable_sms"] == 1 and shown["cost"]["estimate"]["cost"] == "0.05"

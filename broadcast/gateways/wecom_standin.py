@@ -62,6 +62,7 @@ class WeComStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as WeCom's own servers
+            disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stall
 
             def _reply(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -123,6 +123,7 @@ class FakeProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body in separate writes: no delayed-ACK stall
 
             def _go(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,7 +1,9 @@
 """Retention: erase phone numbers, names and texts of old deliveries, keeping every count.
 
 A purged delivery keeps its message, group, status, parts, times and error code (so reports stay
-right) and loses the personal data: phone becomes ``purged-<id>``, name and text are emptied.
+right) and loses the personal data: phone becomes ``purged-<id>``, name, text and address (an email
+address, a WeCom userid) are emptied, and the people a group-chat post stood for are unlinked (the
+post stays, one delivery).
 Audit entries never hold full numbers, so the chain is not touched. The purge itself is audited.
 
 Replies received before the cutoff lose the same data (phone ``purged-<id>``, text and raw payload
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 from broadcast import clock
 from broadcast.audit.timeutil import day_start
 from broadcast.db.audit_chain import note
+from broadcast.db.channel_models import DeliveryPerson
 from broadcast.db.dispatch_models import OPEN_STATES, Delivery, InboundMessage
 from broadcast.db.engine import transaction
 from broadcast.db.twoway_models import Feedback
@@ -53,6 +56,9 @@ def cutoff(ws: Workspace, before: date | None = None) -> date:
     return clock.local(clock.now(ws.settings), ws.settings.timezone).date() - timedelta(days=days)
 
 
+people_t = table(DeliveryPerson)
+
+
 def _scope(before_utc: datetime) -> list[sa.ColumnElement[bool]]:
     d = deliveries_t
     return [d.c.queued_at < before_utc, ~d.c.phone.like("purged-%"), d.c.status.not_in(OPEN_STATES)]
@@ -69,10 +75,12 @@ def purge(ws: Workspace, before: date) -> Purged:
     d = deliveries_t
     cutoff = day_start(before, ws.settings.timezone)
     with transaction(ws.engine, write=True) as conn:
+        # the people a chat post stood for go with it (the post itself stays, counted once)
+        conn.execute(people_t.delete().where(people_t.c.delivery_id.in_(sa.select(d.c.id).where(*_scope(cutoff)))))
         n = conn.execute(
             d.update().where(*_scope(cutoff))
             .values(phone=sa.literal("purged-") + sa.cast(d.c.id, sa.String), name="", text="", error_text=None,
-                    updated_at=utcnow())
+                    address="", updated_at=utcnow())
         ).rowcount
         replies = _purge_replies(conn, cutoff)
         note(conn, ws.operator, "purge", "deliveries", before=before.isoformat(), deliveries=n, replies=replies,

@@ -198,7 +198,7 @@ def build(ws: Workspace, *, since: date | None = None, until: date | None = None
             if status in (ACCEPTED, DELIVERED) and sms:
                 row.sms += int(parts or 0)
                 row.charge(int(parts or 0), book.price(gateway))
-            if status == ACCEPTED and mid in overdue:
+            if status == ACCEPTED and mid in overdue and sms:  # the channels beyond SMS send no receipts
                 row.unconfirmed += n
         msgs.setdefault(key, set()).add(mid)
         day_msgs.setdefault(day, set()).add(mid)

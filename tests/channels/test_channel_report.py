@@ -11,7 +11,7 @@ BRANCHES = {"一支部": [("张三", 1, "zhangsan", ""), ("李四", 2, "", ""), 
 
 def test_report_show_and_run_by_channel(ws, cli, monkeypatch):
     for k, v in {"BROADCAST_SIGNATURE": "【城南新区】", "BROADCAST_SIMULATOR_LATENCY_MS": "0",
-                 "BROADCAST_SIMULATOR_FAILURE_RATE": "0", "BROADCAST_REQUIRE_APPROVAL": "false",
+                 "BROADCAST_SIMULATOR_FAILURE_RATE": "0", "BROADCAST_REQUIRE_APPROVAL": "false", "BROADCAST_QUIET_HOURS": "",
                  "BROADCAST_GATEWAY": "simulator", "BROADCAST_PRICE_SIMULATOR": "0.04", "COLUMNS": "200"}.items():
         monkeypatch.setenv(k, v)
     build_org(ws, BRANCHES)

@@ -38,7 +38,7 @@ BRANCHES = {
 @pytest.fixture
 def org(ws, monkeypatch):
     for k, v in {"BROADCAST_SIGNATURE": "【城南新区】", "BROADCAST_SIMULATOR_LATENCY_MS": "0",
-                 "BROADCAST_SIMULATOR_FAILURE_RATE": "0", "BROADCAST_REQUIRE_APPROVAL": "false",
+                 "BROADCAST_SIMULATOR_FAILURE_RATE": "0", "BROADCAST_REQUIRE_APPROVAL": "false", "BROADCAST_QUIET_HOURS": "",
                  "BROADCAST_GATEWAY": "simulator"}.items():
         monkeypatch.setenv(k, v)
     build_org(ws, BRANCHES)
@@ -181,3 +181,24 @@ def test_email_then_sms_against_a_real_smtp_server(org, monkeypatch):
     assert rows[phone(1)]["channel"] == "email" and rows[phone(2)]["channel"] == "sms"
     assert {p for p, r in rows.items() if r["channel"] == "sms"} == {phone(i) for i in (2, 3, 4, 5, 6)}
     assert report.completed == [mid] and report.fell_back == 1
+
+
+def test_purge_erases_channel_addresses_and_the_people_of_a_post(org, monkeypatch):
+    import datetime as dt
+
+    from broadcast.audit.purge import purge
+
+    robot = FakeWeComRobot({ROBOT_KEY: ""})
+    set_robot(org, "一支部", "wecom", f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={ROBOT_KEY}")
+    app = FakeWeComApp(CORP, CORP_SECRET, AGENT, {"zhaoliu"})
+    with robot.running() as url, app.running() as app_url:
+        ws = fresh(monkeypatch, {"BROADCAST_WECOM_ROBOT_ENDPOINT": url, **wecom_app_env(app_url)})
+        send(ws, "group-robots,wecom-app,sms")
+    before = by_phone(ws)
+    assert any(r["address"] == "zhaoliu" for r in before.values()), [(r["channel"], r["address"], r["status"]) for r in before.values()]
+    done = purge(ws, dt.date.today() + dt.timedelta(days=1))
+    assert done.deliveries == len(before)
+    after = by_phone(ws)
+    assert all(p.startswith("purged-") and r["address"] == "" and r["text"] == "" for p, r in after.items())
+    with ws.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(DeliveryPerson.__table__)).scalar_one() == 0

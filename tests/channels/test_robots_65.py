@@ -30,7 +30,7 @@ def branches(ws, n: int) -> list[str]:
 
 @pytest.fixture
 def env(ws, monkeypatch):
-    for k, v in {"BROADCAST_SIGNATURE": "【城南新区】", "BROADCAST_REQUIRE_APPROVAL": "false",
+    for k, v in {"BROADCAST_SIGNATURE": "【城南新区】", "BROADCAST_REQUIRE_APPROVAL": "false", "BROADCAST_QUIET_HOURS": "",
                  "BROADCAST_GATEWAY": "simulator", "BROADCAST_SIMULATOR_LATENCY_MS": "0",
                  "BROADCAST_WECOM_ROBOT_MAX_WAIT_S": "1"}.items():
         monkeypatch.setenv(k, v)

@@ -14,8 +14,9 @@ process, timed from start to exit, its peak memory read from the kernel (``os.wa
   through the real ``wecom-app`` gateway against the local WeCom stand-in
   (``broadcast.gateways.wecom_standin``), which does not know one userid in eight; email through the
   real ``email`` gateway against a local SMTP server (aiosmtpd, in this process), which refuses one
-  address in six with 550; SMS for the rest and for every refused one. The channels are sent one
-  after the other, then SMS (``dispatch.channel_pass``); the simulator takes 500 SMS a second.
+  address in six with 550; SMS for the rest and for every refused one. The channels are sent side
+  by side, SMS included, then the refused ones by SMS (``dispatch.channel_pass``); the simulator
+  takes 500 SMS a second.
 
 Printed: per mode the median wall time and peak RSS of --repeat interleaved runs, and the ratio of
 channels to sms; and, per channels run, that nobody got it twice (WeCom, email and SMS counted by

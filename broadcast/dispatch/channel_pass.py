@@ -1,9 +1,9 @@
 """The channels beyond SMS in a dispatcher's pass: freeze a message on its channels, send each
 channel's deliveries through its own gateway, and move what failed to SMS where the message says so.
 
-A pass sends the channels first, one after the other (each with its own gateway, batch size and
-limits, through the same ``SendPass`` as SMS: claim, start stamp, send, record), then
-``fallback.sweep`` moves what failed to SMS, and the SMS pass that follows sends those too. So a
+A pass sends every channel side by side, each on its own lane (its gateway, batch size and limits:
+``dispatch.lane``) through the same ``SendPass`` as SMS (claim, start stamp, send, record); then
+``fallback.sweep`` moves what failed to SMS, and one more SMS pass sends those. So a
 person's delivery is one row that only moves channel after it failed: never both, never by SMS
 after the channel accepted. Crash safety and in-doubt handling are the SMS path's own: a channel's
 request stamped as started and never answered is in doubt, and an in-doubt row never falls back.
@@ -15,6 +15,7 @@ failing: with ``--fallback sms`` its rows not yet sent there go by SMS (audited
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,25 +123,25 @@ class Channels:
             return sorted(found)
 
     async def send(self, ids: list[int], report: RunReport, wait_for_retries: bool) -> None:
-        """Each channel's deliveries through its gateway, then what failed moved to SMS."""
+        """Every channel's deliveries through its own gateway, side by side with the SMS pass; then
+        what failed on a channel moves to SMS (``fallback.sweep``) and goes in one more SMS pass."""
         from broadcast.dispatch.send_pass import SendPass
 
         d = self.d
+        passes = [SendPass(d, ids, report, wait_for_retries)]
         for channel in self.due(ids):
             gw = self.gateway(channel)
             if gw is None:
                 for mid in self._messages_on(ids, channel):
                     self.failure(mid, channel, self.refused[channel], report)
                 continue
-            saved = (d.gateway, d.concurrency)
-            d.concurrency, d.channel = d.ws.settings.concurrency, channel
-            d.use(gw)
-            try:
-                await SendPass(d, ids, report, wait_for_retries).run()
-            finally:
-                d.concurrency, d.channel = saved[1], "sms"
-                d.use(saved[0])
-        report.fell_back += self.sweep(ids)
+            passes.append(SendPass(d, ids, report, wait_for_retries, lane=d.channel_lane(gw, channel)))
+        before = report.fell_back  # a channel failing for a whole message moves its rows at once
+        await asyncio.gather(*(p.run() for p in passes))
+        if len(passes) > 1:
+            report.fell_back += self.sweep(ids)
+        if report.fell_back > before and not d.stopping:  # what moved after the SMS pass had looked
+            await SendPass(d, ids, report, wait_for_retries).run()
 
     def sweep(self, ids: list[int]) -> int:
         return fallback.sweep(self.d.ws.engine, ids, self.d.name, self.d.now(), self.render)

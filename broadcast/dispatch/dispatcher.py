@@ -18,7 +18,6 @@ the state protocol and README "Delivery guarantee" for what survives a crash.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import functools
 import time
@@ -37,15 +36,12 @@ from broadcast.db.engine import transaction
 from broadcast.db.models import Message
 from broadcast.db.types import table
 from broadcast.dispatch import ledger, runs
-from broadcast.dispatch.cap import apply_cap
 from broadcast.dispatch.channel_pass import Channels, Opener, freeze_on_channels
+from broadcast.dispatch.lane import Lane
 from broadcast.dispatch.ledger import Claimed, FrozenRecipient, Outcomes
-from broadcast.dispatch.policies import Deadlines, Failover, PerNumberCap, effective_rate, effective_request_rate
+from broadcast.dispatch.policies import Deadlines, Failover
 from broadcast.dispatch.run_report import Progress, RunReport
-from broadcast.dispatch.send_pass import SendPass
-from broadcast.dispatch.shared_rate import SharedLimiter
 from broadcast.gateways.base import Gateway, Receipt, SendItem, SendResult
-from broadcast.gateways.reply_codes import extension_code
 from broadcast.messages.audience import message_audience, optout_skips
 from broadcast.messages.channels import of_row
 from broadcast.messages.checks import wrap_signature
@@ -80,7 +76,6 @@ class Dispatcher:
         # texts are frozen for the first gateway (with or without the signature, as it needs)
         self.signature = "" if gateway.capabilities.adds_signature else None  # None: each message's own
         self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broadcast-db")
-        self.channel = "sms"  # the channel whose deliveries the pass in progress sends
         self.channels = Channels(self, channels)
         self.use(gateway)
         self.stopping = False
@@ -95,27 +90,22 @@ class Dispatcher:
             g.listen(self._sink_for(g.capabilities.name))
 
     def use(self, gateway: Gateway) -> None:
-        """Send through ``gateway`` from now on: its batch size, its rate limits, its cap."""
-        s, caps = self.ws.settings, gateway.capabilities
-        self.gateway, self.name = gateway, caps.name
-        self.max_batch = max(1, caps.max_batch)
-        # claimed and not yet recorded: in flight (concurrency × batch), plus half as much again
-        # of requests waiting for a worker and answers not yet committed: what a crash can leave
-        # stranded (of it, only rows stamped as started end in doubt). Less than 1.5x leaves
-        # workers idle while a record and the next claim commit.
-        self.hold_limit = self.concurrency * self.max_batch * 3 // 2
-        self.rate = effective_rate(self.ws, gateway)
-        # the send slots come with the start stamps (dispatch.stamps): no take ahead of them
-        self.limiter = SharedLimiter(self.ws.engine, f"{self.name}:messages", self.rate, s.burst,
-                                     run_db=self.db, take_ahead=False) if self.rate else None
-        rps = effective_request_rate(self.ws, gateway)
-        self.req_limiter = SharedLimiter(self.ws.engine, f"{self.name}:requests", rps, run_db=self.db,
-                                         take_ahead=False) if rps else None
-        self.cap = PerNumberCap.in_force(s, caps)
-        # replies told apart by the number they answer: a per-message code after our number,
-        # only through a gateway that can append one (and only when the office turned it on)
-        digits = s.reply_extension_digits
-        self.extension_digits = digits if 0 < digits <= caps.reply_extension else 0
+        """Send SMS through ``gateway`` from now on: its batch size, its rate limits, its cap (the lane)."""
+        self.lane = Lane.of(self.ws, gateway, self.concurrency, "sms", self.db)
+
+    # the SMS lane's, as the rest of the dispatcher (and its tests) read them
+    gateway = property(lambda self: self.lane.gateway)
+    name = property(lambda self: self.lane.name)
+    max_batch = property(lambda self: self.lane.max_batch)
+    hold_limit = property(lambda self: self.lane.hold_limit)
+    rate = property(lambda self: self.lane.rate)
+    limiter = property(lambda self: self.lane.limiter)
+    req_limiter = property(lambda self: self.lane.req_limiter)
+    cap = property(lambda self: self.lane.cap)
+
+    def channel_lane(self, gateway: Gateway, channel: str) -> Lane:
+        """The lane of a channel beyond SMS (its gateway paces itself; BROADCAST_CONCURRENCY in flight)."""
+        return Lane.of(self.ws, gateway, self.ws.settings.concurrency, channel, self.db)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the dispatcher's database thread."""
@@ -145,21 +135,11 @@ class Dispatcher:
             self._anchor = (configured, time.monotonic())
 
     def extension_for(self, message_id: int) -> str:
-        """The reply extension code the current gateway appends to our number for this message
-        (``""`` when off or when it cannot): the message id's last digits, so a reply that comes
-        back to that number is matched to this message, not to whatever was sent last."""
-        return extension_code(message_id, self.extension_digits)
+        return self.lane.extension_for(message_id)
 
-    def text_for(self, text: str, signature: str) -> str:
-        """A frozen text as the current gateway needs it: the signature is prepended for a
-        fallback that does not add it itself, and removed for one that does."""
-        adds = self.gateway.capabilities.adds_signature
-        if adds == self.primary_adds_signature:
-            return text
-        sig = wrap_signature(signature)
-        if adds:
-            return text[len(sig):] if sig and text.startswith(sig) else text
-        return sig + text
+    def text_for(self, text: str, signature: str, lane: Lane | None = None) -> str:
+        """A frozen text as the lane's gateway (default: the SMS one in use) needs it (``Lane.text_for``)."""
+        return (lane or self.lane).text_for(text, signature, not self.primary_adds_signature)
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -192,8 +172,7 @@ class Dispatcher:
                     if self._skipped.get(item.id):
                         report.optout_skipped[item.id] = self._skipped[item.id]
             if ids:
-                await self.channels.send(ids, report, wait_for_retries)  # channels beyond SMS first
-                await SendPass(self, ids, report, wait_for_retries).run()
+                await self.channels.send(ids, report, wait_for_retries)  # every channel, SMS included
             report.receipts += await self.pull_receipts()
             await self._await_receipts(ids, report)
             report.receipts += self._apply_deferred_receipts()
@@ -351,26 +330,16 @@ class Dispatcher:
 
     # -- what a send pass asks ------------------------------------------------------------
 
-    def next_retry(self, ids: list[int]) -> datetime | None:
+    def next_retry(self, ids: list[int], channel: str = "sms") -> datetime | None:
         d = deliveries_t
         with self.ws.engine.connect() as conn:
             return conn.execute(
-                sa.select(sa.func.min(d.c.next_attempt_at)).where(d.c.message_id.in_(ids), d.c.status == RETRY_WAIT)
+                sa.select(sa.func.min(d.c.next_attempt_at)).where(d.c.message_id.in_(ids), d.c.status == RETRY_WAIT,
+                                                                  d.c.channel == channel)
             ).scalar_one_or_none()
 
     def batches(self, rows: list[Claimed]) -> list[list[Claimed]]:
-        """Requests: up to max_batch rows of one message (and one text, unless the gateway mixes)."""
-        groups: dict[tuple[int, str], list[Claimed]] = collections.defaultdict(list)
-        mixed = self.gateway.capabilities.mixed_texts
-        for c in rows:
-            groups[(c.message_id, "" if mixed else c.text)].append(c)
-        return [g[i:i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
-
-    def over_cap(self, run_id: str, rows: list[Claimed], now: datetime) -> tuple[list[Claimed], list[Claimed]]:
-        """The per-number daily cap on claimed rows: (may send, failed with reason ``cap``)."""
-        cap = self.cap
-        assert cap is not None
-        return apply_cap(self.ws.engine, run_id, self.name, rows, cap.limit, cap.day_start(now), now, cap.reason)
+        return self.lane.batches(rows)
 
     # -- completion -----------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from broadcast.messages.states import transition
 
 if TYPE_CHECKING:
     from broadcast.dispatch.dispatcher import Dispatcher
+    from broadcast.dispatch.lane import Lane
 
 MAX_WAIT_IN_PASS_S = 30.0  # a one-shot run waits for retries due this soon; later ones are left to the next run
 FLUSH_EVERY_S = 0.02
@@ -59,8 +60,12 @@ class Request:
 
 
 class SendPass:
-    def __init__(self, dispatcher: Dispatcher, ids: list[int], report: RunReport, wait_for_retries: bool) -> None:
+    def __init__(self, dispatcher: Dispatcher, ids: list[int], report: RunReport, wait_for_retries: bool,
+                 lane: Lane | None = None) -> None:
+        """``lane``: the gateway and limits this pass sends through (default: the dispatcher's SMS
+        lane, which a failover replaces); it sends the deliveries of the lane's channel only."""
         d = self.d = dispatcher
+        self.lane = lane or d.lane
         assert d.run is not None
         s = self.settings = d.ws.settings
         self.ids, self.report, self.wait_for_retries = ids, report, wait_for_retries
@@ -75,7 +80,7 @@ class SendPass:
         self.reply_to: dict[int, str] = {}  # delivery id -> where a reply comes back (reply extension code)
         self.paused: set[int] = set()
         self.storms: dict[int, ErrorStorm] = {}
-        self.stamps = StartStamps(d.db, self.engine, self.run_id, d.now, lambda: (d.limiter, d.req_limiter))
+        self.stamps = StartStamps(d.db, self.engine, self.run_id, d.now, lambda: (self.lane.limiter, self.lane.req_limiter))
         self.flush_now = asyncio.Event()
         self.sent_all = False
         with self.engine.connect() as conn:
@@ -89,7 +94,7 @@ class SendPass:
             self.report.outcomes.expired += ledger.expire_past_deadline(self.engine, mid, deadline, self.d.now())
         flush_task = asyncio.create_task(self.flusher())
         try:
-            await asyncio.gather(self.feed(), *(self.work() for _ in range(self.d.concurrency)))
+            await asyncio.gather(self.feed(), *(self.work() for _ in range(self.lane.concurrency)))
         finally:
             self.sent_all = True
             self.flush_now.set()
@@ -110,7 +115,7 @@ class SendPass:
         least 8 rows (or half a small window), at most 200. Recording as soon as a chunk is
         answered lets the feeder claim again while the rest is in flight; waiting for the
         flusher's tick, or for half the window, would leave every worker idle once a cycle."""
-        window = self.d.hold_limit
+        window = self.lane.hold_limit
         return max(1, min(200, max(min(8, window // 2), window // 6)))
 
     def freed(self, n: int) -> None:
@@ -147,12 +152,12 @@ class SendPass:
                 if not await self.feed_some(active, now):
                     break
         finally:
-            for _ in range(self.d.concurrency):
+            for _ in range(self.lane.concurrency):
                 self.queue.put_nowait(None)
 
     async def feed_some(self, active: list[int], now: datetime) -> bool:
         """Claim what keeps every worker busy, with up to half of them again queued; False: done."""
-        want = self.d.hold_limit - self.holding
+        want = self.lane.hold_limit - self.holding
         if want < self.chunk():
             await self.wait_room()
             return True
@@ -165,22 +170,22 @@ class SendPass:
 
     async def claim(self, active: list[int], want: int, now: datetime) -> tuple[int, list[list[Claimed]]]:
         """Claim up to ``want`` due rows, the per-number cap applied: (rows claimed, requests)."""
-        rows = await self.d.db(ledger.claim, self.engine, self.run_id, active, want, now, self.d.lease, self.d.channel)
+        rows = await self.d.db(ledger.claim, self.engine, self.run_id, active, want, now, self.d.lease, self.lane.channel)
         self.holding += len(rows)
         claimed = len(rows)
-        if rows and self.d.cap:  # no database round trip on the hot path without a cap
-            rows, over = await self.d.db(self.d.over_cap, self.run_id, rows, now)
+        if rows and self.lane.cap:  # no database round trip on the hot path without a cap
+            rows, over = await self.d.db(self.lane.over_cap, self.d.ws, self.run_id, rows, now)
             if over:
                 self.report.outcomes.failed += len(over)
                 self.freed(len(over))
-        return claimed, self.d.batches(rows)
+        return claimed, self.lane.batches(rows)
 
     async def nothing_due(self, active: list[int], now: datetime) -> bool:
         """Nothing was claimed: wait for rows in flight, or for a retry due soon; False: done."""
         if self.holding:
             await self.wait_room()
             return True
-        nxt = self.d.next_retry(active)
+        nxt = self.d.next_retry(active, self.lane.channel)
         if nxt is None:
             return False
         wait = (nxt - now).total_seconds()
@@ -208,15 +213,16 @@ class SendPass:
             self.give_back(req)
             return
         await self.stamps.started(req.rows)  # before it leaves; under a limit, with its send slots
-        if self.d.limiter or self.d.req_limiter:
+        if self.lane.limiter or self.lane.req_limiter:
             await self.send_slots(req)
         if self.dropped(req):
             self.give_back(req)
             return
-        gateway, name = self.d.gateway, self.d.name
+        lane = self.lane
+        gateway, name = lane.gateway, lane.name
         rows = self.fit(req.rows)
-        ext = self.d.extension_for(rows[0].message_id)  # a request carries one message
-        results = await gateway.send([SendItem(c.id, c.phone, self.d.text_for(c.text, self.signatures.get(c.message_id, "")),
+        ext = lane.extension_for(rows[0].message_id)  # a request carries one message
+        results = await gateway.send([SendItem(c.id, c.phone, self.d.text_for(c.text, self.signatures.get(c.message_id, ""), lane),
                                                ext, c.address) for c in rows])
         self.carried.update({c.id: name for c in rows})
         if ext and (address := gateway.reply_address(ext)):
@@ -231,7 +237,7 @@ class SendPass:
         stale), and a request slot where requests per second are limited. Nothing leaves on a
         stale slot (``shared_rate.LATE_S``): one that went stale while the other was awaited is
         taken again."""
-        limiter, req_limiter = self.d.limiter, self.d.req_limiter
+        limiter, req_limiter = self.lane.limiter, self.lane.req_limiter
         due: float | None = None
         req_due: float | None = None
         while True:
@@ -246,7 +252,7 @@ class SendPass:
     def fit(self, rows: list[Claimed]) -> list[Claimed]:
         """Rows claimed for a gateway we have since failed over from may be too many for the
         current one: the rest goes back to the queue as requests of their own."""
-        size = self.d.max_batch
+        size = self.lane.max_batch
         for i in range(size, len(rows), size):
             self.hand_out(Request(rows[i:i + size]))
         return rows[:size]
@@ -257,7 +263,7 @@ class SendPass:
         """An account refusal, or an error storm, of the gateway in use: pause or fail over. The
         late answers of a gateway already failed over from count for nothing."""
         mid = rows[0].message_id
-        if gateway != self.d.name or mid in self.paused:
+        if gateway != self.lane.name or mid in self.paused:
             return
         refusal = account_refusal(results)
         if refusal:
@@ -273,10 +279,10 @@ class SendPass:
     def on_failure(self, mid: int, reason: str, gateway: str) -> None:
         if mid in self.paused:
             return
-        if self.d.channel != "sms":  # a channel beyond SMS: its rows go by SMS (--fallback sms), or the message pauses
+        if self.lane.channel != "sms":  # a channel beyond SMS: its rows go by SMS (--fallback sms), or the message pauses
             self.paused.add(mid)
             self.flush()
-            self.d.channels.failure(mid, self.d.channel, f"{gateway}: {reason}", self.report)
+            self.d.channels.failure(mid, self.lane.channel, f"{gateway}: {reason}", self.report)
             return
         action = self.d.failover.decide(gateway)
         if action is FailureAction.FAILOVER:
@@ -287,14 +293,15 @@ class SendPass:
     def fail_over(self, reason: str) -> None:
         """The rest of the send goes through the next gateway (audited for every message)."""
         self.flush()
-        failed = self.d.name
+        failed = self.lane.name
         self.d.use(self.d.failover.advance())
+        self.lane = self.d.lane
         self.storms.clear()
         with transaction(self.engine, write=True) as conn:
             for m_id in self.ids:
                 note(conn, self.d.ws.operator, "send.failover", f"message:{m_id}", run=self.run_id,
-                     from_gateway=failed, to_gateway=self.d.name, reason=reason)
-        self.report.failovers.append({"from": failed, "to": self.d.name, "reason": reason})
+                     from_gateway=failed, to_gateway=self.lane.name, reason=reason)
+        self.report.failovers.append({"from": failed, "to": self.lane.name, "reason": reason})
 
     def pause(self, mid: int, reason: str) -> None:
         self.paused.add(mid)
@@ -311,7 +318,7 @@ class SendPass:
 
     def take_pending(self) -> tuple[list[tuple[Claimed, SendResult]], ledger.Carriers]:
         pairs, self.pending = self.pending, []
-        carriers = {c.id: self.carried.pop(c.id, self.d.name) for c, _ in pairs}
+        carriers = {c.id: self.carried.pop(c.id, self.lane.name) for c, _ in pairs}
         addresses = {c.id: a for c, _ in pairs if (a := self.reply_to.pop(c.id, ""))}
         return pairs, ledger.Carriers(carriers, addresses)
 
@@ -326,14 +333,14 @@ class SendPass:
         """Record the answers so far, here and now (pause, failover, the end)."""
         if self.pending:
             pairs, carriers = self.take_pending()
-            self.recorded(pairs, ledger.record(self.engine, self.run_id, self.d.name, pairs, self.d.now(),
+            self.recorded(pairs, ledger.record(self.engine, self.run_id, self.lane.name, pairs, self.d.now(),
                                                self.policy, carriers.gateways, carriers.reply_addresses))
 
     async def flush_async(self) -> None:
         """Record the answers so far on the database thread; the loop goes on sending."""
         if self.pending:
             pairs, carriers = self.take_pending()
-            self.recorded(pairs, await self.d.db(ledger.record, self.engine, self.run_id, self.d.name, pairs,
+            self.recorded(pairs, await self.d.db(ledger.record, self.engine, self.run_id, self.lane.name, pairs,
                                                  self.d.now(), self.policy, carriers.gateways, carriers.reply_addresses))
 
     async def flusher(self) -> None:
@@ -348,4 +355,5 @@ class SendPass:
             await self.flush_async()
             if done:
                 return
-            self.report.receipts += await self.d.pull_receipts()
+            if self.lane.channel == "sms":  # the SMS pass pulls the SMS gateway's receipts
+                self.report.receipts += await self.d.pull_receipts()

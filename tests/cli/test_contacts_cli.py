@@ -65,3 +65,61 @@ def test_optout_channels(branch):
     assert r.exit_code == 1 and "--channel 'fax': not a channel" in r.stderr
     assert cli("optout", "remove", "13805141234", "-c", "all").exit_code == 0
     assert [o["phone"] for o in cli("optout", "list", "--json").json()] == ["+8613905141234"]
+
+
+WECOM = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7f5e-4bc4-97a0-0ec2sifa1234"
+DING = "https://oapi.dingtalk.com/robot/send?access_token=3ad9c1f4e5b6a7d8c9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0abcd"
+FEISHU = "http://127.0.0.1:8765/open-apis/bot/v2/hook/6f8c1e2a-3b4d-4e5f-8a9b-0c1d2e3f9876"
+SECRET = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+
+
+def test_group_robot_set_list_show_remove_never_prints_a_credential(branch, monkeypatch):
+    cli = branch
+    outputs = []
+    r = cli("group", "robot", "城南社区党支部", "--wecom", WECOM)
+    assert r.exit_code == 0 and "Set the wecom robot of 城南社区党支部: " \
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=****1234" in r.stdout
+    outputs.append(r)
+    r = cli("group", "robot", "城南社区党支部", "--dingtalk", "-", "--secret", "-", input=f"{DING}\n{SECRET}\n", )
+    assert r.exit_code == 0 and "(secret: set)" in r.stdout, r
+    outputs.append(r)
+    monkeypatch.setenv("BROADCAST_ROBOT_SECRET", "feishu-secret-xyz")
+    r = cli("group", "robot", "城南社区党支部", "--feishu", FEISHU, "--json")
+    assert r.json()["secret"] == "set" and r.json()["url"].endswith("/hook/****9876")
+    outputs.append(r)
+    monkeypatch.delenv("BROADCAST_ROBOT_SECRET")
+    r = cli("group", "robot", "城南社区党支部", "--wecom", WECOM.replace("1234", "5678"))
+    assert r.exit_code == 0 and r.stdout.startswith("Replaced the wecom robot")
+    r = cli("group", "robot", "城南社区党支部", "--json")
+    assert [(x["platform"], x["url"][-8:], x["secret"]) for x in r.json()] == [
+        ("wecom", "****5678", ""), ("dingtalk", "****abcd", "set"), ("feishu", "****9876", "set")]
+    outputs += [r, cli("group", "robot", "城南社区党支部", env={"COLUMNS": "200"}),
+                cli("group", "show", "城南社区党支部"), cli("group", "show", "城南社区党支部", "--json"),
+                cli("audit", "log", "--json"), cli("config", "--json")]
+    assert all(o.exit_code == 0 for o in outputs), outputs
+    assert "Robot (dingtalk): https://oapi.dingtalk.com/robot/send?access_token=****abcd  secret: set" in outputs[-4].stdout
+    assert [e["action"] for e in outputs[-2].json() if e["action"].startswith("group.robot")] == ["group.robot"] * 4
+    for out in outputs:
+        text = out.stdout + out.stderr
+        assert "693a91f6" not in text and "3ad9c1f4" not in text and "6f8c1e2a" not in text
+        assert "SEC0" not in text and "feishu-secret" not in text
+    r = cli("group", "robot", "城南社区党支部", "--remove", "wecom")
+    assert r.exit_code == 0 and "Removed the wecom robot" in r.stdout
+    r = cli("group", "robot", "城南社区党支部", "--remove", "wecom")
+    assert r.exit_code == 1 and "has no wecom robot" in r.stderr
+
+
+def test_group_robot_bad_input_is_one_line_exit_1(branch):
+    cli = branch
+    r = cli("group", "robot", "城南社区党支部", "--wecom", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send")
+    assert r.exit_code == 1 and "--wecom URL: its key= is missing or not a robot key" in r.stderr
+    r = cli("group", "robot", "城南社区党支部", "--wecom", WECOM, "--secret", "x")
+    assert r.exit_code == 1 and "a WeCom robot has no secret" in r.stderr and "693a91f6" not in r.stderr
+    r = cli("group", "robot", "城南社区党支部", "--dingtalk", "-", input="")
+    assert r.exit_code == 1 and "no dingtalk webhook URL on stdin" in r.stderr
+    r = cli("group", "robot", "城南社区党支部", "--wecom", WECOM, "--feishu", FEISHU)
+    assert r.exit_code == 2
+    r = cli("group", "robot", "城南社区党支部", "--remove", "slack")
+    assert r.exit_code == 1 and "'slack' is not a robot platform" in r.stderr
+    assert cli("group", "robot", "城南社区党支部").stdout.startswith("城南社区党支部 has no robot")
+    assert "Traceback" not in r.stderr

@@ -50,7 +50,7 @@ def add(
 
 
 def _member_rows(members: list) -> list[list[object]]:
-    return [[m.name, m.phone, "、".join(m.groups), m.title, ", ".join(m.contacts()), "yes" if m.opted_out else ""]
+    return [[m.name, m.phone, "、".join(m.groups), m.title, ", ".join(m.contacts()), ",".join(m.optouts)]
             for m in members]
 
 
@@ -80,7 +80,7 @@ def show(phone: str = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     Output.for_(json_).table(None, ["Field", "Value"], [
         ["Name", m.name], ["Phone", m.phone], ["Groups", "、".join(m.groups)], ["Title", m.title],
         ["Notes", m.notes], ["Email", m.email], ["WeCom", m.wecom], ["DingTalk", m.dingtalk], ["Feishu", m.feishu],
-        ["Opted out", "yes" if m.opted_out else "no"],
+        ["Opted out", {"": "no", "all": "all channels"}.get(",".join(m.optouts), ", ".join(m.optouts))],
         ["Added", m.created_at], ["Updated", m.updated_at],
     ], data=m.to_dict())
 
@@ -120,7 +120,7 @@ def remove(phone: str = typer.Argument(...)) -> None:
     from broadcast.recipients.members import remove_member
 
     m = remove_member(workspace(), phone)
-    say(f"Removed {m.name} {m.phone}" + (" (the opt-out is kept)" if m.opted_out else ""))
+    say(f"Removed {m.name} {m.phone}" + (" (the opt-out is kept)" if m.optouts else ""))
 
 
 @app.command("export")

@@ -23,9 +23,9 @@ from broadcast.recipients.groups import (
     groups_t,
     members_t,
     memberships_t,
-    optouts_t,
     subtree_ids,
 )
+from broadcast.recipients.optout_sets import channel_list, opted_out
 from broadcast.recipients.phones import PhoneResult, mask_phone, normalize_phone
 from broadcast.workspace import Workspace
 
@@ -71,13 +71,14 @@ class MemberInfo:
     groups: list[str]
     title: str = ""
     notes: str = ""
-    opted_out: bool = False
+    opted_out: bool = False  # by SMS (``optouts``)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     email: str = ""
     wecom: str = ""  # WeCom (企业微信 / 政务微信) userid
     dingtalk: str = ""
     feishu: str = ""
+    optouts: list[str] = field(default_factory=list)  # every opt-out: ["all"], ["sms", "email"], … (optout_sets)
     warnings: list[str] = field(default_factory=list)  # of the change that returned it (a shared email…)
 
     def to_dict(self) -> dict[str, object]:
@@ -93,9 +94,9 @@ class MemberInfo:
         return {f: getattr(self, f) for f in CONTACT_FIELDS if getattr(self, f)}
 
 
-def _from_row(row: sa.Row[Any], groups: list[str], opted: bool) -> MemberInfo:
-    return MemberInfo(row.name, row.phone, groups, row.title, row.notes, opted, row.created_at, row.updated_at,
-                      **{f: getattr(row, f) for f in CONTACT_FIELDS})
+def _from_row(row: sa.Row[Any], groups: list[str], optouts: frozenset[str]) -> MemberInfo:
+    return MemberInfo(row.name, row.phone, groups, row.title, row.notes, "sms" in optouts, row.created_at,
+                      row.updated_at, **{f: getattr(row, f) for f in CONTACT_FIELDS}, optouts=channel_list(optouts))
 
 
 def _contacts_given(values: dict[str, str | None]) -> dict[str, str]:
@@ -130,7 +131,7 @@ def _groups_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, list[st
 
 
 def _info(conn: Connection, row: sa.Row[Any], groups: list[str] | None = None) -> MemberInfo:
-    opted = conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == row.phone)).first() is not None
+    opted = opted_out(conn, [row.phone]).get(row.phone, frozenset())
     if groups is None:
         groups = _groups_of(conn, [row.id]).get(row.id, [])
     return _from_row(row, groups, opted)
@@ -228,8 +229,8 @@ def list_members(ws: Workspace, *, group: str | None = None, search: str | None 
             query = query.where(sa.or_(*conds))
         rows = conn.execute(query.order_by(members_t.c.name, members_t.c.phone)).all()
         groups = _groups_of(conn, [r.id for r in rows])
-        opted = set(conn.execute(sa.select(optouts_t.c.phone)).scalars())
-    return [_from_row(r, groups.get(r.id, []), r.phone in opted) for r in rows]
+        opted = opted_out(conn)
+    return [_from_row(r, groups.get(r.id, []), opted.get(r.phone, frozenset())) for r in rows]
 
 
 def show_member(ws: Workspace, phone: str) -> MemberInfo:

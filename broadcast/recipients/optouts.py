@@ -12,7 +12,7 @@ says whether that set stops a given channel.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,19 +20,26 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from broadcast.db.audit_chain import note
-from broadcast.db.channel_models import OPTOUT_CHANNELS, ChannelOptOut
 from broadcast.db.dispatch_models import EXPIRED, QUEUED, RETRY_WAIT, Delivery
 from broadcast.db.engine import transaction
 from broadcast.db.types import table, utcnow
 from broadcast.errors import InputError, NotFoundError
 from broadcast.recipients.groups import members_t, optouts_t
 from broadcast.recipients.members import parse_phone
+from broadcast.recipients.optout_sets import (
+    CHANNELS,
+    CHOICES,
+    blocks,
+    channel_list,
+    channel_optouts_t,
+    opted_out,
+    optout_channel,
+)
 from broadcast.recipients.phones import mask_phone
 from broadcast.workspace import Workspace
 
-CHANNELS: tuple[str, ...] = OPTOUT_CHANNELS  # sms, email, wecom, dingtalk, feishu
-CHOICES: tuple[str, ...] = (*CHANNELS, "all")
-channel_optouts_t = table(ChannelOptOut)
+__all__ = ["CHANNELS", "CHOICES", "OptOutInfo", "add_optout", "blocks", "channel_optouts_t", "expire_queued",
+           "list_optouts", "opted_out", "optout_channel", "put_channel_optout", "put_optout", "remove_optout"]
 deliveries_t = table(Delivery)
 
 
@@ -63,41 +70,6 @@ def check_channel(channel: str) -> str:
     if name not in CHOICES:
         raise InputError(f"--channel {channel!r}: not a channel; channels: {', '.join(CHOICES)}")
     return name
-
-
-# -- what a send reads ---------------------------------------------------------------------------
-
-def opted_out(conn: Connection, phones: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
-    """Each opted-out phone (E.164) among ``phones`` (None: every one) -> its opt-outs: ``"sms"``
-    for an SMS opt-out (the ``optouts`` table), also ``"all"`` when that one covers every channel
-    (``all_channels``), and each channel of ``channel_optouts`` (``email``, ``wecom``, ``dingtalk``,
-    ``feishu``). A phone without any opt-out is absent. ``blocks`` reads a set."""
-    found: dict[str, set[str]] = {}
-    wanted = None if phones is None else sorted(set(phones))
-    chunks = [None] if wanted is None else [wanted[i:i + 500] for i in range(0, len(wanted), 500)]
-    o, c = optouts_t, channel_optouts_t
-    for chunk in chunks:
-        q1 = sa.select(o.c.phone, o.c.all_channels)
-        q2 = sa.select(c.c.phone, c.c.channel)
-        if chunk is not None:
-            q1, q2 = q1.where(o.c.phone.in_(chunk)), q2.where(c.c.phone.in_(chunk))
-        for phone, every in conn.execute(q1):
-            found.setdefault(phone, set()).update(("sms", "all") if every else ("sms",))
-        for phone, channel in conn.execute(q2):
-            found.setdefault(phone, set()).add(channel)
-    return {phone: frozenset(chs) for phone, chs in found.items()}
-
-
-def optout_channel(channel: str) -> str:
-    """The opt-out channel of a sending channel: ``wecom-app`` and ``wecom-robot`` -> ``wecom``,
-    ``dingtalk-robot`` -> ``dingtalk``, ``sms`` -> ``sms``, ``email`` -> ``email``."""
-    return channel.split("-", 1)[0]
-
-
-def blocks(optouts: Collection[str], channel: str) -> bool:
-    """Whether a phone's opt-outs (a value of ``opted_out``) forbid reaching it on ``channel``
-    (an opt-out channel, or a sending channel such as ``wecom-app``, see ``optout_channel``)."""
-    return "all" in optouts or optout_channel(channel) in optouts
 
 
 # -- changing them -------------------------------------------------------------------------------
@@ -183,10 +155,6 @@ def expire_queued(conn: Connection, phone: str, why: str, now: datetime,
     return int(result.rowcount or 0)
 
 
-def _channel_list(chs: frozenset[str]) -> list[str]:
-    return ["all"] if "all" in chs else [ch for ch in CHANNELS if ch in chs]
-
-
 def list_optouts(ws: Workspace) -> list[OptOutInfo]:
     """Every opted-out number, with its channels, oldest first."""
     o, c = optouts_t, channel_optouts_t
@@ -195,12 +163,12 @@ def list_optouts(ws: Workspace) -> list[OptOutInfo]:
         names = dict(conn.execute(sa.select(members_t.c.phone, members_t.c.name)
                                   .where(members_t.c.phone.in_(sa.select(o.c.phone).union(sa.select(c.c.phone))))).all())
         out = {r.phone: OptOutInfo(r.phone, r.reason, r.created_at, r.created_by, names.get(r.phone, "") or "", r.source,
-                                   _channel_list(sets[r.phone]))
+                                   channel_list(sets[r.phone]))
                for r in conn.execute(sa.select(o))}
         for r in conn.execute(sa.select(c).order_by(c.c.created_at)):
             if r.phone not in out:  # opted out of other channels only: the first of them speaks for it
                 out[r.phone] = OptOutInfo(r.phone, r.reason, r.created_at, r.created_by, names.get(r.phone, "") or "",
-                                          "manual", _channel_list(sets[r.phone]))
+                                          "manual", channel_list(sets[r.phone]))
     return sorted(out.values(), key=lambda i: (i.created_at, i.phone))
 
 

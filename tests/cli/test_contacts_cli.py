@@ -51,7 +51,10 @@ def test_optout_channels(branch):
     r = cli("optout", "add", "13805141234", "--channel", "wecom", "--reason", "不用企业微信", "--json")
     assert r.exit_code == 0 and r.json()["channels"] == ["wecom"]
     assert cli("optout", "add", "13805141234", "--channel", "email").exit_code == 0
-    assert cli("member", "show", "13805141234", "--json").json()["opted_out"] is False  # SMS still reaches them
+    shown = cli("member", "show", "13805141234", "--json").json()
+    assert shown["opted_out"] is False and shown["optouts"] == ["email", "wecom"]  # SMS still reaches them
+    assert "email, wecom" in cli("member", "show", "13805141234").stdout
+    assert "email,wecom" in cli("member", "list", env={"COLUMNS": "200"}).stdout
     r = cli("optout", "add", "13905141234", "-c", "all")
     assert r.exit_code == 0 and "of every channel" in r.stdout
     rows = {o["phone"]: o["channels"] for o in cli("optout", "list", "--json").json()}

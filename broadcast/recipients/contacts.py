@@ -46,6 +46,7 @@ _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", re.ASCII)
 _WECOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", re.ASCII)
 _NOT_IN_ID = frozenset("\"',;<>\\")
+_SPACE = re.compile(r"\s")
 _SCIENTIFIC = re.compile(r"\d+(?:\.\d+)?[eE][+-]?\d+")
 
 
@@ -54,12 +55,14 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = unicodedata.normalize("NFKC", str(value))
-    return text.replace("\u200b", "").replace("\ufeff", "").strip()
+    text = str(value)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).replace("\u200b", "").replace("\ufeff", "")
+    return text.strip()
 
 
 def _email(text: str) -> tuple[str, str | None]:
-    if any(c.isspace() for c in text):
+    if _SPACE.search(text):
         return text, "an email address has no spaces"
     if text.count("@") != 1:
         return text, "not an email address (it needs exactly one @)"

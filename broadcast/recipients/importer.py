@@ -29,6 +29,7 @@ written to the rejected-rows file. A text cell our own exports quoted (``'=…``
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +43,15 @@ from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
 from broadcast.recipients.contacts import CONTACT_FIELDS, LABELS, check_contact, shared_in
-from broadcast.recipients.files import unescape_cell
+from broadcast.recipients.files import file_sha256, unescape_cell
 from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
 from broadcast.recipients.members import clean_name
 from broadcast.recipients.phones import normalize_phone
 from broadcast.recipients.rejects import write_rejects
 from broadcast.recipients.tables import FIELDS, SourceFormat, map_columns, open_table
 from broadcast.workspace import Workspace
+
+__all__ = ["ImportError_", "ImportOptions", "ImportSummary", "file_sha256", "import_members"]
 
 BATCH = 5000
 _meta = sa.MetaData()
@@ -222,16 +225,6 @@ def import_members(
         tmp_errors.replace(opts.errors_out)
         summary.errors_file = str(opts.errors_out)
     return summary
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require_or_create_group(conn: Connection, name: str, create: bool, summary: ImportSummary) -> None:
@@ -408,6 +401,10 @@ def _merge(conn: Connection, summary: ImportSummary) -> None:
     ))
 
 
+_contacts_of = operator.attrgetter(*CONTACT_FIELDS)
+_known_of = operator.attrgetter(*(f"m{f}" for f in CONTACT_FIELDS))
+
+
 def _merge_person(
     rows: Sequence[sa.Row[Any]], summary: ImportSummary, new_members: list[dict[str, Any]],
     joins: list[dict[str, Any]], updates: list[dict[str, Any]], conflicts: list[dict[str, Any]],
@@ -432,7 +429,10 @@ def _merge_person(
     summary.duplicates += len(accepted) - 1
     title = next((r.title for r in accepted if r.title), "")
     notes = next((r.notes for r in accepted if r.notes), "")
-    contacts = {f: next((r._mapping[f] for r in accepted if r._mapping[f]), "") for f in CONTACT_FIELDS}
+    values = _contacts_of(accepted[0])
+    for r in accepted[1:]:  # the first value given wins
+        values = tuple(a or b for a, b in zip(values, _contacts_of(r), strict=True))
+    contacts = dict(zip(CONTACT_FIELDS, values, strict=True))
     gids = {r.gid for r in accepted}
     if not existing:
         new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes, **contacts))
@@ -445,7 +445,7 @@ def _merge_person(
     name = first.mname or known_name
     new_title = title or first.mtitle
     new_notes = notes or first.mnotes
-    known = {f: first._mapping[f"m{f}"] for f in CONTACT_FIELDS}
+    known = dict(zip(CONTACT_FIELDS, _known_of(first), strict=True))
     new_contacts = {f: contacts[f] or known[f] for f in CONTACT_FIELDS}  # an empty cell keeps what is known
     changed = (name, new_title, new_notes, new_contacts) != (first.mname, first.mtitle, first.mnotes, known)
     if changed:
@@ -461,11 +461,16 @@ def _warn_shared(conn: Connection, summary: ImportSummary) -> None:
     """A warning (the row is imported) on the first row giving an email or id that another member
     also has: allowed (an office's shared mailbox), but most often a copy-and-paste slip."""
     for fld in CONTACT_FIELDS:
-        col = sa.func.lower(stage_t.c[fld])
-        shared = shared_in(conn, fld, conn.execute(sa.select(col).where(col != "").distinct()).scalars())
-        for value, people in sorted(shared.items()):
+        staged = sa.func.lower(stage_t.c[fld])
+        if conn.execute(sa.select(stage_t.c.row_no).where(stage_t.c[fld] != "").limit(1)).first() is None:
+            continue
+        col = sa.func.lower(members_t.c[fld])
+        shared = list(conn.execute(
+            sa.select(col).where(members_t.c[fld] != "", col.in_(sa.select(staged).where(stage_t.c[fld] != "")))
+            .group_by(col).having(sa.func.count() > 1).order_by(col)).scalars())
+        for value, people in sorted(shared_in(conn, fld, shared).items()):
             row_no, text, phone = conn.execute(
-                sa.select(stage_t.c.row_no, stage_t.c[fld], stage_t.c.phone).where(col == value)
+                sa.select(stage_t.c.row_no, stage_t.c[fld], stage_t.c.phone).where(staged == value)
                 .order_by(stage_t.c.row_no).limit(1)).one()
             who = "、".join(f"{n} {p}" for n, p in people if p != phone)
             summary.errors.append(ImportError_(row_no, fld, text, f"{LABELS[fld]} also used by {who}", "warning"))

@@ -168,3 +168,12 @@ def test_list_search_and_export_round_trip(branch, tmp_path):
         s = import_members(branch, tmp_path / name)
         assert (s.unchanged, s.rejected) == (1, 0)
     assert read_csv(tmp_path / "out.csv", "utf-8-sig")[1][5:] == ["zhangsan@qq.com", "zs", "", ""]
+
+
+def test_a_conflicting_row_lends_no_contact_point(branch, tmp_path):
+    add_member(branch, "张三", "13805141234", ["城南社区党支部"])
+    rows = [["张叁", "13805141234", "wrong@qq.com"], ["张三", "13805141234", ""]]
+    f = write_csv(tmp_path / "a.csv", rows, headers=["姓名", "手机号码", "邮箱"])
+    s = import_members(branch, f, ImportOptions(group="城南社区党支部"))
+    assert (s.conflicts, s.unchanged) == (1, 1)
+    assert show_member(branch, "13805141234").email == ""

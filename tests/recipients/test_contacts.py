@@ -177,3 +177,27 @@ def test_a_conflicting_row_lends_no_contact_point(branch, tmp_path):
     s = import_members(branch, f, ImportOptions(group="城南社区党支部"))
     assert (s.conflicts, s.unchanged) == (1, 1)
     assert show_member(branch, "13805141234").email == ""
+
+
+def test_map_names_a_contact_column(branch, tmp_path):
+    f = write_csv(tmp_path / "a.csv", [["张三", "13805141234", "z@qq.com", "zs"]], headers=["姓名", "手机号码", "联系邮件", "IM"])
+    s = import_members(branch, f, ImportOptions(group="城南社区党支部", column_map={"email": "联系邮件", "wecom": "D"}))
+    assert s.added == 1
+    assert (show_member(branch, "13805141234").email, show_member(branch, "13805141234").wecom) == ("z@qq.com", "zs")
+
+
+def test_check_contact_never_raises_and_a_cleaned_value_stays_as_it_is():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["email", "wecom", "dingtalk", "feishu"]),
+           st.one_of(st.text(max_size=80), st.emails(), st.from_regex(r"[A-Za-z0-9_.@-]{1,70}", fullmatch=True),
+                     st.integers(), st.floats(allow_nan=False)))
+    def check(field, value):
+        cleaned, reason = check_contact(field, value)
+        if reason is None:
+            assert check_contact(field, cleaned) == (cleaned, None)
+            assert len(cleaned) <= (254 if field == "email" else 64) and " " not in cleaned
+
+    check()

@@ -126,3 +126,23 @@ def test_group_robot_bad_input_is_one_line_exit_1(branch):
     assert r.exit_code == 1 and "'slack' is not a robot platform" in r.stderr
     assert cli("group", "robot", "城南社区党支部").stdout.startswith("城南社区党支部 has no robot")
     assert "Traceback" not in r.stderr
+
+
+def test_a_secret_from_a_terminal_is_asked_for_hidden(monkeypatch):
+    import io
+    import sys
+
+    import typer
+
+    from broadcast.cli import group_cmd
+
+    asked = []
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Tty(""))
+    monkeypatch.setattr(typer, "prompt", lambda text, hide_input=False: asked.append((text, hide_input)) or "SECabc")
+    assert group_cmd._read_stdin("signing secret") == "SECabc"
+    assert asked == [("Signing secret", True)]

@@ -55,10 +55,79 @@ def _say_group(g: Any) -> None:
     if g.subgroups:
         say(f"Sub-groups ({len(g.subgroups)}): " + "、".join(g.subgroups))
     say(f"Direct members: {g.members}; a send reaches {g.reach} people (sub-groups included, opt-outs excluded)")
+    for r in g.robots:
+        say(f"Robot ({r['platform']}): {r['url']}" + ("  secret: set" if r["secret"] else ""))
     if g.member_list:
         table(None, ["Name", "Phone", "Title", "Opted out", "Submitter"],
               ([m["name"], m["phone"], m["title"], "yes" if m["opted_out"] else "", "yes" if m["submitter"] else ""]
                for m in g.member_list))
+
+
+@app.command("robot")
+def robot(
+    group: str = typer.Argument(..., help="The group whose chat the robot posts to."),
+    wecom: str | None = typer.Option(None, "--wecom", metavar="URL", help="Set the WeCom (企业微信/政务微信) robot: …/cgi-bin/webhook/send?key=…; - reads it from stdin."),
+    dingtalk: str | None = typer.Option(None, "--dingtalk", metavar="URL", help="Set the DingTalk (钉钉) robot: …/robot/send?access_token=…; - reads it from stdin."),
+    feishu: str | None = typer.Option(None, "--feishu", metavar="URL", help="Set the Feishu (飞书) robot: …/open-apis/bot/v2/hook/…; - reads it from stdin."),
+    secret: str | None = typer.Option(None, "--secret", help="DingTalk/Feishu signing secret, for a robot made with 加签/签名校验. "
+                                      "- reads it from stdin (asks, hidden, at a terminal); without --secret, "
+                                      "BROADCAST_ROBOT_SECRET from the environment is used if set."),
+    remove: str | None = typer.Option(None, "--remove", metavar="PLATFORM", help="Remove the group's wecom, dingtalk or feishu robot."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """A group chat's robots (one per platform; setting one replaces it): set one (--wecom / --dingtalk /
+    --feishu URL [--secret]), --remove one, or, with no option, list them with their keys masked.
+    The key and secret are never printed, logged or audited."""
+    import os
+
+    from broadcast.cli._output import Output
+    from broadcast.recipients import robots
+
+    given = {p: v for p, v in (("wecom", wecom), ("dingtalk", dingtalk), ("feishu", feishu)) if v is not None}
+    if len(given) + (remove is not None) > 1:
+        raise typer.BadParameter("give one of --wecom, --dingtalk, --feishu or --remove")
+    if secret is not None and not given:
+        raise typer.BadParameter("--secret goes with --dingtalk or --feishu URL")
+    out = Output.for_(json_)
+    ws = workspace()
+    if remove is not None:
+        platform = robots.check_platform(remove)
+        robots.remove_robot(ws, group, platform)
+        out.message(f"Removed the {platform} robot of {group}", {"group": group, "platform": platform, "removed": True})
+        return
+    if given:
+        ((platform, url),) = given.items()
+        if url.strip() == "-":
+            url = _read_stdin(f"{platform} webhook URL")
+        if secret is not None and secret.strip() == "-":
+            secret = _read_stdin("signing secret")
+        elif secret is None and platform != "wecom":
+            secret = os.environ.get("BROADCAST_ROBOT_SECRET", "")
+        info = robots.set_robot(ws, group, platform, url, secret or "")
+        text = (f"{'Replaced' if info.replaced else 'Set'} the {platform} robot of {info.group}: {info.url}"
+                + (" (secret: set)" if info.secret else ""))
+        out.message(text, info.to_dict())
+        return
+    items = robots.list_robots(ws, group)
+    out.table(None, ["Platform", "Webhook", "Secret", "Set by", "Set at"],
+              ([r.platform, r.url, "set" if r.secret else "", r.set_by, f"{r.set_at:%Y-%m-%d %H:%M}"] for r in items),
+              data=[r.to_dict() for r in items],
+              empty=f"{group} has no robot. Set one with: broadcast group robot {group} --wecom URL")
+
+
+def _read_stdin(what: str) -> str:
+    """One line from stdin; at a terminal, asked for with the typing hidden."""
+    import sys
+
+    if sys.stdin.isatty():
+        value: str = typer.prompt(what.capitalize(), hide_input=True)
+        return value
+    from broadcast.errors import InputError
+
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise InputError(f"no {what} on stdin")
+    return line
 
 
 @app.command("rename")

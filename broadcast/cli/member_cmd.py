@@ -12,6 +12,8 @@ from broadcast.cli._common import JSON_OPTION, workspace
 app = typer.Typer(rich_markup_mode=None, help="Members: people identified by their mobile number.", no_args_is_help=True)
 
 MAX_ERRORS_SHOWN = 10
+CONTACTS_HELP = {"email": "Email address.", "wecom": "WeCom (企业微信 / 政务微信) userid.",
+                 "dingtalk": "DingTalk (钉钉) userid.", "feishu": "Feishu (飞书) user id."}
 
 
 @app.command("add")
@@ -21,25 +23,35 @@ def add(
     group: list[str] = typer.Option(..., "--group", "-g", help="Group to join (repeat for several)."),
     title: str = typer.Option("", "--title", help="职务, e.g. 组织委员."),
     notes: str = typer.Option("", "--notes", help="备注."),
+    email: str = typer.Option("", "--email", help=CONTACTS_HELP["email"]),
+    wecom: str = typer.Option("", "--wecom", help=CONTACTS_HELP["wecom"]),
+    dingtalk: str = typer.Option("", "--dingtalk", help=CONTACTS_HELP["dingtalk"]),
+    feishu: str = typer.Option("", "--feishu", help=CONTACTS_HELP["feishu"]),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Add a member to one or more groups (an existing number with the same name joins them)."""
+    """Add a member to one or more groups (an existing number with the same name joins them; an
+    email or id given is set on it too)."""
     from broadcast.cli._output import Output
     from broadcast.recipients.members import add_member
 
-    r = add_member(workspace(), name, phone, group, title=title, notes=notes)
+    r = add_member(workspace(), name, phone, group, title=title, notes=notes, email=email, wecom=wecom,
+                   dingtalk=dingtalk, feishu=feishu)
     who = f"{r.member.name} {r.member.phone}"
     if r.created:
         text = f"Added {who} to {'、'.join(r.joined)}"
     elif r.joined:
         text = f"{who} joined {'、'.join(r.joined)}"
     else:
-        text = f"{who} is already in {'、'.join(group)}: nothing changed"
-    Output.for_(json_).message(text, r.member.to_dict())
+        text = f"{who} is already in {'、'.join(group)}" + ("" if r.member.warnings else ": nothing changed")
+    out = Output.for_(json_)
+    for w in r.warnings:
+        out.warn(w)
+    out.message(text, r.member.to_dict())
 
 
 def _member_rows(members: list) -> list[list[object]]:
-    return [[m.name, m.phone, "、".join(m.groups), m.title, "yes" if m.opted_out else ""] for m in members]
+    return [[m.name, m.phone, "、".join(m.groups), m.title, ", ".join(m.contacts()), ",".join(m.optouts)]
+            for m in members]
 
 
 @app.command("list")
@@ -53,7 +65,7 @@ def list_(
     from broadcast.recipients.members import list_members
 
     members = list_members(workspace(), group=group, search=search)
-    Output.for_(json_).table(None, ["Name", "Phone", "Groups", "Title", "Opted out"], _member_rows(members),
+    Output.for_(json_).table(None, ["Name", "Phone", "Groups", "Title", "Also on", "Opted out"], _member_rows(members),
                              data=[m.to_dict() for m in members], caption=f"{len(members)} members",
                              empty="No members found.")
 
@@ -67,7 +79,8 @@ def show(phone: str = typer.Argument(...), json_: bool = JSON_OPTION) -> None:
     m = show_member(workspace(), phone)
     Output.for_(json_).table(None, ["Field", "Value"], [
         ["Name", m.name], ["Phone", m.phone], ["Groups", "、".join(m.groups)], ["Title", m.title],
-        ["Notes", m.notes], ["Opted out", "yes" if m.opted_out else "no"],
+        ["Notes", m.notes], ["Email", m.email], ["WeCom", m.wecom], ["DingTalk", m.dingtalk], ["Feishu", m.feishu],
+        ["Opted out", {"": "no", "all": "all channels"}.get(",".join(m.optouts), ", ".join(m.optouts))],
         ["Added", m.created_at], ["Updated", m.updated_at],
     ], data=m.to_dict())
 
@@ -81,15 +94,23 @@ def edit(
     notes: str | None = typer.Option(None, "--notes"),
     add_group: list[str] = typer.Option([], "--add-group", help="Join a group (repeatable)."),
     remove_group: list[str] = typer.Option([], "--remove-group", help="Leave a group (repeatable)."),
+    email: str | None = typer.Option(None, "--email", help=CONTACTS_HELP["email"] + ' "" clears it.'),
+    wecom: str | None = typer.Option(None, "--wecom", help=CONTACTS_HELP["wecom"] + ' "" clears it.'),
+    dingtalk: str | None = typer.Option(None, "--dingtalk", help=CONTACTS_HELP["dingtalk"] + ' "" clears it.'),
+    feishu: str | None = typer.Option(None, "--feishu", help=CONTACTS_HELP["feishu"] + ' "" clears it.'),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Change a member's name, number, title, notes or groups."""
+    """Change a member's name, number, title, notes, email, WeCom/DingTalk/Feishu ids or groups."""
     from broadcast.cli._output import Output
     from broadcast.recipients.members import edit_member
 
     m = edit_member(workspace(), phone, name=name, new_phone=new_phone, title=title, notes=notes,
-                    add_groups=add_group, remove_groups=remove_group)
-    Output.for_(json_).message(f"Updated {m.name} {m.phone} ({'、'.join(m.groups) or 'no groups'})", m.to_dict())
+                    add_groups=add_group, remove_groups=remove_group, email=email, wecom=wecom,
+                    dingtalk=dingtalk, feishu=feishu)
+    out = Output.for_(json_)
+    for w in m.warnings:
+        out.warn(w)
+    out.message(f"Updated {m.name} {m.phone} ({'、'.join(m.groups) or 'no groups'})", m.to_dict())
 
 
 @app.command("remove")
@@ -99,7 +120,7 @@ def remove(phone: str = typer.Argument(...)) -> None:
     from broadcast.recipients.members import remove_member
 
     m = remove_member(workspace(), phone)
-    say(f"Removed {m.name} {m.phone}" + (" (the opt-out is kept)" if m.opted_out else ""))
+    say(f"Removed {m.name} {m.phone}" + (" (the opt-out is kept)" if m.optouts else ""))
 
 
 @app.command("export")
@@ -131,7 +152,7 @@ def import_(
     group: str | None = typer.Option(None, "--group", "-g", help="Put every row in this group."),
     group_column: str | None = typer.Option(None, "--group-column", help="Column naming each row's group."),
     create_groups: bool = typer.Option(False, "--create-groups", help="Create groups the file names that do not exist."),
-    map_: list[str] = typer.Option([], "--map", help="FIELD=COLUMN (fields: name, phone, group, title, notes); COLUMN is a header, a letter or a number."),
+    map_: list[str] = typer.Option([], "--map", help="FIELD=COLUMN (fields: name, phone, group, title, notes, email, wecom, dingtalk, feishu); COLUMN is a header, a letter or a number."),
     sheet: str | None = typer.Option(None, "--sheet", help=".xlsx sheet (default: the first)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and count, change nothing."),

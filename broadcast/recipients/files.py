@@ -106,3 +106,14 @@ def write_rows(
             writer.writerow(["" if v is None else spreadsheet_safe(v) for v in row])
             count += 1
     return count
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file (an imported file is audited by it), read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -50,6 +50,7 @@ class GroupInfo:
 class GroupDetail(GroupInfo):
     reach: int = 0  # distinct members of the group and all its sub-groups, opt-outs excluded
     member_list: list[dict[str, object]] = field(default_factory=list)
+    robots: list[dict[str, object]] = field(default_factory=list)  # its chat's robots, keys masked (robots.py)
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -106,6 +107,8 @@ def list_groups(ws: Workspace) -> list[GroupInfo]:
 
 
 def show_group(ws: Workspace, name: str) -> GroupDetail:
+    from broadcast.recipients.robots import robots_of
+
     name = clean_group_name(name)
     with transaction(ws.engine) as conn:
         gid = group_id(conn, name)
@@ -119,6 +122,7 @@ def show_group(ws: Workspace, name: str) -> GroupDetail:
             .where(memberships_t.c.group_id == gid)
             .order_by(members_t.c.name, members_t.c.phone)
         ).all()
+        robots = [r.to_dict() for r in robots_of(conn, gid, name)]
     return GroupDetail(
         name=info.name,
         parent=info.parent,
@@ -129,6 +133,7 @@ def show_group(ws: Workspace, name: str) -> GroupDetail:
             {"name": n, "phone": p, "title": t, "opted_out": bool(o), "submitter": bool(s)}
             for n, p, t, o, s in members
         ],
+        robots=robots,
     )
 
 

@@ -13,6 +13,12 @@
    a killed process); ``dry_run`` rolls it back after counting. Importing the same file again
    changes nothing and reports every person ``unchanged``.
 
+Contact points besides the phone (email, WeCom / DingTalk / Feishu ids; ``contacts``) are checked
+like the phone: a bad one rejects its row (field, value and reason), since the file is corrected and
+imported again anyway, and nothing of the row is half-taken. A non-empty cell sets or replaces the
+member's value; an empty one keeps what is known (as for title and notes). A value another member
+also has is accepted with a ``warning`` on the first row giving it (a shared office mailbox is real).
+
 Counts: ``added``/``updated``/``unchanged`` count people; ``rejected``/``conflicts``/``duplicates``
 count rows; ``warnings`` counts rows accepted with a warning (a number in a range that only
 ``BROADCAST_EXTRA_MOBILE_PREFIXES`` allows), listed in ``errors`` with kind ``warning`` but not
@@ -23,8 +29,7 @@ written to the rejected-rows file. A text cell our own exports quoted (``'=…``
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +42,16 @@ from broadcast.db.audit_chain import note
 from broadcast.db.bulk import insert_rows
 from broadcast.db.types import UTCDateTime, utcnow
 from broadcast.errors import ImportFileError, InputError
-from broadcast.recipients.files import unescape_cell, write_rows
+from broadcast.recipients.contacts import CONTACT_FIELDS, LABELS, check_contact, shared_in
+from broadcast.recipients.files import file_sha256, unescape_cell
 from broadcast.recipients.groups import clean_group_name, group_id, groups_t, members_t, memberships_t
 from broadcast.recipients.members import clean_name
 from broadcast.recipients.phones import normalize_phone
+from broadcast.recipients.rejects import write_rejects
 from broadcast.recipients.tables import FIELDS, SourceFormat, map_columns, open_table
 from broadcast.workspace import Workspace
+
+__all__ = ["ImportError_", "ImportOptions", "ImportSummary", "file_sha256", "import_members"]
 
 BATCH = 5000
 _meta = sa.MetaData()
@@ -54,6 +63,7 @@ stage_t = sa.Table(
     sa.Column("grp", sa.String(200), nullable=False),
     sa.Column("title", sa.String(100), nullable=False),
     sa.Column("notes", sa.Text, nullable=False),
+    *(sa.Column(f, sa.String(254), nullable=False) for f in CONTACT_FIELDS),
     sa.Index("ix_import_rows_phone", "phone", "row_no"),
     prefixes=["TEMPORARY"],
 )
@@ -73,6 +83,7 @@ new_t = sa.Table(
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("title", sa.String(100), nullable=False),
     sa.Column("notes", sa.Text, nullable=False),
+    *(sa.Column(f, sa.String(254), nullable=False) for f in CONTACT_FIELDS),
     prefixes=["TEMPORARY"],
 )
 join_t = sa.Table(
@@ -188,6 +199,7 @@ def import_members(
             _stage(conn, table, cols, fixed_group, phones, summary, progress)
             _check_groups(conn, opts.create_groups, summary)
             _merge(conn, summary)
+            _warn_shared(conn, summary)
             _collect_errors(conn, summary)
             tmp_errors = _write_errors(conn, path, opts, table.headers, table.format)
             _meta.drop_all(conn)
@@ -215,16 +227,6 @@ def import_members(
     return summary
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _require_or_create_group(conn: Connection, name: str, create: bool, summary: ImportSummary) -> None:
     if conn.execute(sa.select(groups_t.c.id).where(groups_t.c.name == name)).first():
         return
@@ -234,7 +236,7 @@ def _require_or_create_group(conn: Connection, name: str, create: bool, summary:
     summary.groups_created.append(name)
 
 
-STAGE_COLUMNS = ("row_no", "phone", "name", "grp", "title", "notes")
+STAGE_COLUMNS = ("row_no", "phone", "name", "grp", "title", "notes", *CONTACT_FIELDS)
 ERROR_COLUMNS = ("row_no", "kind", "field", "value", "reason")
 _group_name = functools.lru_cache(maxsize=4096)(clean_group_name)
 
@@ -247,6 +249,7 @@ def _stage(
     bad: list[tuple[Any, ...]] = []
     i_phone, i_name, i_group = cols["phone"], cols.get("name"), cols.get("group")
     i_title, i_notes = cols.get("title"), cols.get("notes")
+    i_contacts = [(f, cols.get(f)) for f in CONTACT_FIELDS if cols.get(f) is not None]
 
     def flush() -> None:
         insert_rows(conn, stage_t, STAGE_COLUMNS, good)
@@ -274,8 +277,12 @@ def _stage(
             except InputError as exc:
                 bad.append((row_no, "rejected", "group", grp, exc.message))
             else:
-                good.append((row_no, result.e164, name, grp, clean_name(_cell(cells, i_title)),
-                             _text(_cell(cells, i_notes))))
+                contacts, problem = _contacts(cells, i_contacts)
+                if problem:
+                    bad.append((row_no, "rejected", *problem))
+                else:
+                    good.append((row_no, result.e164, name, grp, clean_name(_cell(cells, i_title)),
+                                 _text(_cell(cells, i_notes)), *contacts))
         if len(good) + len(bad) >= BATCH:
             flush()
             if progress:
@@ -283,6 +290,18 @@ def _stage(
     flush()
     if progress:
         progress(summary.rows)
+
+
+def _contacts(cells: Sequence[Any], columns: list[tuple[str, int | None]]) -> tuple[list[str], tuple[str, str, str] | None]:
+    """The row's contact points in ``CONTACT_FIELDS`` order, or its first bad one as (field, value, reason)."""
+    found = dict.fromkeys(CONTACT_FIELDS, "")
+    for fld, index in columns:
+        raw = _cell(cells, index)
+        value, reason = check_contact(fld, raw)
+        if reason:
+            return [], (fld, _text(raw), reason)
+        found[fld] = value
+    return list(found.values()), None
 
 
 def _check_groups(conn: Connection, create: bool, summary: ImportSummary) -> None:
@@ -318,9 +337,10 @@ def _chunks(conn: Connection) -> Iterator[Sequence[sa.Row[*tuple[Any, ...]]]]:
         .exists()
     )
     base = (
-        sa.select(s.c.row_no, s.c.phone, s.c.name, s.c.grp, s.c.title, s.c.notes,
+        sa.select(s.c.row_no, s.c.phone, s.c.name, s.c.grp, s.c.title, s.c.notes, *(s.c[f] for f in CONTACT_FIELDS),
                   m.c.id.label("mid"), m.c.name.label("mname"), m.c.title.label("mtitle"),
-                  m.c.notes.label("mnotes"), g.c.id.label("gid"), has_membership.label("member_of"))
+                  m.c.notes.label("mnotes"), *(m.c[f].label(f"m{f}") for f in CONTACT_FIELDS),
+                  g.c.id.label("gid"), has_membership.label("member_of"))
         .outerjoin(m, m.c.phone == s.c.phone)
         .outerjoin(g, g.c.name == s.c.grp)
         .order_by(s.c.phone, s.c.row_no)
@@ -364,14 +384,14 @@ def _merge(conn: Connection, summary: ImportSummary) -> None:
             conn.execute(
                 members_t.update().where(members_t.c.id == sa.bindparam("b_id")).values(
                     name=sa.bindparam("b_name"), title=sa.bindparam("b_title"), notes=sa.bindparam("b_notes"),
-                    updated_at=now,
+                    **{f: sa.bindparam(f"b_{f}") for f in CONTACT_FIELDS}, updated_at=now,
                 ),
                 updates,
             )
     now = utcnow()
     conn.execute(members_t.insert().from_select(
-        ["phone", "name", "title", "notes", "created_at", "updated_at"],
-        sa.select(new_t.c.phone, new_t.c.name, new_t.c.title, new_t.c.notes,
+        ["phone", "name", "title", "notes", *CONTACT_FIELDS, "created_at", "updated_at"],
+        sa.select(new_t.c.phone, new_t.c.name, new_t.c.title, new_t.c.notes, *(new_t.c[f] for f in CONTACT_FIELDS),
                   sa.literal(now, UTCDateTime), sa.literal(now, UTCDateTime)),
     ))
     conn.execute(memberships_t.insert().from_select(
@@ -379,6 +399,10 @@ def _merge(conn: Connection, summary: ImportSummary) -> None:
         sa.select(members_t.c.id, join_t.c.gid, sa.literal(now, UTCDateTime))
         .join(members_t, members_t.c.phone == join_t.c.phone),
     ))
+
+
+_contacts_of = operator.attrgetter(*CONTACT_FIELDS)
+_known_of = operator.attrgetter(*(f"m{f}" for f in CONTACT_FIELDS))
 
 
 def _merge_person(
@@ -405,9 +429,13 @@ def _merge_person(
     summary.duplicates += len(accepted) - 1
     title = next((r.title for r in accepted if r.title), "")
     notes = next((r.notes for r in accepted if r.notes), "")
+    values = _contacts_of(accepted[0])
+    for r in accepted[1:]:  # the first value given wins
+        values = tuple(a or b for a, b in zip(values, _contacts_of(r), strict=True))
+    contacts = dict(zip(CONTACT_FIELDS, values, strict=True))
     gids = {r.gid for r in accepted}
     if not existing:
-        new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes))
+        new_members.append(dict(phone=first.phone, name=known_name, title=title, notes=notes, **contacts))
         joins.extend({"phone": first.phone, "gid": gid} for gid in sorted(gids))
         summary.added += 1
         return
@@ -417,13 +445,35 @@ def _merge_person(
     name = first.mname or known_name
     new_title = title or first.mtitle
     new_notes = notes or first.mnotes
-    changed = (name, new_title, new_notes) != (first.mname, first.mtitle, first.mnotes)
+    known = dict(zip(CONTACT_FIELDS, _known_of(first), strict=True))
+    new_contacts = {f: contacts[f] or known[f] for f in CONTACT_FIELDS}  # an empty cell keeps what is known
+    changed = (name, new_title, new_notes, new_contacts) != (first.mname, first.mtitle, first.mnotes, known)
     if changed:
-        updates.append(dict(b_id=first.mid, b_name=name, b_title=new_title, b_notes=new_notes))
+        updates.append(dict(b_id=first.mid, b_name=name, b_title=new_title, b_notes=new_notes,
+                            **{f"b_{f}": v for f, v in new_contacts.items()}))
     if to_join or changed:
         summary.updated += 1
     else:
         summary.unchanged += 1
+
+
+def _warn_shared(conn: Connection, summary: ImportSummary) -> None:
+    """A warning (the row is imported) on the first row giving an email or id that another member
+    also has: allowed (an office's shared mailbox), but most often a copy-and-paste slip."""
+    for fld in CONTACT_FIELDS:
+        staged = sa.func.lower(stage_t.c[fld])
+        if conn.execute(sa.select(stage_t.c.row_no).where(stage_t.c[fld] != "").limit(1)).first() is None:
+            continue
+        col = sa.func.lower(members_t.c[fld])
+        shared = list(conn.execute(
+            sa.select(col).where(members_t.c[fld] != "", col.in_(sa.select(staged).where(stage_t.c[fld] != "")))
+            .group_by(col).having(sa.func.count() > 1).order_by(col)).scalars())
+        for value, people in sorted(shared_in(conn, fld, shared).items()):
+            row_no, text, phone = conn.execute(
+                sa.select(stage_t.c.row_no, stage_t.c[fld], stage_t.c.phone).where(staged == value)
+                .order_by(stage_t.c.row_no).limit(1)).one()
+            who = "、".join(f"{n} {p}" for n, p in people if p != phone)
+            summary.errors.append(ImportError_(row_no, fld, text, f"{LABELS[fld]} also used by {who}", "warning"))
 
 
 def _collect_errors(conn: Connection, summary: ImportSummary) -> None:
@@ -438,49 +488,10 @@ def _collect_errors(conn: Connection, summary: ImportSummary) -> None:
     ], key=lambda e: e.row)
 
 
-def _fit(cells: list[Any], width: int) -> list[Any]:
-    return (cells + [""] * width)[:width]
-
-
-def _error_rows(conn: Connection, path: Path, opts: ImportOptions, width: int) -> Iterator[list[Any]]:
-    """The rejected and conflicting rows as they are in the source file (read again, streaming),
-    each followed by its reason."""
-    reasons = iter(conn.execute(sa.select(errors_t.c.row_no, errors_t.c.reason).order_by(errors_t.c.row_no)).all())
-    wanted = next(reasons, None)
-    if wanted is None:
-        return
-    with open_table(path, encoding=opts.encoding, sheet=opts.sheet,
-                    phone_column=opts.column_map.get("phone")) as table:
-        for row_no, cells in table:
-            while wanted is not None and wanted[0] < row_no:
-                wanted = next(reasons, None)
-            if wanted is None:
-                return
-            if wanted[0] == row_no:
-                yield [*_fit(["" if c is None else c for c in cells], width), wanted[1]]
-
-
 def _write_errors(conn: Connection, path: Path, opts: ImportOptions, headers: list[str], fmt: SourceFormat) -> Path | None:
-    """Write rejected and conflicting rows as they were, with a ``reason`` column, in the
-    input's format (encoding, delimiter, or .xlsx), to a temporary file beside the target; the
-    caller moves it into place once the import is over, so a failed import leaves no file."""
-    target = opts.errors_out
-    if target is None:
+    """The rejected and conflicting rows, in a temporary file beside ``--errors-out`` (see ``rejects``)."""
+    if opts.errors_out is None:
         return None
-    if not target.parent.is_dir():
-        raise InputError(f"--errors-out: folder {str(target.parent)!r} does not exist")
-    suffix = ".xlsx" if fmt.kind == "xlsx" else (target.suffix.lower() or ".csv")
-    encoding = fmt.encoding or "utf-8-sig"
-    if encoding in ("utf-16-le", "utf-16-be"):
-        encoding = "utf-16"  # with a BOM, so Excel recognises it
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write_rows(tmp, suffix, [*headers, "reason"], _error_rows(conn, path, opts, len(headers)),
-                   encoding=encoding, delimiter=fmt.delimiter if fmt.kind == "csv" else None,
-                   sheet=fmt.sheet or "Sheet1")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+    reasons = conn.execute(sa.select(errors_t.c.row_no, errors_t.c.reason).order_by(errors_t.c.row_no)).all()
+    return write_rejects(path, opts.errors_out, [(r.row_no, r.reason) for r in reasons], headers, fmt,
+                         encoding=opts.encoding, sheet=opts.sheet, phone_column=opts.column_map.get("phone"))

@@ -16,15 +16,16 @@ from broadcast.db.audit_chain import note
 from broadcast.db.engine import transaction
 from broadcast.db.types import utcnow
 from broadcast.errors import ConflictError, InputError, NotFoundError
+from broadcast.recipients.contacts import CONTACT_FIELDS, clean_contact, mask_contact, shared_contacts
 from broadcast.recipients.groups import (
     clean_group_name,
     group_id,
     groups_t,
     members_t,
     memberships_t,
-    optouts_t,
     subtree_ids,
 )
+from broadcast.recipients.optout_sets import channel_list, opted_out
 from broadcast.recipients.phones import PhoneResult, mask_phone, normalize_phone
 from broadcast.workspace import Workspace
 
@@ -70,15 +71,37 @@ class MemberInfo:
     groups: list[str]
     title: str = ""
     notes: str = ""
-    opted_out: bool = False
+    opted_out: bool = False  # by SMS (``optouts``)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    email: str = ""
+    wecom: str = ""  # WeCom (企业微信 / 政务微信) userid
+    dingtalk: str = ""
+    feishu: str = ""
+    optouts: list[str] = field(default_factory=list)  # every opt-out: ["all"], ["sms", "email"], … (optout_sets)
+    warnings: list[str] = field(default_factory=list)  # of the change that returned it (a shared email…)
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        if not self.warnings:
+            del data["warnings"]
         return data
+
+    def contacts(self) -> dict[str, str]:
+        """The contact points the member has besides the phone: field -> value."""
+        return {f: getattr(self, f) for f in CONTACT_FIELDS if getattr(self, f)}
+
+
+def _from_row(row: sa.Row[Any], groups: list[str], optouts: frozenset[str]) -> MemberInfo:
+    return MemberInfo(row.name, row.phone, groups, row.title, row.notes, "sms" in optouts, row.created_at,
+                      row.updated_at, **{f: getattr(row, f) for f in CONTACT_FIELDS}, optouts=channel_list(optouts))
+
+
+def _contacts_given(values: dict[str, str | None]) -> dict[str, str]:
+    """``--email`` … as given (None: not given), cleaned; ``""`` clears."""
+    return {f: clean_contact(f, v) for f, v in values.items() if v is not None}
 
 
 def _member_row(conn: Connection, phone: str) -> sa.Row[Any] | None:
@@ -108,10 +131,10 @@ def _groups_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, list[st
 
 
 def _info(conn: Connection, row: sa.Row[Any], groups: list[str] | None = None) -> MemberInfo:
-    opted = conn.execute(sa.select(optouts_t.c.phone).where(optouts_t.c.phone == row.phone)).first() is not None
+    opted = opted_out(conn, [row.phone]).get(row.phone, frozenset())
     if groups is None:
         groups = _groups_of(conn, [row.id]).get(row.id, [])
-    return MemberInfo(row.name, row.phone, groups, row.title, row.notes, opted, row.created_at, row.updated_at)
+    return _from_row(row, groups, opted)
 
 
 def _join(conn: Connection, member_id: int, gid: int) -> bool:
@@ -132,15 +155,23 @@ class AddResult:
     joined: list[str] = field(default_factory=list)
     warning: str | None = None  # the number is accepted only thanks to BROADCAST_EXTRA_MOBILE_PREFIXES
 
+    @property
+    def warnings(self) -> list[str]:
+        return ([self.warning] if self.warning else []) + self.member.warnings
+
 
 def add_member(
-    ws: Workspace, name: str, phone: str, groups: Sequence[str], *, title: str = "", notes: str = ""
+    ws: Workspace, name: str, phone: str, groups: Sequence[str], *, title: str = "", notes: str = "",
+    email: str = "", wecom: str = "", dingtalk: str = "", feishu: str = "",
 ) -> AddResult:
     """Add a person to groups. An existing phone with the same name joins the groups; a
-    different name is a conflict, never overwritten."""
+    different name is a conflict, never overwritten. Contact points given (``email`` …) are set,
+    on an existing member too (replacing theirs); one another member has is a warning."""
     checked = _checked_phone(phone, ws.settings.default_region, ws.settings.extra_mobile_prefixes)
     e164 = checked.e164 or ""
     name = clean_name(name)
+    contacts = {k: v for k, v in _contacts_given(dict(email=email, wecom=wecom, dingtalk=dingtalk,
+                                                      feishu=feishu)).items() if v}
     if not groups:
         raise InputError("name at least one group with --group")
     with transaction(ws.engine, write=True) as conn:
@@ -151,9 +182,11 @@ def add_member(
             now = utcnow()
             mid = conn.execute(
                 members_t.insert().values(
-                    phone=e164, name=name, title=clean_name(title), notes=notes.strip(), created_at=now, updated_at=now
+                    phone=e164, name=name, title=clean_name(title), notes=notes.strip(), created_at=now, updated_at=now,
+                    **contacts,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
+            changed = contacts
         else:
             if name and row.name and row.name != name:
                 raise ConflictError(
@@ -161,11 +194,16 @@ def add_member(
                     hint=f"to change the name: broadcast member edit {e164} --name {name}",
                 )
             mid = row.id
+            changed = {f: v for f, v in contacts.items() if getattr(row, f) != v}
+            if changed:
+                conn.execute(members_t.update().where(members_t.c.id == mid).values(**changed, updated_at=utcnow()))
         joined = [g for g, gid in gids if _join(conn, mid, gid)]
         info = _info(conn, _require(conn, e164))
-        if created or joined:
+        if created or joined or changed:
             note(conn, ws.operator, "member.add" if created else "member.join", f"member:{mask_phone(e164)}",
-                 name=info.name, joined=joined, title=info.title)
+                 name=info.name, joined=joined, title=info.title,
+                 **({"contacts": {f: mask_contact(f, v) for f, v in changed.items()}} if changed else {}))
+        info.warnings = shared_contacts(conn, contacts, phone=e164)
     return AddResult(info, created, joined, checked.warning)
 
 
@@ -185,16 +223,14 @@ def list_members(ws: Workspace, *, group: str | None = None, search: str | None 
             like = f"%{search.strip()}%"
             digits = re.sub(r"\D", "", search)
             conds = [members_t.c.name.like(like), members_t.c.title.like(like), members_t.c.notes.like(like)]
+            conds += [members_t.c[f].like(like) for f in CONTACT_FIELDS]
             if digits:
                 conds.append(members_t.c.phone.like(f"%{digits}%"))
             query = query.where(sa.or_(*conds))
         rows = conn.execute(query.order_by(members_t.c.name, members_t.c.phone)).all()
         groups = _groups_of(conn, [r.id for r in rows])
-        opted = set(conn.execute(sa.select(optouts_t.c.phone)).scalars())
-    return [
-        MemberInfo(r.name, r.phone, groups.get(r.id, []), r.title, r.notes, r.phone in opted, r.created_at, r.updated_at)
-        for r in rows
-    ]
+        opted = opted_out(conn)
+    return [_from_row(r, groups.get(r.id, []), opted.get(r.phone, frozenset())) for r in rows]
 
 
 def show_member(ws: Workspace, phone: str) -> MemberInfo:
@@ -213,8 +249,14 @@ def edit_member(
     notes: str | None = None,
     add_groups: Sequence[str] = (),
     remove_groups: Sequence[str] = (),
+    email: str | None = None,
+    wecom: str | None = None,
+    dingtalk: str | None = None,
+    feishu: str | None = None,
 ) -> MemberInfo:
+    """Change what is given (None: unchanged). A contact point given as ``""`` is cleared."""
     e164 = parse_phone(phone, ws.settings.default_region)
+    contacts = _contacts_given(dict(email=email, wecom=wecom, dingtalk=dingtalk, feishu=feishu))
     with transaction(ws.engine, write=True) as conn:
         row = _require(conn, e164)
         values: dict[str, object] = {}
@@ -229,6 +271,7 @@ def edit_member(
             if target != e164 and _member_row(conn, target) is not None:
                 raise ConflictError(f"{target} already belongs to another member")
             values["phone"] = target
+        values.update({f: v for f, v in contacts.items() if getattr(row, f) != v})
         for g in add_groups:
             _join(conn, row.id, group_id(conn, clean_group_name(g)))
         for g in remove_groups:
@@ -239,12 +282,15 @@ def edit_member(
             if not gone:
                 raise NotFoundError(f"{e164} is not a member of {g!r}")
         if values or add_groups or remove_groups:
-            changes = {k: (mask_phone(str(v)) if k == "phone" else v) for k, v in values.items()}
+            changes = {k: (mask_phone(str(v)) if k == "phone" else mask_contact(k, str(v)) if k in CONTACT_FIELDS else v)
+                       for k, v in values.items()}
             note(conn, ws.operator, "member.edit", f"member:{mask_phone(e164)}", changes=changes,
                  add_groups=list(add_groups), remove_groups=list(remove_groups))
             values["updated_at"] = utcnow()
             conn.execute(members_t.update().where(members_t.c.id == row.id).values(**values))
-        return _info(conn, _require(conn, str(values.get("phone", e164))))
+        info = _info(conn, _require(conn, str(values.get("phone", e164))))
+        info.warnings = shared_contacts(conn, {f: v for f, v in contacts.items() if v}, phone=info.phone)
+        return info
 
 
 def remove_member(ws: Workspace, phone: str) -> MemberInfo:
@@ -259,13 +305,13 @@ def remove_member(ws: Workspace, phone: str) -> MemberInfo:
     return info
 
 
-EXPORT_HEADERS = ["姓名", "手机号码", "所属支部", "职务", "备注"]
+EXPORT_HEADERS = ["姓名", "手机号码", "所属支部", "职务", "备注", "邮箱", "企业微信", "钉钉", "飞书"]
 
 
 def _export_rows(ws: Workspace, group: str | None) -> Iterator[list[str]]:
     for m in list_members(ws, group=group):
         for g in m.groups or [""]:  # one row per (member, group), as the import reads it back
-            yield [m.name, m.phone, g, m.title, m.notes]
+            yield [m.name, m.phone, g, m.title, m.notes, m.email, m.wecom, m.dingtalk, m.feishu]
 
 
 def export_members(ws: Workspace, path: str | Path, *, group: str | None = None) -> int:

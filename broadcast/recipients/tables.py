@@ -39,6 +39,10 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "title": ("职务", "党内职务", "title", "position", "role", "job"),
     "notes": ("备注", "说明", "notes", "note", "remark", "remarks", "comment", "comments"),
+    "email": ("邮箱", "电子邮箱", "电子邮件", "邮件地址", "邮箱地址", "email", "emailaddress", "mail"),
+    "wecom": ("企业微信", "企业微信账号", "企业微信id", "政务微信", "政务微信账号", "wecom", "wecomid", "wework", "userid"),
+    "dingtalk": ("钉钉", "钉钉账号", "钉钉id", "浙政钉", "dingtalk", "dingtalkid", "dingding"),
+    "feishu": ("飞书", "飞书账号", "飞书id", "feishu", "feishuid", "lark"),
 }
 FIELDS = tuple(FIELD_ALIASES)
 

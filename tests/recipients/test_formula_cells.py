@@ -87,15 +87,16 @@ def test_member_export_csv_neutralises_formulas(evil_members: Workspace, tmp_pat
     out = tmp_path / "members.csv"
     assert export_members(evil_members, out) == 3
     rows = read_csv(out, "utf-8-sig")
-    assert rows[0] == ["姓名", "手机号码", "所属支部", "职务", "备注"]
-    assert sorted(rows[1:]) == sorted(EXPECTED_EXPORT)
+    assert rows[0] == ["姓名", "手机号码", "所属支部", "职务", "备注", "邮箱", "企业微信", "钉钉", "飞书"]
+    assert sorted(r[:5] for r in rows[1:]) == sorted(EXPECTED_EXPORT)
+    assert all(r[5:] == ["", "", "", ""] for r in rows[1:])  # no email or ids
 
 
 def test_member_export_xlsx_neutralises_formulas(evil_members: Workspace, tmp_path) -> None:
     out = tmp_path / "members.xlsx"
     assert export_members(evil_members, out) == 3
     rows = _xlsx_rows(out)
-    assert sorted([["" if v is None else v for v in r] for r in rows[1:]]) == sorted(EXPECTED_EXPORT)
+    assert sorted([["" if v is None else v for v in r[:5]] for r in rows[1:]]) == sorted(EXPECTED_EXPORT)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])

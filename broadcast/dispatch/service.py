@@ -77,21 +77,19 @@ def channel_opener(ws: Workspace) -> Callable[[str], Gateway]:
 
 
 def _add_group_robots(ws: Workspace, gateway: Gateway) -> None:
-    from broadcast.db.channel_models import GroupRobot
     from broadcast.dispatch.channel_pass import robots_json
     from broadcast.gateways import dingtalk, feishu, wecom
     from broadcast.gateways.robots import RobotGateway, parse_robots
     from broadcast.messages.channels import PLATFORM_OF_GATEWAY, robot_address
+    from broadcast.recipients.robots import group_robots
 
     platform = PLATFORM_OF_GATEWAY.get(gateway.capabilities.name)
     if platform is None or not isinstance(gateway, RobotGateway):
         return
     extract = {"wecom": (wecom.extract_key, "key"), "dingtalk": (dingtalk.extract_token, "access token"),
                "feishu": (feishu.extract_hook, "hook id")}[platform]
-    t = table(GroupRobot)
     with ws.engine.connect() as conn:
-        rows = [(robot_address(gid), url, secret) for gid, url, secret in conn.execute(
-            sa.select(t.c.group_id, t.c.url, t.c.secret).where(t.c.platform == platform))]
+        rows = [(robot_address(r.group_id), r.url, r.secret) for r in group_robots(conn) if r.platform == platform]
     if rows:
         try:
             found = parse_robots(robots_json(rows), *extract)

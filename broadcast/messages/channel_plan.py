@@ -14,25 +14,24 @@ platform.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from broadcast.db.channel_models import ChannelOptOut, GroupRobot
-from broadcast.db.models import Group, Member, Membership, MessageTarget, OptOut
+from broadcast.db.channel_models import GroupRobot
+from broadcast.db.models import Group, Member, Membership, MessageTarget
 from broadcast.db.types import table
 from broadcast.messages.audience import AudienceMember
 from broadcast.messages.channels import ADDRESS_COLUMN, OPTOUT_KEY, ROBOT_GATEWAY, robot_address
 from broadcast.recipients.groups import subtree_ids
+from broadcast.recipients.optout_sets import opted_out
 
 members_t = table(Member)
 memberships_t = table(Membership)
 groups_t = table(Group)
 robots_t = table(GroupRobot)
-optouts_t = table(OptOut)
-channel_optouts_t = table(ChannelOptOut)
 targets_t = table(MessageTarget)
 
 ROBOT_ORDER = ("wecom", "dingtalk", "feishu")
@@ -82,23 +81,7 @@ class Plan:
         return out
 
 
-def opted_out(conn: Connection, phones: Iterable[str] | None = None) -> dict[str, set[str]]:
-    """Opt-out keys per phone: ``sms`` (the optouts table), ``all`` (its all_channels flag), and each
-    channel of ``channel_optouts``."""
-    out: dict[str, set[str]] = collections.defaultdict(set)
-    for phone, every in conn.execute(sa.select(optouts_t.c.phone, optouts_t.c.all_channels)):
-        out[phone].add("sms")
-        if every:
-            out[phone].add("all")
-    for phone, channel in conn.execute(sa.select(channel_optouts_t.c.phone, channel_optouts_t.c.channel)):
-        out[phone].add(channel)
-    if phones is not None:
-        wanted = set(phones)
-        return {p: s for p, s in out.items() if p in wanted}
-    return out
-
-
-def _closed(keys: set[str] | None, key: str) -> bool:
+def _closed(keys: frozenset[str] | None, key: str) -> bool:
     return bool(keys) and ("all" in keys or key in keys)  # type: ignore[operator]
 
 
@@ -151,7 +134,7 @@ def _contacts(conn: Connection, member_ids: list[int], channels: Sequence[str]) 
 
 
 def _posts(conn: Connection, message_id: int, target_all: bool, people: Sequence[AudienceMember],
-           opts: dict[str, set[str]]) -> dict[int, Post]:
+           opts: dict[str, frozenset[str]]) -> dict[int, Post]:
     """One post per group chat in the message's scope that has a robot, with its members in the audience."""
     q = sa.select(groups_t.c.id, groups_t.c.name, robots_t.c.platform).join(robots_t, robots_t.c.group_id == groups_t.c.id)
     if not target_all:

@@ -112,7 +112,8 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
     series = load_series(ws.settings.templates_dir, "精神早餐")
     today = clock.local(clock.now(ws.settings), ws.settings.timezone).date()
     line = series.lines[today.toordinal() % len(series.lines)]
-    on_wecom, left = _wecom_users(ws)
+    on_wecom, left = _wecom_users(ws, result.database.parent)
+    say("Imported the WeCom directory (demo-wecom-directory.csv, 企业微信 column) over the member list")
     created = create_message(ws, text=line, all_=True, channels="wecom-app,sms", fallback="sms")
     leader = Workspace(ws.settings.model_copy(update={"operator": "分管领导"}), ws.engine)
     approve_message(leader, created.id)
@@ -131,18 +132,27 @@ _CORP, _CORP_SECRET, _AGENT = "ww-demo-chengnan", "demo-corp-secret", 1000002
 _WECOM_BRANCHES = 20  # the first branches of organisations.csv use WeCom (政务微信)
 
 
-def _wecom_users(ws: Any) -> tuple[set[str], set[str]]:
-    """Give the members of the first branches a WeCom userid; (their userids, three who left)."""
+def _wecom_users(ws: Any, folder: Path) -> tuple[set[str], set[str]]:
+    """The members of the first branches get their WeCom userid the way an office would: the
+    WeCom directory's export (姓名, 手机, 所属支部, 企业微信), imported over the member list (a
+    re-import sets the new column and changes nothing else). Returns (their userids, three who left)."""
     import sqlalchemy as sa
 
-    with ws.engine.begin() as conn:
-        gids = list(conn.execute(sa.text("SELECT id FROM groups WHERE parent_id IS NOT NULL ORDER BY id LIMIT :n"),
-                                 {"n": _WECOM_BRANCHES}).scalars())
-        members = sorted(set(conn.execute(sa.text("SELECT member_id FROM memberships WHERE group_id IN "
-                                                  f"({','.join(map(str, gids))})")).scalars()))
-        conn.execute(sa.text("UPDATE members SET wecom = 'cn' || CAST(id AS TEXT) WHERE id IN "
-                             f"({','.join(map(str, members))})"))
-    users = {f"cn{m}" for m in members}
+    from broadcast.recipients.importer import ImportOptions, import_members
+
+    with ws.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT m.id, m.name, m.phone, g.name FROM members m JOIN memberships ms ON ms.member_id = m.id "
+            "JOIN groups g ON g.id = ms.group_id WHERE g.id IN (SELECT id FROM groups WHERE parent_id IS NOT NULL "
+            "ORDER BY id LIMIT :n) ORDER BY m.id"), {"n": _WECOM_BRANCHES}).all()
+    directory = folder / "demo-wecom-directory.csv"
+    with directory.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["姓名", "手机", "所属支部", "企业微信"])
+        for mid, name, phone, group in rows:
+            w.writerow([name, phone, group, f"cn{mid}"])
+    import_members(ws, directory, ImportOptions(group_column="所属支部"))
+    users = {f"cn{mid}" for mid, *_ in rows}
     return users, set(sorted(users)[:3])
 
 

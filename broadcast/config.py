@@ -391,3 +391,16 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid setting BROADCAST_{field.upper()}={err.get('input')!r}: {err['msg']}",
             hint="fix it in the environment or in .env (see .env.example)",
         ) from None
+
+
+def is_local_host(host: str) -> bool:
+    """``localhost`` or a loopback address (where plain http:// carries no secret over a network):
+    the one check of every URL setting that may be http:// for a local fake or proxy."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -39,7 +39,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import email.utils
-import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -53,6 +52,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from broadcast.config import is_local_host
 from broadcast.gateways import log_redact
 
 if TYPE_CHECKING:
@@ -112,16 +112,6 @@ def http_url(value: str, what: str = "") -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL" + (f" ({what})" if what else ""))
     return value
-
-
-def is_local_host(host: str) -> bool:
-    """``localhost`` or a loopback address (where plain http:// carries no secret over a network)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Addresses(StrEnum):

@@ -28,7 +28,6 @@ audit trail) sees the URL with its key masked to its last 4 characters and ``sec
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from broadcast.config import is_local_host
 from broadcast.db.audit_chain import note
 from broadcast.db.channel_models import ROBOT_PLATFORMS, GroupRobot
 from broadcast.db.engine import transaction
@@ -104,15 +104,6 @@ def check_platform(platform: str) -> str:
     return name
 
 
-def _local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def robot_key(platform: str, url: str) -> str:
     """The key in a robot's webhook ``url``; ``InputError`` naming the platform and what is wrong
     (never the key)."""
@@ -121,7 +112,7 @@ def robot_key(platform: str, url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"{what}: not a webhook URL; expected {spec.example}")
-    if parts.scheme == "http" and not _local(parts.hostname):
+    if parts.scheme == "http" and not is_local_host(parts.hostname):
         raise InputError(f"{what}: must be https:// (plain http only to 127.0.0.1 or localhost)")
     if spec.param is None:
         head, sep, key = parts.path.rpartition("/")

@@ -36,7 +36,9 @@ final Stat (UNDELIV, EXPIRED, REJECTD, an operator's ``MK:xxxx``…) is failed w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import ClassVar, Literal
@@ -66,6 +68,9 @@ VERSION_BYTE = {"2.0": 0x20, "3.0": 0x30}
 RECIPIENT_FAULTS = frozenset({9, 13})
 ACCOUNT_FAULTS = frozenset({5, 7, 10, 11})
 CHINA = timezone(timedelta(hours=8))  # Submit_time / Done_time are Beijing time
+HEADER = struct.Struct(">III")
+SUBMIT_RESP = codec.SUBMIT | codec.RESP
+TEMPLATES_MAX = 256  # SUBMITs kept packed but for the destination (per part and reply code)
 
 
 class CmppSettings(BaseSettings):
@@ -119,6 +124,10 @@ class CmppDialect(Dialect):
         h = codec.decode_header(head)
         return h.total_length, h.command_id, h.seq, 0
 
+    def unpack_header(self, data: bytes, pos: int) -> tuple[int, int, int, int]:
+        total, command_id, seq = HEADER.unpack_from(data, pos)
+        return total, command_id, seq, 0
+
     def is_response(self, command_id: int) -> bool:
         return bool(command_id & codec.RESP)
 
@@ -167,12 +176,19 @@ class CmppDialect(Dialect):
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # asked twice per delivery: as it is checked, and as it is packed
 def cmpp_number(phone: str) -> str | None:
     """A mainland number as CMPP carries it (``13800138000``: no ``+86``); None when it cannot be one."""
     digits = phone.strip().removeprefix("+")
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
     return digits if 3 <= len(digits) <= 20 and digits.isascii() and digits.isdigit() else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _dest_field(phone: str, size: int) -> bytes:
+    """Dest_terminal_Id as packed: the number, NUL-padded to the field's size (21 or 32 octets)."""
+    return (cmpp_number(phone) or "").encode("ascii").ljust(size, b"\0")
 
 
 def e164(number: str) -> str:
@@ -202,6 +218,8 @@ class CmppGateway(SessionGateway):
         if not isinstance(settings, CmppSettings):
             raise TypeError(f"CmppGateway needs CmppSettings, not {type(settings).__name__}")
         self.version = VERSION_BYTE[settings.version]
+        self._resp = struct.Struct(">QI" if settings.version == "3.0" else ">QB")  # SUBMIT_RESP Msg_Id, Result
+        self._templates: dict[tuple[bytes, int, int, int, str], codec.SubmitTemplate] = {}
         super().__init__(settings, client)
         # Src_Id is 21 octets: the service number, then room for a message's reply code
         self.capabilities = dataclasses.replace(self.capabilities, reply_extension=max(0, 21 - len(settings.src_id)))  # type: ignore[misc]
@@ -238,19 +256,25 @@ class CmppGateway(SessionGateway):
                 out.append(SendResult(item.delivery_id, Outcome.PERMANENT, code="bad_number", recipient_fault=True,
                                       detail="not a number CMPP can carry (digits, at most 21)"))
             else:
-                out += await super().send([item])
+                out.append(await self._deliver(item))
         return out
 
     def reply_address(self, extension: str) -> str:
         return digits_of(self.settings.src_id + extension)  # a reply's Dest_Id
 
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
-        fmt, content = self._content(part, coding)
-        s = self.settings
-        submit = codec.Submit(cmpp_number(item.phone) or "", content, msg_fmt=fmt, udhi=part.udhi,
-                              pk_total=part.total, pk_number=part.number, service_id=s.service_id,
-                              msg_src=s.sp_id, src_id=s.src_id + item.extension, registered_delivery=1)
-        return codec.encode_submit(seq, submit, self.version)
+        key = (part.payload, part.number, part.total, coding, item.extension)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= TEMPLATES_MAX:
+                self._templates.clear()
+            fmt, content = self._content(part, coding)
+            s = self.settings
+            submit = codec.Submit("", content, msg_fmt=fmt, udhi=part.udhi, pk_total=part.total,
+                                  pk_number=part.number, service_id=s.service_id, msg_src=s.sp_id,
+                                  src_id=s.src_id + item.extension, registered_delivery=1)
+            template = self._templates[key] = codec.SubmitTemplate(submit, self.version)
+        return template.packed(seq, _dest_field(item.phone, template.tid))
 
     def _content(self, part: Part, coding: int) -> tuple[int, bytes]:
         """Msg_Fmt and Msg_Content of a part: UCS-2 as split, or re-encoded as GBK / ASCII when it fits."""
@@ -265,7 +289,11 @@ class CmppGateway(SessionGateway):
             return 8, part.payload
 
     def classify(self, resp: Frame) -> PartAnswer:
-        if resp.command_id != codec.SUBMIT | codec.RESP:
+        if resp.command_id == SUBMIT_RESP and len(resp.body) == self._resp.size:  # the common answer first
+            msg_id, result = self._resp.unpack(resp.body)
+            if result == 0:
+                return PartAnswer(True, msg_id=str(msg_id))
+        if resp.command_id != SUBMIT_RESP:
             return PartAnswer(False, code="bad_response", detail=f"command {resp.command_id:#x} answered a SUBMIT",
                               pause=True)
         try:

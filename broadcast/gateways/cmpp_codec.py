@@ -23,7 +23,7 @@ from datetime import datetime
 
 __all__ = [
     "ACTIVE_TEST", "CONNECT", "CONNECT_STATUS", "DELIVER", "HEADER_LEN", "RESP", "RESULTS", "SUBMIT", "TERMINATE",
-    "CmppDecodeError", "ConnectResp", "Deliver", "Header", "StatusReport", "Submit", "SubmitResp",
+    "CmppDecodeError", "ConnectResp", "Deliver", "Header", "StatusReport", "Submit", "SubmitResp", "SubmitTemplate",
     "authenticator_ismg", "authenticator_source", "connect_status_name", "decode_connect", "decode_connect_resp",
     "decode_deliver", "decode_deliver_resp", "decode_header", "decode_status_report", "decode_submit",
     "decode_submit_resp", "decode_text", "encode_active_test", "encode_active_test_resp", "encode_connect", "encode_connect_resp",
@@ -139,8 +139,11 @@ def _trailer(r: _Reader, v3: bool) -> str:
     return ""
 
 
+_HEADER = struct.Struct(">III")
+
+
 def _pdu(command_id: int, seq: int, body: bytes = b"") -> bytes:
-    return struct.pack(">III", HEADER_LEN + len(body), command_id, seq & 0xFFFF_FFFF) + body
+    return _HEADER.pack(HEADER_LEN + len(body), command_id, seq & 0xFFFF_FFFF) + body
 
 
 def _result(value: int, v3: bool) -> bytes:
@@ -291,30 +294,53 @@ _SUBMIT_SIZES = (("Service_Id", 10), ("Msg_src", 6), ("FeeType", 2), ("FeeCode",
                  ("At_Time", 17), ("Src_Id", 21))
 
 
+class SubmitTemplate:
+    """A SUBMIT of one part to any destination: the fields before and after ``Dest_terminal_Id``
+    packed once, so each PDU is a header pack and a join (a message goes to many people)."""
+
+    __slots__ = ("after", "before", "tid", "total")
+
+    def __init__(self, s: Submit, version: int) -> None:
+        v3 = is_v3(version)
+        self.tid = tid = 32 if v3 else 21
+        if len(s.content) > MAX_CONTENT:
+            raise ValueError(f"Msg_Content is {len(s.content)} octets, at most {MAX_CONTENT} fit")
+        fields = [_ascii(v) for v in (s.service_id, s.msg_src, s.fee_type, s.fee_code, s.valid_time, s.at_time,
+                                      s.src_id)]
+        fee_terminal = _ascii(s.fee_terminal)
+        for (name, size), raw in zip((*_SUBMIT_SIZES, ("Fee_terminal_Id", tid)), (*fields, fee_terminal)):
+            if len(raw) > size:
+                raise ValueError(f"{name} is {len(raw)} bytes, at most {size} fit")
+        service_id, msg_src, fee_type, fee_code, valid_time, at_time, src_id = fields
+        tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
+        head = _SUBMIT_HEAD[v3]
+        self.total = total = head.size + len(s.content) + len(tail)
+        if v3:
+            packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
+                               s.msg_level, service_id, s.fee_user_type, fee_terminal, 0, s.tp_pid, int(s.udhi),
+                               s.msg_fmt, msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"", 0,
+                               len(s.content))
+        else:
+            packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
+                               s.msg_level, service_id, s.fee_user_type, fee_terminal, s.tp_pid, int(s.udhi),
+                               s.msg_fmt, msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"",
+                               len(s.content))
+        at = head.size - 1 - (1 if v3 else 0) - tid  # Dest_terminal_Id [Dest_terminal_type] Msg_Length end the struct
+        self.before, self.after = packed[HEADER_LEN:at], packed[at + tid:] + s.content + tail
+
+    def pdu(self, seq: int, dest: str) -> bytes:
+        raw = dest.encode("ascii")
+        if len(raw) > self.tid:
+            raise ValueError(f"Dest_terminal_Id is {len(raw)} bytes, at most {self.tid} fit")
+        return self.packed(seq, raw.ljust(self.tid, b"\0"))
+
+    def packed(self, seq: int, dest_field: bytes) -> bytes:
+        """``pdu`` with Dest_terminal_Id already padded to ``tid`` octets (not checked again)."""
+        return b"".join((_HEADER.pack(self.total, SUBMIT, seq & 0xFFFF_FFFF), self.before, dest_field, self.after))
+
+
 def encode_submit(seq: int, s: Submit, version: int) -> bytes:
-    v3 = is_v3(version)
-    tid = 32 if v3 else 21
-    if len(s.content) > MAX_CONTENT:
-        raise ValueError(f"Msg_Content is {len(s.content)} octets, at most {MAX_CONTENT} fit")
-    fields = [_ascii(v) for v in (s.service_id, s.msg_src, s.fee_type, s.fee_code, s.valid_time, s.at_time, s.src_id)]
-    fee_terminal, dest = _ascii(s.fee_terminal), _ascii(s.dest)
-    for (name, size), raw in zip((*_SUBMIT_SIZES, ("Fee_terminal_Id", tid), ("Dest_terminal_Id", tid)),
-                                 (*fields, fee_terminal, dest)):
-        if len(raw) > size:
-            raise ValueError(f"{name} is {len(raw)} bytes, at most {size} fit")
-    service_id, msg_src, fee_type, fee_code, valid_time, at_time, src_id = fields
-    tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
-    head = _SUBMIT_HEAD[v3]
-    total = head.size + len(s.content) + len(tail)
-    if v3:
-        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                           s.msg_level, service_id, s.fee_user_type, fee_terminal, 0, s.tp_pid, int(s.udhi), s.msg_fmt,
-                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, 0, len(s.content))
-    else:
-        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                           s.msg_level, service_id, s.fee_user_type, fee_terminal, s.tp_pid, int(s.udhi), s.msg_fmt,
-                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, len(s.content))
-    return packed + s.content + tail
+    return SubmitTemplate(s, version).pdu(seq, s.dest)
 
 
 def _ascii(value: str | bytes) -> bytes:

@@ -36,9 +36,9 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic_settings import BaseSettings
 
@@ -51,11 +51,11 @@ __all__ = ["Inbound", "PartAnswer", "PartReport", "SessionGateway", "Sink"]
 THROTTLE_TRIES = 6  # submits of one part while the server says "too fast", then the delivery waits
 THROTTLE_BACKOFF_S = 0.1  # first pause after a throttle answer, doubled each time, at most 2 s
 PART_MAP_MAX = 500_000  # part ids remembered for matching reports (oldest forgotten first)
+PLANS_MAX = 64  # texts whose parts are kept (one message's text serves all its recipients)
 
 
-@dataclass(frozen=True)
-class PartAnswer:
-    """What a submit response says of one part."""
+class PartAnswer(NamedTuple):
+    """What a submit response says of one part (a named tuple: one is made per submit)."""
 
     ok: bool
     msg_id: str | None = None
@@ -79,13 +79,16 @@ class PartReport:
 Sink = Callable[[list[Receipt], list[Inbound]], Awaitable[None]]
 
 
-@dataclass
 class _Tally:
-    delivery_id: int
-    parts: int
-    first_id: str | None = None
-    ids: list[str] = field(default_factory=list)  # part ids answered so far
-    delivered: set[str] = field(default_factory=set)
+    """One delivery's parts: the ids answered so far, and those a report said were delivered."""
+
+    __slots__ = ("delivered", "delivery_id", "first_id", "ids", "parts")
+
+    def __init__(self, delivery_id: int, parts: int) -> None:
+        self.delivery_id, self.parts = delivery_id, parts
+        self.first_id: str | None = None
+        self.ids: list[str] = []
+        self.delivered: set[str] = set()
 
 
 class SessionGateway(Gateway):
@@ -106,6 +109,7 @@ class SessionGateway(Gateway):
         self._inbound: list[Inbound] = []
         self._parts: OrderedDict[str, _Tally] = OrderedDict()
         self._refs = itertools.count(1)
+        self._plans: dict[str, tuple[int, list[Part]]] = {}
         self._slow_until = 0.0
 
     # -- what a protocol module provides -------------------------------------------------------
@@ -129,41 +133,72 @@ class SessionGateway(Gateway):
     # -- send -------------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
-        return [await self._deliver(item) for item in batch]
+        out = []
+        for item in batch:  # a loop, not a comprehension: one coroutine fewer a delivery
+            out.append(await self._deliver(item))
+        return out
+
+    def _split(self, text: str) -> tuple[int, list[Part]]:
+        """``segments.split`` of a text, kept for the next delivery of the same text (a message goes
+        to many people); a long text's parts get a concatenation reference of their own each time."""
+        plan = self._plans.get(text)
+        if plan is None:
+            if len(self._plans) >= PLANS_MAX:
+                self._plans.clear()
+            plan = self._plans[text] = split(text, 0, gsm7=self.gsm7)
+        coding, parts = plan
+        if len(parts) == 1:
+            return plan
+        ref = next(self._refs) % 256
+        return coding, [dataclasses.replace(p, payload=p.payload[:3] + bytes((ref,)) + p.payload[4:]) for p in parts]
 
     async def _deliver(self, item: SendItem) -> SendResult:
         try:
-            coding, parts = split(item.text, next(self._refs) % 256, gsm7=self.gsm7)
+            coding, parts = self._split(item.text)
         except ValueError as exc:
             return SendResult(item.delivery_id, Outcome.PERMANENT, code="too_long", detail=str(exc))
         tally = _Tally(item.delivery_id, len(parts))
         if len(parts) == 1:
-            return _aggregate(item.delivery_id, [await self._submit(item, parts[0], coding, tally)])
+            part = parts[0]
+            if self._slow_until and self._slow_until <= time.monotonic():
+                self._slow_until = 0.0
+            if not self._slow_until:  # the common case first: one part, no throttling, accepted
+                try:
+                    answer = await self.pool.call(lambda seq: self.submit_pdu(seq, item, part, coding),
+                                                  lambda resp: self._note(resp, tally, 1))
+                except (LinkDown, LoginRefused) as exc:
+                    return _aggregate(item.delivery_id, [exc])
+                if answer.ok:
+                    return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=answer.msg_id)
+                if not answer.throttled:
+                    return _aggregate(item.delivery_id, [answer])
+                self._slow_down(THROTTLE_BACKOFF_S)
+            return _aggregate(item.delivery_id, [await self._submit(item, part, coding, tally)])
         answers = await asyncio.gather(*(self._submit(item, p, coding, tally) for p in parts))
         return _aggregate(item.delivery_id, answers)
 
     async def _submit(self, item: SendItem, part: Part, coding: int, tally: _Tally) -> PartAnswer | BaseException:
         delay = THROTTLE_BACKOFF_S
         answer: PartAnswer | None = None
+        number = part.number
         for _ in range(THROTTLE_TRIES):
-            wait = self._slow_until - time.monotonic()
-            if wait > 0:
+            if self._slow_until and (wait := self._slow_until - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
-            noted: list[PartAnswer] = []
-
-            def note(resp: Frame, noted: list[PartAnswer] = noted) -> None:
-                noted.append(self._note(resp, tally, part.number))
             try:
-                resp = await self.pool.request(lambda seq: self.submit_pdu(seq, item, part, coding), note=note)
+                answer = await self.pool.call(lambda seq: self.submit_pdu(seq, item, part, coding),
+                                              lambda resp: self._note(resp, tally, number))
             except (LinkDown, LoginRefused) as exc:
                 return exc
-            answer = noted[0] if noted else self.classify(resp)
             if not answer.throttled:
                 return answer
-            self._slow_until = max(self._slow_until, time.monotonic() + delay)
+            self._slow_down(delay)
             delay = min(delay * 2, 2.0)
         assert answer is not None
         return answer
+
+    def _slow_down(self, delay: float) -> None:
+        """A throttle answer: every submit of the gateway waits ``delay`` from now."""
+        self._slow_until = max(self._slow_until, time.monotonic() + delay)
 
     def _note(self, resp: Frame, tally: _Tally, number: int) -> PartAnswer:
         """As the response is read: an accepted part's id, for the report that may come right behind."""

@@ -40,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import struct
 from collections.abc import Sequence
 from typing import Literal
 
@@ -68,6 +70,7 @@ THROTTLED = {pdu.STATUS[n] for n in ("ESME_RTHROTTLED", "ESME_RMSGQFUL", "ESME_R
 RECIPIENT = {pdu.STATUS[n] for n in ("ESME_RINVDSTADR", "ESME_RINVDSTTON", "ESME_RINVDSTNPI")}
 ACCOUNT = {pdu.STATUS[n] for n in ("ESME_RINVSRCADR", "ESME_RINVSRCTON", "ESME_RINVSRCNPI", "ESME_RINVSERTYP",
                                    "ESME_RINVSYSTYP")}
+HEADER = struct.Struct(">IIII")
 DELIVERED = {"DELIVRD", "DELIVERED"}
 FAILED = {"UNDELIV", "UNDELIVERABLE", "EXPIRED", "REJECTD", "REJECTED", "DELETED", "UNKNOWN"}
 
@@ -123,6 +126,10 @@ class SmppDialect(Dialect):
         h = pdu.decode_header(head)
         return h.length, h.command_id, h.seq, h.status
 
+    def unpack_header(self, data: bytes, pos: int) -> tuple[int, int, int, int]:
+        length, command_id, status, seq = HEADER.unpack_from(data, pos)
+        return length, command_id, seq, status
+
     def is_response(self, command_id: int) -> bool:
         return bool(command_id & pdu.RESPONSE_BIT)
 
@@ -163,6 +170,11 @@ class SmppDialect(Dialect):
 
 def classify(resp: Frame) -> PartAnswer:
     """What a submit_sm_resp (or a generic_nack) says of one part (the table in the module docstring)."""
+    if resp.command_id == pdu.SUBMIT_SM_RESP and resp.status == pdu.ESME_ROK:  # the common answer first
+        body = resp.body
+        end = body.find(b"\0")
+        if end > 0:
+            return PartAnswer(True, msg_id=body[:end].decode("latin-1"), code="ESME_ROK")
     name = pdu.status_name(resp.status)
     if resp.command_id == pdu.SUBMIT_SM_RESP and resp.status == pdu.ESME_ROK:
         try:
@@ -190,6 +202,7 @@ def source_ton_npi(addr: str, ton: int | None, npi: int | None) -> tuple[int, in
     return (auto[0] if ton is None else ton), (auto[1] if npi is None else npi)
 
 
+@functools.lru_cache(maxsize=1024)  # asked once a part: a long text's parts ask again
 def destination(phone: str) -> tuple[int, int, str]:
     """(TON, NPI, digits): an E.164 ``+86…`` goes as international (1/1) without its ``+``."""
     if phone.startswith("+"):
@@ -223,6 +236,7 @@ class SmppGateway(SessionGateway):
         number = settings.source_addr.lstrip("+")
         room = max(0, 20 - len(settings.source_addr)) if number.isdigit() else 0
         self.capabilities = dataclasses.replace(self.capabilities, reply_extension=room)  # type: ignore[misc]
+        self._templates: dict[tuple[bytes, int, str], pdu.SmTemplate] = {}  # per part and reply code
         self._rx: SessionPool | None = None
         self._rx_task: asyncio.Task[None] | None = None
         if settings.bind == "transmitter+receiver":
@@ -251,17 +265,21 @@ class SmppGateway(SessionGateway):
         return digits_of(self.settings.source_addr + extension) if self.capabilities.reply_extension else ""
 
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
-        s = self.settings
-        ton, npi = source_ton_npi(s.source_addr, s.source_addr_ton, s.source_addr_npi)
-        dton, dnpi, digits = destination(item.phone)
-        source = (s.source_addr.lstrip("+") if ton == 1 else s.source_addr) + item.extension  # + reply code
-        sm = pdu.ShortMessage(
-            destination_addr=digits, dest_addr_ton=dton, dest_addr_npi=dnpi, short_message=part.payload,
-            source_addr=source, source_addr_ton=ton,
-            source_addr_npi=npi, service_type=s.service_type, esm_class=pdu.ESM_UDHI if part.udhi else 0,
-            registered_delivery=1, data_coding=coding,
-        )
-        return pdu.encode_submit_sm(seq, sm)
+        key = (part.payload, coding, item.extension)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 256:
+                self._templates.clear()
+            s = self.settings
+            ton, npi = source_ton_npi(s.source_addr, s.source_addr_ton, s.source_addr_npi)
+            source = (s.source_addr.lstrip("+") if ton == 1 else s.source_addr) + item.extension  # + reply code
+            sm = pdu.ShortMessage(
+                destination_addr="", short_message=part.payload, source_addr=source, source_addr_ton=ton,
+                source_addr_npi=npi, service_type=s.service_type, esm_class=pdu.ESM_UDHI if part.udhi else 0,
+                registered_delivery=1, data_coding=coding,
+            )
+            template = self._templates[key] = pdu.SmTemplate(pdu.SUBMIT_SM, sm)
+        return template.pdu(seq, *destination(item.phone))
 
     def classify(self, resp: Frame) -> PartAnswer:
         return classify(resp)
@@ -297,7 +315,10 @@ class SmppGateway(SessionGateway):
     async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
         if self._rx is not None and self._rx_task is None:
             self._rx_task = asyncio.create_task(self._keep_receiver())
-        return await super().send(batch)
+        out = []
+        for item in batch:
+            out.append(await self._deliver(item))
+        return out
 
     async def _keep_receiver(self) -> None:
         """Keep the receiver bound while the gateway lives (the pool reconnects it, with backoff)."""

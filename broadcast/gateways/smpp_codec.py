@@ -104,6 +104,9 @@ _MAX = {"system_id": 16, "password": 9, "system_type": 13, "address_range": 41, 
         "addr": 21, "message_id": 65}
 
 
+_HEADER = struct.Struct(">IIII")
+
+
 class PduError(ValueError):
     """A PDU that is truncated, over-long or malformed (the one error every decoder raises)."""
 
@@ -284,17 +287,38 @@ class ShortMessage:
         return tlv_value(self.tlvs, tag)
 
 
+class SmTemplate:
+    """A submit_sm (or deliver_sm) of one text and sender, to any destination: everything but the
+    sequence number and ``destination_addr`` (and its TON/NPI) is packed once (a message goes to
+    many people: each PDU is then one struct pack and a join)."""
+
+    __slots__ = ("after", "before", "command_id", "fixed")
+
+    def __init__(self, command_id: int, sm: ShortMessage) -> None:
+        if len(sm.short_message) > 254:
+            raise ValueError(f"short_message is {len(sm.short_message)} octets; at most 254 (use segments)")
+        self.command_id = command_id
+        self.before = (_cstr(sm.service_type, "service_type") + bytes([sm.source_addr_ton, sm.source_addr_npi])
+                       + _cstr(sm.source_addr, "addr"))
+        self.after = (bytes([sm.esm_class, sm.protocol_id, sm.priority_flag])
+                      + _cstr(sm.schedule_delivery_time, "time") + _cstr(sm.validity_period, "time")
+                      + bytes([sm.registered_delivery, sm.replace_if_present_flag, sm.data_coding,
+                               sm.sm_default_msg_id, len(sm.short_message)])
+                      + sm.short_message + b"".join(_tlv(t, v) for t, v in sm.tlvs))
+        self.fixed = HEADER_LEN + len(self.before) + 3 + len(self.after)  # + the address's octets
+
+    def pdu(self, seq: int, dest_ton: int, dest_npi: int, dest: str) -> bytes:
+        raw = dest.encode("ascii")
+        if len(raw) > _MAX["addr"] - 1 or b"\0" in raw:
+            _cstr(dest, "addr")  # says which
+        if not 0 <= seq <= 0xFFFFFFFF:
+            raise ValueError(f"sequence_number out of range: {seq}")
+        return b"".join((_HEADER.pack(self.fixed + len(raw), self.command_id, ESME_ROK, seq), self.before,
+                         bytes((dest_ton, dest_npi)), raw, b"\0", self.after))
+
+
 def _encode_sm(command_id: int, seq: int, sm: ShortMessage) -> bytes:
-    if len(sm.short_message) > 254:
-        raise ValueError(f"short_message is {len(sm.short_message)} octets; at most 254 (use segments)")
-    body = (_cstr(sm.service_type, "service_type") + bytes([sm.source_addr_ton, sm.source_addr_npi])
-            + _cstr(sm.source_addr, "addr") + bytes([sm.dest_addr_ton, sm.dest_addr_npi])
-            + _cstr(sm.destination_addr, "addr") + bytes([sm.esm_class, sm.protocol_id, sm.priority_flag])
-            + _cstr(sm.schedule_delivery_time, "time") + _cstr(sm.validity_period, "time")
-            + bytes([sm.registered_delivery, sm.replace_if_present_flag, sm.data_coding, sm.sm_default_msg_id,
-                     len(sm.short_message)])
-            + sm.short_message + b"".join(_tlv(t, v) for t, v in sm.tlvs))
-    return encode_pdu(command_id, seq, body)
+    return SmTemplate(command_id, sm).pdu(seq, sm.dest_addr_ton, sm.dest_addr_npi, sm.destination_addr)
 
 
 def _decode_sm(pdu: bytes, command_id: int) -> tuple[Header, ShortMessage]:

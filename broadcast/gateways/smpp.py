@@ -32,7 +32,9 @@ TLVs (``receipted_message_id``, ``message_state``) or, failing them, the convent
 UNKNOWN → failed; ENROUTE/ACCEPTD are not final and are acknowledged only. A receipt id given in
 decimal for a hex message_id (or the reverse, as some SMSCs do) is matched too. Any other
 ``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``).
-``data_sm`` is not taken (answered ``generic_nack``).
+A ``data_sm`` from the SMSC (§4.7: its text in the ``message_payload`` TLV, a receipt's id and
+state in the same TLVs) is taken exactly like a deliver_sm — a receipt or a reply — and answered
+``data_sm_resp``; any other request (outbind…) is answered ``generic_nack``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import smpp_codec as pdu
+from broadcast.gateways import smpp_receipts as rc
 from broadcast.gateways.base import Capabilities, SendItem, SendResult, is_local_host, timeout_field
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
@@ -163,9 +166,11 @@ class SmppDialect(Dialect):
             return pdu.encode_unbind_resp(frame.seq)
         if frame.command_id == pdu.DELIVER_SM:
             return pdu.encode_deliver_sm_resp(frame.seq)
+        if frame.command_id == pdu.DATA_SM:
+            return pdu.encode_data_sm_resp(frame.seq)
         if frame.command_id & pdu.RESPONSE_BIT:
             return None
-        return pdu.encode_generic_nack(frame.seq)  # data_sm, outbind, anything else: not taken
+        return pdu.encode_generic_nack(frame.seq)  # outbind, anything else: not taken
 
 
 def classify(resp: Frame) -> PartAnswer:
@@ -285,11 +290,14 @@ class SmppGateway(SessionGateway):
         return classify(resp)
 
     def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
-        if frame.command_id != pdu.DELIVER_SM:
+        if frame.command_id == pdu.DELIVER_SM:
+            _, sm = pdu.decode_deliver_sm(frame.raw)  # a PduError: unanswered, the SMSC sends it again
+        elif frame.command_id == pdu.DATA_SM:  # §4.7: the same, with the text in message_payload
+            _, sm = pdu.decode_data_sm(frame.raw)
+        else:
             return None
-        _, sm = pdu.decode_deliver_sm(frame.raw)  # a PduError: unanswered, the SMSC sends it again
-        if pdu.is_receipt(sm):
-            report = pdu.delivery_report(sm)
+        if rc.is_receipt(sm):
+            report = rc.delivery_report(sm)
             if report is None or report.stat not in DELIVERED | FAILED:
                 return None  # no id, or not final (ENROUTE, ACCEPTD): acknowledged, nothing to record
             status: Literal["delivered", "failed"] = "delivered" if report.stat in DELIVERED else "failed"

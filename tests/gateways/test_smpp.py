@@ -78,7 +78,8 @@ def test_dialect() -> None:
     assert d.answer(frame(c.encode_enquire_link(3))) == c.encode_enquire_link_resp(3)
     assert d.answer(frame(c.encode_unbind(3))) == c.encode_unbind_resp(3)
     assert d.answer(frame(c.encode_deliver_sm(3, c.ShortMessage("1")))) == c.encode_deliver_sm_resp(3)
-    assert d.answer(frame(c.encode_pdu(c.DATA_SM, 3))) == c.encode_generic_nack(3)
+    assert d.answer(frame(c.encode_data_sm(3, c.ShortMessage("1")))) == c.encode_data_sm_resp(3)
+    assert d.answer(frame(c.encode_pdu(c.OUTBIND, 3))) == c.encode_generic_nack(3)
     assert d.is_keepalive(frame(c.encode_enquire_link(1))) and d.is_logout(frame(c.encode_unbind(1)))
     assert d.parse_header(c.encode_enquire_link(9)) == (16, c.ENQUIRE_LINK, 9, 0)
 
@@ -180,6 +181,34 @@ def test_mobile_originated_is_kept_with_the_raw_pdu() -> None:
         (mo,) = run(lambda: go(gw(smsc)))
     assert (mo.gateway, mo.phone, mo.to, mo.text) == ("smpp", "+8613800000009", "10690", "退订")
     assert c.decode_deliver_sm(mo.raw)[1].short_message == "退订".encode("utf-16-be")
+
+
+def test_data_sm_receipts_and_replies_are_taken_like_deliver_sm_and_answered_data_sm_resp() -> None:
+    async def go(g: SmppGateway) -> tuple[list[Any], list[Any], list[Any]]:
+        try:
+            results = await g.send([SendItem(1, "+8613700000000", "hi"), SendItem(2, "+8613700000001", "hi")])
+            receipts: list[Any] = []
+            inbound: list[Any] = []
+            for _ in range(300):
+                receipts += await g.fetch_receipts()
+                inbound += await g.held_inbound()
+                if len(receipts) == 2 and inbound:
+                    break
+                await asyncio.sleep(0.01)
+            return results, receipts, inbound
+        finally:
+            await g.aclose()
+
+    with FakeSmsc(data_sm=True, undeliverable={"8613700000001"}, mo=[("+8613800000009", "收到")]).running() as smsc:
+        results, receipts, inbound = run(lambda: go(gw(smsc)))
+        answers = list(smsc.answers)
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    assert {(x.delivery_id, x.status, x.code) for x in receipts} == {(1, "delivered", "DELIVRD"),
+                                                                     (2, "failed", "UNDELIV:001")}
+    (mo,) = inbound
+    assert (mo.phone, mo.to, mo.text) == ("+8613800000009", "10690", "收到")
+    assert c.decode_data_sm(mo.raw)[1].tlv(c.TLV_MESSAGE_PAYLOAD) == "收到".encode("utf-16-be")
+    assert {cmd for cmd, _ in answers} == {c.DATA_SM_RESP} and len(answers) == 3  # each answered, none nacked
 
 
 def test_transmitter_and_receiver_binds() -> None:

@@ -15,16 +15,21 @@ gateway-protocols.md §5.2):
   (TP_udhi 1, Pk_total / Pk_number);
 * heartbeats: CMPP_ACTIVE_TEST both ways; logout: CMPP_TERMINATE.
 
-SUBMIT_RESP Result mapping (``classify``):
+SUBMIT_RESP Result mapping (``classify``). CMPP 2.0 names Results 0-8 and calls every other value
+"9~: 其他错误"; 3.0 names 9-13 as well, so the version decides what 9-13 mean:
 
 =====================================  =====================================================
 0                                      accepted; provider id = Msg_Id (uint64) in decimal
 8 流量控制错 (too fast)                 throttled: the link slows down and the part goes again
-9 (number not served), 13 (bad          permanent, a recipient fault (never counts toward the
-Dest_terminal_Id)                      message's auto-pause)
-5, 7, 10, 11 (fee code, service id,    permanent, ``pause``: the account's configuration is
-Src_Id, Msg_src)                       wrong, every message would fail the same way
-1–4, 6, 12, other                      permanent, counted
+3.0: 9 (this gateway does not serve    permanent, a recipient fault (never counts toward the
+the charged number: with Fee_UserType  message's auto-pause)
+0 the destination), 13 (bad
+Dest_terminal_Id)
+5, 7 (fee code, service id); 3.0 also  permanent, ``pause``: the account's configuration is
+10, 11, 12 (Src_Id, Msg_src,           wrong, every message would fail the same way (we send
+Fee_terminal_Id)                       the same Src_Id, Msg_src and Fee_terminal_Id in all)
+1-4, 6; 2.0: 9 and above; 3.0: 14 and  permanent, counted (a protocol error, a text too long,
+above (其他错误, a vendor's code)        or an error the version does not name)
 a response that cannot be read         permanent, ``pause`` (a 2.0/3.0 version mismatch)
 =====================================  =====================================================
 
@@ -65,8 +70,10 @@ CAPABILITIES = Capabilities(
     description="China Mobile CMPP 2.0/3.0 to the operator's ISMG over TCP; status reports on the same link.",
 )
 VERSION_BYTE = {"2.0": 0x20, "3.0": 0x30}
-RECIPIENT_FAULTS = frozenset({9, 13})
-ACCOUNT_FAULTS = frozenset({5, 7, 10, 11})
+#: Results that concern one recipient, and those that say the account is set up wrong, by version:
+#: 2.0 names only 0-8 (9 and above are "other error": refused, counted, neither of these).
+RECIPIENT_FAULTS = {0x20: frozenset(), 0x21: frozenset(), 0x30: frozenset({9, 13})}
+ACCOUNT_FAULTS = {0x20: frozenset({5, 7}), 0x21: frozenset({5, 7}), 0x30: frozenset({5, 7, 10, 11, 12})}
 CHINA = timezone(timedelta(hours=8))  # Submit_time / Done_time are Beijing time
 HEADER = struct.Struct(">III")
 SUBMIT_RESP = codec.SUBMIT | codec.RESP
@@ -95,15 +102,15 @@ class CmppSettings(BaseSettings):
         default=8, description="8 UCS-2 (always works); 15 GBK or 0 ASCII when the text fits, else UCS-2.")
 
 
-def classify_result(result: int, msg_id: int) -> PartAnswer:
-    """What a SUBMIT_RESP's Result says of one part (the module docstring's table)."""
+def classify_result(result: int, msg_id: int, version: int) -> PartAnswer:
+    """What a SUBMIT_RESP's Result says of one part under ``version`` (the module docstring's table)."""
     if result == 0:
         return PartAnswer(True, msg_id=codec.msg_id_str(msg_id))
-    code, detail = f"cmpp_{result}", codec.result_name(result)
+    code, detail = f"cmpp_{result}", codec.result_name(result, version)
     if result == 8:
         return PartAnswer(False, code=code, detail=detail, throttled=True)
-    return PartAnswer(False, code=code, detail=detail, recipient_fault=result in RECIPIENT_FAULTS,
-                      pause=result in ACCOUNT_FAULTS)
+    return PartAnswer(False, code=code, detail=detail, recipient_fault=result in RECIPIENT_FAULTS[version],
+                      pause=result in ACCOUNT_FAULTS[version])
 
 
 class CmppDialect(Dialect):
@@ -300,7 +307,7 @@ class CmppGateway(SessionGateway):
             r = codec.decode_submit_resp(resp.body, self.version)
         except codec.CmppDecodeError as exc:
             return PartAnswer(False, code="bad_response", detail=f"{exc} (is BROADCAST_CMPP_VERSION right?)", pause=True)
-        return classify_result(r.result, r.msg_id)
+        return classify_result(r.result, r.msg_id, self.version)
 
     def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
         if frame.command_id != codec.DELIVER:

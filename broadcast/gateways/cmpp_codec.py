@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
-    "ACTIVE_TEST", "CONNECT", "CONNECT_STATUS", "DELIVER", "HEADER_LEN", "RESP", "RESULTS", "SUBMIT", "TERMINATE",
+    "ACTIVE_TEST", "CONNECT", "CONNECT_STATUS", "DELIVER", "HEADER_LEN", "RESP", "RESULTS", "RESULTS_V2", "SUBMIT",
+    "TERMINATE",
     "CmppDecodeError", "ConnectResp", "Deliver", "Header", "StatusReport", "Submit", "SubmitResp", "SubmitTemplate",
     "authenticator_ismg", "authenticator_source", "connect_status_name", "decode_connect", "decode_connect_resp",
     "decode_deliver", "decode_deliver_resp", "decode_header", "decode_status_report", "decode_submit",
@@ -37,8 +38,9 @@ CONNECT, TERMINATE, SUBMIT, DELIVER, QUERY, CANCEL, ACTIVE_TEST, FWD = 0x1, 0x2,
 VERSIONS = (0x20, 0x21, 0x30)
 MAX_CONTENT = 255  # Msg_Length is one octet (a part is at most 140 octets on the air)
 
-#: SUBMIT_RESP / DELIVER_RESP Result codes (CMPP 3.0 list; 2.0 stops at 8 and calls 9+ "other errors").
-RESULTS: dict[int, str] = {
+#: SUBMIT_RESP / DELIVER_RESP Result codes of CMPP 2.0: 0-8 are named, "9~: 其他错误" (any other
+#: value, an ISMG vendor's own included, is "other error").
+RESULTS_V2: dict[int, str] = {
     0: "正确 (ok)",
     1: "消息结构错 (bad message structure)",
     2: "命令字错 (bad command id)",
@@ -48,6 +50,10 @@ RESULTS: dict[int, str] = {
     6: "超过最大信息长 (message too long)",
     7: "业务代码错 (bad service id)",
     8: "流量控制错 (flow control: too fast)",
+}
+#: CMPP 3.0 names 9-13 too (its Result is 4 octets; anything else is still "other error").
+RESULTS: dict[int, str] = {
+    **RESULTS_V2,
     9: "本网关不负责服务此计费号码 (this gateway does not serve the charged number)",
     10: "Src_Id错误 (bad source id)",
     11: "Msg_src错误 (bad Msg_src)",
@@ -69,8 +75,9 @@ class CmppDecodeError(ValueError):
     """Bytes that are not the CMPP PDU they were taken for (truncated, wrong length, bad field)."""
 
 
-def result_name(code: int) -> str:
-    return RESULTS.get(code, "其他错误 (other error)")
+def result_name(code: int, version: int) -> str:
+    """A SUBMIT_RESP / DELIVER_RESP Result in words, as the ``version`` (0x20/0x21/0x30) names it."""
+    return (RESULTS if is_v3(version) else RESULTS_V2).get(code, "其他错误 (other error)")
 
 
 def connect_status_name(code: int) -> str:

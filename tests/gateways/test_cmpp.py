@@ -155,21 +155,56 @@ def test_a_long_text_goes_as_parts_the_server_joins(version: str) -> None:
     asyncio.run(main())
 
 
-def test_recipient_faults_and_account_faults() -> None:
+def test_recipient_faults_and_account_faults() -> None:  # CMPP 3.0 names Results 9-13
     async def main() -> None:
-        async with CmppServer({SP: SECRET}, results={"13900000001": 13, "13900000002": 9, "13900000003": 10}) as srv:
-            gw = gateway(srv.port)
-            ok, dest13, dest9, src10 = await gw.send(items(4))
+        results = {"13900000001": 13, "13900000002": 9, "13900000003": 10, "13900000004": 12, "13900000005": 6}
+        async with CmppServer({SP: SECRET}, results=results) as srv:
+            gw = gateway(srv.port, version="3.0")
+            ok, dest13, dest9, src10, fee12, long6 = await gw.send(items(6))
             (bad,) = await gw.send([SendItem(9, "+86-139-x", "hi")])
             await gw.aclose()
         assert ok.outcome is Outcome.ACCEPTED
         for r in (dest13, dest9):
             assert r.outcome is Outcome.PERMANENT and r.recipient_fault and not r.pause
         assert dest13.code == "cmpp_13" and "Dest_terminal_Id" in (dest13.detail or "")
-        assert src10.outcome is Outcome.PERMANENT and src10.pause and not src10.recipient_fault
+        assert "本网关不负责服务此计费号码" in (dest9.detail or "")
+        for r in (src10, fee12):  # the same Src_Id / Fee_terminal_Id goes in every submit: the account's
+            assert r.outcome is Outcome.PERMANENT and r.pause and not r.recipient_fault
+        assert long6.outcome is Outcome.PERMANENT and not (long6.pause or long6.recipient_fault)
         assert bad.outcome is Outcome.PERMANENT and bad.recipient_fault and bad.code == "bad_number"
 
     asyncio.run(main())
+
+
+def test_cmpp_2_0_results_above_8_are_other_errors() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, results={"13900000000": 9, "13900000001": 13, "13900000002": 10,
+                                                     "13900000003": 7, "13900000004": 150}) as srv:
+            gw = gateway(srv.port, version="2.0")
+            other9, other13, other10, service7, vendor = await gw.send(items(5))
+            await gw.aclose()
+        for r in (other9, other13, other10, vendor):  # "9~: 其他错误": refused, counted, no guess at whose fault
+            assert r.outcome is Outcome.PERMANENT and not (r.recipient_fault or r.pause)
+            assert (r.detail or "").startswith("其他错误")
+        assert other13.code == "cmpp_13" and vendor.code == "cmpp_150"
+        assert service7.outcome is Outcome.PERMANENT and service7.pause and "业务代码错" in (service7.detail or "")
+
+    asyncio.run(main())
+
+
+def test_classify_result_by_version() -> None:
+    from broadcast.gateways.cmpp import classify_result
+
+    assert classify_result(0, 42, 0x20) == classify_result(0, 42, 0x30) and classify_result(0, 42, 0x30).msg_id == "42"
+    for version in (0x20, 0x21, 0x30):
+        assert classify_result(8, 0, version).throttled
+        assert classify_result(5, 0, version).pause and classify_result(7, 0, version).pause
+        assert not any(classify_result(r, 0, version).pause or classify_result(r, 0, version).recipient_fault
+                       for r in (1, 2, 3, 4, 6, 14, 99, 150))
+    v3 = {r: classify_result(r, 0, 0x30) for r in range(9, 14)}
+    assert [r for r, a in v3.items() if a.recipient_fault] == [9, 13]
+    assert [r for r, a in v3.items() if a.pause] == [10, 11, 12]
+    assert not any(classify_result(r, 0, 0x20).pause or classify_result(r, 0, 0x20).recipient_fault for r in range(9, 14))
 
 
 def test_flow_control_slows_down_and_loses_nothing() -> None:

@@ -35,7 +35,9 @@ a response that cannot be read         permanent, ``pause`` (a 2.0/3.0 version m
 
 A status report (DELIVER with Registered_Delivery 1) with Stat ``DELIVRD`` is delivered; any other
 final Stat (UNDELIV, EXPIRED, REJECTD, an operator's ``MK:xxxx``…) is failed with that code;
-``ACCEPTD`` is not final and is only answered. A mobile-originated DELIVER is kept as a reply.
+``ACCEPTD`` is not final and is only answered. A mobile-originated DELIVER is kept as a reply; one
+with a concatenation UDH (TP_udhi 1) is a part, answered at once and joined with its other parts
+(``mo_join``, ``BROADCAST_CMPP_JOIN_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import cmpp_codec as codec
 from broadcast.gateways.base import Capabilities, Outcome, SendItem, SendResult, timeout_field
+from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part
 from broadcast.gateways.session import Dialect, Frame, SessionSettings
@@ -98,6 +101,8 @@ class CmppSettings(BaseSettings):
     idle_s: float = Field(default=60.0, gt=0, description="C: an ACTIVE_TEST after this long without traffic.")
     heartbeat_timeout_s: float = Field(default=60.0, gt=0, description="T: wait for an ACTIVE_TEST_RESP.")
     heartbeat_tries: int = Field(default=3, ge=1, description="N: unanswered ACTIVE_TESTs before the link is dead.")
+    join_timeout_s: float = Field(default=10.0, gt=0, description="A reply in parts waits this long for the "
+                                  "missing ones, then is kept as it is, marked incomplete.")
     msg_fmt: Literal[8, 15, 0] = Field(
         default=8, description="8 UCS-2 (always works); 15 GBK or 0 ASCII when the text fits, else UCS-2.")
 
@@ -309,7 +314,7 @@ class CmppGateway(SessionGateway):
             return PartAnswer(False, code="bad_response", detail=f"{exc} (is BROADCAST_CMPP_VERSION right?)", pause=True)
         return classify_result(r.result, r.msg_id, self.version)
 
-    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | MoPart | None:
         if frame.command_id != codec.DELIVER:
             return None
         try:
@@ -320,7 +325,10 @@ class CmppGateway(SessionGateway):
                     return None
                 status: Literal["delivered", "failed"] = "delivered" if report.stat == "DELIVRD" else "failed"
                 return PartReport(codec.msg_id_str(report.msg_id), status, report.stat, _report_time(report.done_time))
-            _, text = codec.decode_text(d.content, d.msg_fmt, d.udhi)
+            udh, text = codec.decode_text(d.content, d.msg_fmt, d.udhi)
         except codec.CmppDecodeError:
             return None  # answered with Result 1 by the dialect
-        return Inbound("cmpp", codec.msg_id_str(d.msg_id), e164(d.src_terminal), d.dest_id, text, now_utc(), frame.raw)
+        inbound = Inbound("cmpp", codec.msg_id_str(d.msg_id), e164(d.src_terminal), d.dest_id, text, now_utc(),
+                          frame.raw)
+        part = concatenation(udh)
+        return MoPart(inbound, *part) if part and part[1] > 1 else inbound  # a part: joined (``mo_join``)

@@ -322,16 +322,10 @@ class SubmitTemplate:
         tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
         head = _SUBMIT_HEAD[v3]
         self.total = total = head.size + len(s.content) + len(tail)
-        if v3:
-            packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                               s.msg_level, service_id, s.fee_user_type, fee_terminal, 0, s.tp_pid, int(s.udhi),
-                               s.msg_fmt, msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"", 0,
-                               len(s.content))
-        else:
-            packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                               s.msg_level, service_id, s.fee_user_type, fee_terminal, s.tp_pid, int(s.udhi),
-                               s.msg_fmt, msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"",
-                               len(s.content))
+        typed = (0,) if v3 else ()  # 3.0: Fee_terminal_type, Dest_terminal_type after the ids
+        packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery, s.msg_level,
+                           service_id, s.fee_user_type, fee_terminal, *typed, s.tp_pid, int(s.udhi), s.msg_fmt,
+                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"", *typed, len(s.content))
         at = head.size - 1 - (1 if v3 else 0) - tid  # Dest_terminal_Id [Dest_terminal_type] Msg_Length end the struct
         self.before, self.after = packed[HEADER_LEN:at], packed[at + tid:] + s.content + tail
 

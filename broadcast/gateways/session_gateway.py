@@ -20,7 +20,10 @@ This module does the rest, the same for both:
   delivery as soon as its submit is answered, and one ``Receipt`` per delivery is made: delivered
   when every part is, failed when a part fails. A report whose id this process never saw (a
   restart) is passed on by provider id, which is the first part's id;
-* **mobile-originated messages** are kept with their raw PDU (``Inbound``).
+* **mobile-originated messages** are kept with their raw PDU (``Inbound``); one that came in parts
+  (a concatenation UDH, or SMPP's sar_* TLVs) is joined first (``mo_join``: every part answered at
+  once, the whole handed on when its last part comes, or after the join timeout, marked
+  ``incomplete``, with what came).
 
 Reports and replies go to the ``sink`` the dispatcher attaches (``listen``), which records them
 before the server is answered; without one they wait in memory for ``fetch_receipts`` /
@@ -33,6 +36,7 @@ import abc
 import asyncio
 import dataclasses
 import itertools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,14 +47,18 @@ from typing import ClassVar, Literal, NamedTuple
 from pydantic_settings import BaseSettings
 
 from broadcast.gateways.base import Gateway, Inbound, Outcome, Receipt, SendItem, SendResult
+from broadcast.gateways.mo_join import Joiner, MoPart
 from broadcast.gateways.segments import Part, split
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
 
-__all__ = ["Inbound", "PartAnswer", "PartReport", "SessionGateway", "Sink"]
+__all__ = ["Inbound", "MoPart", "PartAnswer", "PartReport", "SessionGateway", "Sink"]
+
+log = logging.getLogger("broadcast.gateways.session")
 
 THROTTLE_TRIES = 6  # submits of one part while the server says "too fast", then the delivery waits
 THROTTLE_BACKOFF_S = 0.1  # first pause after a throttle answer, doubled each time, at most 2 s
 PART_MAP_MAX = 500_000  # part ids remembered for matching reports (oldest forgotten first)
+JOIN_TIMEOUT_S = 10.0  # a reply in parts waits this long for its missing parts (``mo_join``)
 PLANS_MAX = 64  # texts whose parts are kept (one message's text serves all its recipients)
 
 
@@ -110,6 +118,10 @@ class SessionGateway(Gateway):
         self._parts: OrderedDict[str, _Tally] = OrderedDict()
         self._refs = itertools.count(1)
         self._plans: dict[str, tuple[int, list[Part]]] = {}
+        self._joins = Joiner(getattr(settings, "join_timeout_s", JOIN_TIMEOUT_S))
+        self._join_timer: asyncio.TimerHandle | None = None
+        self._handing: set[asyncio.Task[None]] = set()
+        self._late: list[Inbound] = []  # replies joined (or given up on) not recorded yet
         self._slow_until = 0.0
 
     # -- what a protocol module provides -------------------------------------------------------
@@ -127,8 +139,9 @@ class SessionGateway(Gateway):
     def classify(self, resp: Frame) -> PartAnswer: ...
 
     @abc.abstractmethod
-    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
-        """A request the server sent: a status report, a reply, or None (nothing to keep)."""
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | MoPart | None:
+        """A request the server sent: a status report, a reply (or one part of a reply: ``MoPart``),
+        or None (nothing to keep)."""
 
     # -- send -------------------------------------------------------------------------------
 
@@ -223,7 +236,8 @@ class SessionGateway(Gateway):
 
     async def _on_request(self, frames: list[Frame]) -> None:
         receipts: list[Receipt] = []
-        inbound: list[Inbound] = []
+        joined: list[Inbound] = []
+        inbound, self._late = self._late, []
         for frame in frames:
             parsed = self.parse_request(frame)
             if isinstance(parsed, PartReport):
@@ -232,6 +246,19 @@ class SessionGateway(Gateway):
                     receipts.append(receipt)
             elif isinstance(parsed, Inbound):
                 inbound.append(parsed)
+            elif isinstance(parsed, MoPart):
+                whole = self._joins.add(parsed)
+                if whole is not None:
+                    joined.append(whole)
+        joined += self._joins.expired()
+        self._arm_joins()
+        try:
+            await self._hand(receipts, inbound + joined)
+        except BaseException:
+            self._late += joined  # their parts were answered before: kept for the next batch
+            raise
+
+    async def _hand(self, receipts: list[Receipt], inbound: list[Inbound]) -> None:
         if not (receipts or inbound):
             return
         if self.sink is not None:
@@ -239,6 +266,30 @@ class SessionGateway(Gateway):
         else:
             self._receipts += receipts
             self._inbound += inbound
+
+    def _arm_joins(self) -> None:
+        """A timer for the oldest reply held in parts, so a quiet link hands it on in time too."""
+        due = self._joins.next_due()
+        if due is None or self._join_timer is not None:
+            return
+        delay = max(0.0, due + self._joins.timeout_s - time.monotonic())
+        self._join_timer = asyncio.get_running_loop().call_later(delay, self._joins_due)
+
+    def _joins_due(self) -> None:
+        self._join_timer = None
+        late = self._joins.expired()
+        if late:
+            task = asyncio.get_running_loop().create_task(self._hand_late(late))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+        self._arm_joins()
+
+    async def _hand_late(self, late: list[Inbound]) -> None:
+        try:
+            await self._hand([], late)
+        except Exception:  # no database now: with the next batch the link brings
+            log.exception("%s: replies held in parts could not be recorded yet", self.capabilities.name)
+            self._late += late
 
     def _receipt(self, r: PartReport) -> Receipt | None:
         tally = self._parts.get(r.msg_id)
@@ -282,6 +333,17 @@ class SessionGateway(Gateway):
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+        if self._handing:
+            await asyncio.gather(*self._handing, return_exceptions=True)
+        held, self._late = self._late + self._joins.drain(), []  # not dropped: handed on as they are
+        if held:
+            try:
+                await self._hand([], held)
+            except Exception:
+                log.exception("%s: %d replies held in parts could not be recorded", self.capabilities.name, len(held))
         await super().aclose()
 
 

@@ -31,7 +31,9 @@ TLVs (``receipted_message_id``, ``message_state``) or, failing them, the convent
 ``id:… stat:… err:…``. Final states: DELIVRD → delivered; UNDELIV, EXPIRED, REJECTD, DELETED,
 UNKNOWN → failed; ENROUTE/ACCEPTD are not final and are acknowledged only. A receipt id given in
 decimal for a hex message_id (or the reverse, as some SMSCs do) is matched too. Any other
-``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``).
+``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``); one part
+of a longer reply (a concatenation UDH, or the sar_* TLVs) is answered at once and joined with its
+other parts (``mo_join``, ``BROADCAST_SMPP_JOIN_TIMEOUT_S``).
 A ``data_sm`` from the SMSC (§4.7: its text in the ``message_payload`` TLV, a receipt's id and
 state in the same TLVs) is taken exactly like a deliver_sm — a receipt or a reply — and answered
 ``data_sm_resp``; any other request (outbind…) is answered ``generic_nack``.
@@ -53,6 +55,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcast.gateways import smpp_codec as pdu
 from broadcast.gateways import smpp_receipts as rc
 from broadcast.gateways.base import Capabilities, SendItem, SendResult, is_local_host, timeout_field
+from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
@@ -102,6 +105,8 @@ class SmppSettings(BaseSettings):
     idle_s: float = Field(default=30.0, gt=0, description="enquire_link after this long without traffic.")
     heartbeat_timeout_s: float = Field(default=10.0, gt=0, description="Wait for an enquire_link_resp.")
     heartbeat_tries: int = Field(default=3, ge=1, description="Unanswered enquire_links before the link is dropped.")
+    join_timeout_s: float = Field(default=10.0, gt=0, description="A reply in parts waits this long for the "
+                                  "missing ones, then is kept as it is, marked incomplete.")
 
     @field_validator("password")
     @classmethod
@@ -228,6 +233,19 @@ def decode_text(sm: pdu.ShortMessage) -> str:
     return payload.decode("latin-1" if coding == 3 else "ascii", "replace")
 
 
+def mo_part(sm: pdu.ShortMessage) -> tuple[int, int, int] | None:
+    """``(ref, total, number)`` of a reply that is one part of several: from its UDH (esm_class UDHI),
+    else from the sar_msg_ref_num / sar_total_segments / sar_segment_seqnum TLVs (§5.3.2.22-24)."""
+    payload = sm.short_message or (sm.tlv(pdu.TLV_MESSAGE_PAYLOAD) or b"")
+    if sm.esm_class & pdu.ESM_UDHI and payload and (found := concatenation(payload[:1 + payload[0]])):
+        return found
+    ref, total, number = (sm.tlv(t) for t in (pdu.TLV_SAR_MSG_REF_NUM, pdu.TLV_SAR_TOTAL_SEGMENTS,
+                                              pdu.TLV_SAR_SEGMENT_SEQNUM))
+    if ref is None or total is None or number is None or (len(ref), len(total), len(number)) != (2, 1, 1):
+        return None
+    return (int.from_bytes(ref, "big") | 0x20000, total[0], number[0]) if 1 <= number[0] <= total[0] else None
+
+
 class SmppGateway(SessionGateway):
     """See the module docstring."""
 
@@ -289,7 +307,7 @@ class SmppGateway(SessionGateway):
     def classify(self, resp: Frame) -> PartAnswer:
         return classify(resp)
 
-    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | MoPart | None:
         if frame.command_id == pdu.DELIVER_SM:
             _, sm = pdu.decode_deliver_sm(frame.raw)  # a PduError: unanswered, the SMSC sends it again
         elif frame.command_id == pdu.DATA_SM:  # §4.7: the same, with the text in message_payload
@@ -304,7 +322,9 @@ class SmppGateway(SessionGateway):
             code = report.stat if status == "delivered" or not report.err else f"{report.stat}:{report.err}"
             return PartReport(self._known_id(report.message_id), status, code, now_utc())
         phone = f"+{sm.source_addr}" if sm.source_addr_ton == 1 else sm.source_addr
-        return Inbound("smpp", None, phone, sm.destination_addr, decode_text(sm), now_utc(), frame.raw)
+        inbound = Inbound("smpp", None, phone, sm.destination_addr, decode_text(sm), now_utc(), frame.raw)
+        part = mo_part(sm)
+        return MoPart(inbound, *part) if part and part[1] > 1 else inbound  # a part: joined (``mo_join``)
 
     def _known_id(self, message_id: str) -> str:
         """The message_id we were given for the part a receipt names: as is, or its hex/decimal twin."""

@@ -92,6 +92,9 @@ TLV_MESSAGE_STATE: Final = 0x0427
 TLV_NETWORK_ERROR_CODE: Final = 0x0423
 TLV_MESSAGE_PAYLOAD: Final = 0x0424
 TLV_SC_INTERFACE_VERSION: Final = 0x0210
+TLV_SAR_MSG_REF_NUM: Final = 0x020C  # a part of a longer message: reference (2 octets),
+TLV_SAR_TOTAL_SEGMENTS: Final = 0x020E  # parts (1 octet),
+TLV_SAR_SEGMENT_SEQNUM: Final = 0x020F  # this part's number (1 octet)
 
 MESSAGE_STATES: Final[dict[int, str]] = {
     1: "ENROUTE", 2: "DELIVERED", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIVERABLE", 6: "ACCEPTED",

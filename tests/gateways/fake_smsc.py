@@ -34,6 +34,7 @@ class FakeSmsc:
     receipts: bool = True
     receipt_as_decimal: bool = False  # the receipt names the id in decimal (message_id is hex)
     mo: list[tuple[str, str]] = field(default_factory=list)  # (from, text) sent after each bind
+    mo_pdus: list[c.ShortMessage] = field(default_factory=list)  # replies sent as they are after each bind
     data_sm: bool = False  # receipts and replies as data_sm (text in message_payload), not deliver_sm
     answers: list[tuple[int, int]] = field(default_factory=list)  # (command_id, seq) of our requests' answers
     submits: list[c.ShortMessage] = field(default_factory=list)
@@ -95,6 +96,8 @@ class FakeSmsc:
                     if status != c.ESME_ROK:
                         break
                     bound = True
+                    for i, sm in enumerate(self.mo_pdus):
+                        writer.write(self._request(8000 + i, sm))
                     for i, (who, text) in enumerate(self.mo):
                         writer.write(self._request(9000 + i, c.ShortMessage(
                             "10690", source_addr=who.lstrip("+"), source_addr_ton=1, data_coding=8,

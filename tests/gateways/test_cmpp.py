@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from broadcast.dispatch.dispatcher import Dispatcher
+from broadcast.gateways import cmpp_codec as codec
 from broadcast.gateways.base import Outcome, SendItem, SendResult
 from broadcast.gateways.cmpp import CmppGateway, CmppSettings
 from tests.gateways.cmpp_server import MSG_ID_BASE, CmppServer
@@ -266,6 +267,37 @@ def test_replies_are_kept_with_their_pdu() -> None:
             await gw.aclose()
         assert (mo.gateway, mo.phone, mo.to, mo.text) == ("cmpp", "+8613900000000", SRC + "01", "收到，退订")
         assert mo.raw[4:8] == b"\0\0\0\x05" and len(mo.raw) == 12 + 77 + 10 + 20
+
+    asyncio.run(main())
+
+
+def test_a_reply_in_parts_is_joined_and_every_part_answered_at_once() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, version="3.0", join_timeout_s=0.3)
+            await gw.pool.ping()  # logged in, nothing sent
+            udh = lambda ref, n: bytes([5, 0, 3, ref, 3, n])
+            for n, text in ((2, "第二段，"), (1, "第一段，"), (3, "第三段。")):  # out of order
+                await srv.send_mo("13900000000", text, udh=udh(0x2A, n))
+            for n, text in ((1, "只有一，"), (3, "和三。")):  # part 2 never comes
+                await srv.send_mo("13900000001", text, udh=udh(7, n))
+            await asyncio.sleep(0.1)
+            answered_at_once = len(srv.deliver_resps)
+            whole = await gw.held_inbound()
+            await asyncio.sleep(0.4)  # the join timeout
+            late = await gw.held_inbound()
+            await gw.aclose()
+        assert answered_at_once == 5  # no part waits for the others to be answered
+        (mo,) = whole
+        assert (mo.phone, mo.text, mo.incomplete) == ("+8613900000000", "第一段，第二段，第三段。", False)
+        pdus, pos = [], 0
+        while pos < len(mo.raw):  # the parts' PDUs, joined in part order, each with its own length
+            size = int.from_bytes(mo.raw[pos:pos + 4], "big")
+            pdus.append(mo.raw[pos:pos + size])
+            pos += size
+        assert [codec.decode_deliver(p[12:], 0x30).content[5] for p in pdus] == [1, 2, 3]
+        (part,) = late
+        assert (part.phone, part.text, part.incomplete) == ("+8613900000001", "只有一，[…]和三。", True)
 
     asyncio.run(main())
 

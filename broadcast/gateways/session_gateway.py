@@ -115,7 +115,9 @@ class SessionGateway(Gateway):
         self.sink: Sink | None = None
         self._receipts: list[Receipt] = []
         self._inbound: list[Inbound] = []
-        self._parts: OrderedDict[str, _Tally] = OrderedDict()
+        # part id -> its delivery: the delivery id alone for a one-part delivery (most are: no object
+        # to make, and nothing for the garbage collector to walk), else the delivery's _Tally
+        self._parts: OrderedDict[str, _Tally | int] = OrderedDict()
         self._refs = itertools.count(1)
         self._plans: dict[str, tuple[int, list[Part]]] = {}
         self._joins = Joiner(getattr(settings, "join_timeout_s", JOIN_TIMEOUT_S))
@@ -170,27 +172,28 @@ class SessionGateway(Gateway):
             coding, parts = self._split(item.text)
         except ValueError as exc:
             return SendResult(item.delivery_id, Outcome.PERMANENT, code="too_long", detail=str(exc))
-        tally = _Tally(item.delivery_id, len(parts))
         if len(parts) == 1:
-            part = parts[0]
+            part, delivery_id = parts[0], item.delivery_id
             if self._slow_until and self._slow_until <= time.monotonic():
                 self._slow_until = 0.0
             if not self._slow_until:  # the common case first: one part, no throttling, accepted
                 try:
                     answer = await self.pool.call(lambda seq: self.submit_pdu(seq, item, part, coding),
-                                                  lambda resp: self._note(resp, tally, 1))
+                                                  lambda resp: self._note_one(resp, delivery_id))
                 except (LinkDown, LoginRefused) as exc:
-                    return _aggregate(item.delivery_id, [exc])
+                    return _aggregate(delivery_id, [exc])
                 if answer.ok:
-                    return SendResult(item.delivery_id, Outcome.ACCEPTED, provider_id=answer.msg_id)
+                    return SendResult(delivery_id, Outcome.ACCEPTED, provider_id=answer.msg_id)
                 if not answer.throttled:
-                    return _aggregate(item.delivery_id, [answer])
+                    return _aggregate(delivery_id, [answer])
                 self._slow_down(THROTTLE_BACKOFF_S)
-            return _aggregate(item.delivery_id, [await self._submit(item, part, coding, tally)])
+            return _aggregate(delivery_id, [await self._submit(item, part, coding, delivery_id)])
+        tally = _Tally(item.delivery_id, len(parts))
         answers = await asyncio.gather(*(self._submit(item, p, coding, tally) for p in parts))
         return _aggregate(item.delivery_id, answers)
 
-    async def _submit(self, item: SendItem, part: Part, coding: int, tally: _Tally) -> PartAnswer | BaseException:
+    async def _submit(self, item: SendItem, part: Part, coding: int,
+                      tally: _Tally | int) -> PartAnswer | BaseException:
         delay = THROTTLE_BACKOFF_S
         answer: PartAnswer | None = None
         number = part.number
@@ -199,7 +202,8 @@ class SessionGateway(Gateway):
                 await asyncio.sleep(wait)
             try:
                 answer = await self.pool.call(lambda seq: self.submit_pdu(seq, item, part, coding),
-                                              lambda resp: self._note(resp, tally, number))
+                                              lambda resp: self._note(resp, tally, number)
+                                              if isinstance(tally, _Tally) else self._note_one(resp, tally))
             except (LinkDown, LoginRefused) as exc:
                 return exc
             if not answer.throttled:
@@ -217,16 +221,27 @@ class SessionGateway(Gateway):
         """As the response is read: an accepted part's id, for the report that may come right behind."""
         answer = self.classify(resp)
         if answer.ok and answer.msg_id:
-            self._remember(answer.msg_id, tally, number)
+            self._remember_part(answer.msg_id, tally, number)
         return answer
 
-    def _remember(self, msg_id: str, tally: _Tally, number: int) -> None:
+    def _remember_part(self, msg_id: str, tally: _Tally, number: int) -> None:
         if number == 1:
             tally.first_id = msg_id
         tally.ids.append(msg_id)
-        self._parts[msg_id] = tally
-        while len(self._parts) > PART_MAP_MAX:
-            self._parts.popitem(last=False)
+        self._remember(msg_id, tally)
+
+    def _note_one(self, resp: Frame, delivery_id: int) -> PartAnswer:
+        """``_note`` of a one-part delivery: its id maps to the delivery id alone."""
+        answer = self.classify(resp)
+        if answer.ok and answer.msg_id:
+            self._remember(answer.msg_id, delivery_id)
+        return answer
+
+    def _remember(self, msg_id: str, tally: _Tally | int) -> None:
+        parts = self._parts
+        parts[msg_id] = tally
+        if len(parts) > PART_MAP_MAX:
+            parts.popitem(last=False)
 
     # -- what the server sends ------------------------------------------------------------------
 
@@ -295,6 +310,9 @@ class SessionGateway(Gateway):
         tally = self._parts.get(r.msg_id)
         if tally is None:  # sent by an earlier process: the first part's id is the delivery's provider id
             return Receipt(None, r.msg_id, r.status, r.code, r.at)
+        if isinstance(tally, int):  # a one-part delivery: its report settles it
+            del self._parts[r.msg_id]
+            return Receipt(tally, r.msg_id, r.status, r.code, r.at)
         if r.status == "failed":
             self._forget(tally)
             return Receipt(tally.delivery_id, tally.first_id or r.msg_id, "failed", r.code, r.at)

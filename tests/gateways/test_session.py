@@ -414,12 +414,16 @@ def test_a_report_per_part_makes_one_receipt_per_delivery() -> None:
     at = datetime(2026, 12, 7, tzinfo=UTC)
     tally = _Tally(5, 3)
     for n, mid in enumerate(["a", "b", "c"], 1):
-        gw._remember(mid, tally, n)
+        gw._remember_part(mid, tally, n)
     assert gw._receipt(PartReport("b", "delivered", "DELIVRD", at)) is None
     assert gw._receipt(PartReport("a", "delivered", "DELIVRD", at)) is None
     last = gw._receipt(PartReport("c", "delivered", "DELIVRD", at))
     assert last is not None and (last.delivery_id, last.provider_id, last.status) == (5, "a", "delivered")
     assert not gw._parts  # forgotten once settled
+    gw._remember("solo", 6)  # a one-part delivery: its id maps to the delivery id alone
+    solo = gw._receipt(PartReport("solo", "delivered", "DELIVRD", at))
+    assert solo is not None and (solo.delivery_id, solo.provider_id, solo.status) == (6, "solo", "delivered")
+    assert not gw._parts
     unknown = gw._receipt(PartReport("zz", "failed", "UNDELIV", at))  # sent by an earlier process
     assert unknown is not None and (unknown.delivery_id, unknown.provider_id) == (None, "zz")
     item = SendItem(1, "+8613800000000", "x")

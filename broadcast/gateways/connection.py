@@ -266,10 +266,14 @@ class Session:
         fut: asyncio.Future[T] = loop.create_future()
         limit = timeout_s or self.settings.response_timeout_s
         deadline = loop.time() + limit
+        idle = not self.pending and not self._out
         self.pending[seq] = (fut, read, deadline, limit, windowed)
-        if not self._out:
-            loop.call_soon(self._flush)
-        self._out.append(data)
+        if idle:  # nothing in flight, nothing queued: the server is waiting, write now
+            self._transport.write(data)  # type: ignore[union-attr]  # alive: it is there
+        else:  # join this turn's batch (one system call for what the loop's tasks write in it)
+            if not self._out:
+                loop.call_soon(self._flush)
+            self._out.append(data)
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
         return fut

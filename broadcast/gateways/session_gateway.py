@@ -183,7 +183,7 @@ class SessionGateway(Gateway):
                 except (LinkDown, LoginRefused) as exc:
                     return _aggregate(delivery_id, [exc])
                 if answer.ok:
-                    return SendResult(delivery_id, Outcome.ACCEPTED, provider_id=answer.msg_id)
+                    return accepted(delivery_id, answer.msg_id)
                 if not answer.throttled:
                     return _aggregate(delivery_id, [answer])
                 self._slow_down(THROTTLE_BACKOFF_S)
@@ -367,6 +367,18 @@ class SessionGateway(Gateway):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+_ACCEPTED = dict(vars(SendResult(0, Outcome.ACCEPTED)))  # every field of an accepted result, defaults
+
+
+def accepted(delivery_id: int, provider_id: str | None) -> SendResult:
+    """``SendResult(delivery_id, Outcome.ACCEPTED, provider_id=provider_id)``, made without the frozen
+    dataclass's ``__init__`` (eleven ``object.__setattr__`` calls: a sixth of a submit's CPU at full
+    speed). The result is an ordinary SendResult (equal, hashable, frozen); a test holds them equal."""
+    result = object.__new__(SendResult)
+    vars(result).update(_ACCEPTED, delivery_id=delivery_id, provider_id=provider_id)
+    return result
 
 
 def _aggregate(delivery_id: int, answers: Sequence[PartAnswer | BaseException]) -> SendResult:

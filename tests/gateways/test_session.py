@@ -394,6 +394,19 @@ def test_a_lost_part_puts_the_delivery_in_doubt_and_an_unsent_one_is_safe_to_ret
     assert r.outcome is Outcome.RETRYABLE and not r.maybe_sent and not r.recipient_fault
 
 
+def test_the_fast_accepted_result_is_an_ordinary_send_result() -> None:
+    from dataclasses import FrozenInstanceError, fields
+
+    from broadcast.gateways.base import SendResult
+    from broadcast.gateways.session_gateway import accepted
+
+    fast, slow = accepted(7, "m7"), SendResult(7, Outcome.ACCEPTED, provider_id="m7")
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert [getattr(fast, f.name) for f in fields(SendResult)] == [getattr(slow, f.name) for f in fields(SendResult)]
+    with pytest.raises(FrozenInstanceError):
+        fast.provider_id = "other"  # type: ignore[misc]
+
+
 def test_a_refused_recipient_fails_alone_and_a_refused_login_pauses() -> None:
     r = _aggregate(1, [REFUSED])
     assert r.outcome is Outcome.PERMANENT and r.recipient_fault and not r.pause

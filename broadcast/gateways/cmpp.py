@@ -59,7 +59,7 @@ from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part
 from broadcast.gateways.session import Dialect, Frame, SessionSettings
-from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
+from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc, part_accepted
 
 __all__ = ["CmppDialect", "CmppGateway", "CmppSettings", "classify_result"]
 
@@ -304,7 +304,7 @@ class CmppGateway(SessionGateway):
         if resp.command_id == SUBMIT_RESP and len(resp.body) == self._resp.size:  # the common answer first
             msg_id, result = self._resp.unpack(resp.body)
             if result == 0:
-                return PartAnswer(True, msg_id=str(msg_id))
+                return part_accepted(str(msg_id))
         if resp.command_id != SUBMIT_RESP:
             return PartAnswer(False, code="bad_response", detail=f"command {resp.command_id:#x} answered a SUBMIT",
                               pause=True)

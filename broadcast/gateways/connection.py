@@ -37,6 +37,9 @@ class Frame(NamedTuple):
     raw: bytes  # the whole PDU, header included
 
 
+_new_frame = tuple.__new__  # one Frame per PDU read: the named tuple's own __new__ is a Python function
+
+
 class Dialect(abc.ABC):
     """What the session needs to know of one protocol: encoding only, no I/O."""
 
@@ -321,7 +324,7 @@ class Session:
                 break
             raw = data[pos:pos + total]
             pos += total
-            frame = Frame(command_id, seq, status, raw[n:], raw)
+            frame = _new_frame(Frame, (command_id, seq, status, raw[n:], raw))  # Frame(...) without its __new__
             if self._login is not None:
                 login, self._login = self._login, None
                 if not login.done():

@@ -59,7 +59,7 @@ from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
-from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
+from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc, part_accepted
 
 CAPABILITIES = Capabilities(
     name="smpp",
@@ -184,7 +184,7 @@ def classify(resp: Frame) -> PartAnswer:
         body = resp.body
         end = body.find(b"\0")
         if end > 0:
-            return PartAnswer(True, msg_id=body[:end].decode("latin-1"), code="ESME_ROK")
+            return part_accepted(body[:end].decode("latin-1"), "ESME_ROK")
     name = pdu.status_name(resp.status)
     if resp.command_id == pdu.SUBMIT_SM_RESP and resp.status == pdu.ESME_ROK:
         try:

@@ -398,8 +398,10 @@ def test_the_fast_accepted_result_is_an_ordinary_send_result() -> None:
     from dataclasses import FrozenInstanceError, fields
 
     from broadcast.gateways.base import SendResult
-    from broadcast.gateways.session_gateway import accepted
+    from broadcast.gateways.session_gateway import accepted, part_accepted
 
+    assert part_accepted("m1") == PartAnswer(True, msg_id="m1") and type(part_accepted("m1")) is PartAnswer
+    assert part_accepted("m2", "ESME_ROK") == PartAnswer(True, msg_id="m2", code="ESME_ROK")
     fast, slow = accepted(7, "m7"), SendResult(7, Outcome.ACCEPTED, provider_id="m7")
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
     assert [getattr(fast, f.name) for f in fields(SendResult)] == [getattr(slow, f.name) for f in fields(SendResult)]

@@ -314,9 +314,10 @@ class Session:
         if self._rest:
             data = self._rest + data
         dialect, n, pos, size = self.dialect, self.dialect.header_len, 0, len(data)
+        unpack, is_response, answered = dialect.unpack_header, dialect.is_response, self._answered
         self.last_rx = time.monotonic()
         while size - pos >= n:
-            total, command_id, seq, status = dialect.unpack_header(data, pos)
+            total, command_id, seq, status = unpack(data, pos)
             if not n <= total <= MAX_PDU:
                 self._lose(f"link lost: {dialect.name}: a PDU length of {total} octets (a broken stream)")
                 return
@@ -329,8 +330,8 @@ class Session:
                 login, self._login = self._login, None
                 if not login.done():
                     login.set_result(frame)
-            elif dialect.is_response(command_id):
-                self._answered(frame)
+            elif is_response(command_id):
+                answered(frame)
             elif not self._from_server(frame):
                 return
         self._rest = data[pos:]

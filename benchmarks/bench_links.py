@@ -9,10 +9,15 @@ the other, keep `window` submits unanswered on one connection:
 
 * **bare**: a loop written here, the least a client can do: one login; per message a submit PDU
   packed with struct from its fields (the destination and the UCS-2 text), a reader that matches
-  responses to a dict of futures and reads each one's status;
+  responses to a dict of futures and reads each one's status. It does less than a correct client
+  must, and is left so: no response timeout (an unanswered submit would wait forever), no check
+  that the answer is a submit response, nothing the server sends besides responses is read or
+  answered (the simulators send nothing else);
 * **gateway**: `broadcast`'s own `cmpp` / `smpp` gateway (`SessionGateway.send`, as the dispatcher
-  calls it with window × connections workers): the text split and encoded, a PDU built per part,
-  the session layer's window and matching, the answer classified and the result aggregated.
+  calls it with window × connections workers): the number checked, the text's parts (split once
+  per text, as for a message's many recipients), each part's PDU from a template packed once per
+  part, the session layer's window, per-response timeout and matching, the answer classified, the
+  part's id remembered for its status report, and one `SendResult` per delivery.
 
 Both send the same one-part Chinese text. Printed per case: the median submits per second of
 --repeat interleaved rounds, and the gateway's ratio to the bare loop (target >= 0.8 at every

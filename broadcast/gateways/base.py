@@ -248,7 +248,8 @@ class Inbound:
     ``provider_id`` is the provider's id of the message (``None`` where it gives none: intake then
     derives one from the content, so a redelivered push is still stored once). ``to`` is our number
     it was sent to (service number + extension); ``extension`` the extension alone, where the provider
-    reports it separately. ``raw`` is the payload as received (a PDU, a callback's body)."""
+    reports it separately. ``raw`` is the payload as received (a PDU, a callback's body; the parts'
+    PDUs of a reply joined from parts). ``incomplete``: parts of it never came (``mo_join``)."""
 
     gateway: str
     provider_id: str | None
@@ -258,7 +259,7 @@ class Inbound:
     at: datetime  # when the provider says it was sent (else when it arrived), UTC
     raw: bytes
     extension: str = ""
-
+    incomplete: bool = False
 
 
 class Gateway(abc.ABC):

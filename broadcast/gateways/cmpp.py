@@ -15,28 +15,37 @@ gateway-protocols.md §5.2):
   (TP_udhi 1, Pk_total / Pk_number);
 * heartbeats: CMPP_ACTIVE_TEST both ways; logout: CMPP_TERMINATE.
 
-SUBMIT_RESP Result mapping (``classify``):
+SUBMIT_RESP Result mapping (``classify``). CMPP 2.0 names Results 0-8 and calls every other value
+"9~: 其他错误"; 3.0 names 9-13 as well, so the version decides what 9-13 mean:
 
 =====================================  =====================================================
 0                                      accepted; provider id = Msg_Id (uint64) in decimal
 8 流量控制错 (too fast)                 throttled: the link slows down and the part goes again
-9 (number not served), 13 (bad          permanent, a recipient fault (never counts toward the
-Dest_terminal_Id)                      message's auto-pause)
-5, 7, 10, 11 (fee code, service id,    permanent, ``pause``: the account's configuration is
-Src_Id, Msg_src)                       wrong, every message would fail the same way
-1–4, 6, 12, other                      permanent, counted
+3.0: 9 (this gateway does not serve    permanent, a recipient fault (never counts toward the
+the charged number: with Fee_UserType  message's auto-pause)
+0 the destination), 13 (bad
+Dest_terminal_Id)
+5, 7 (fee code, service id); 3.0 also  permanent, ``pause``: the account's configuration is
+10, 11, 12 (Src_Id, Msg_src,           wrong, every message would fail the same way (we send
+Fee_terminal_Id)                       the same Src_Id, Msg_src and Fee_terminal_Id in all)
+1-4, 6; 2.0: 9 and above; 3.0: 14 and  permanent, counted (a protocol error, a text too long,
+above (其他错误, a vendor's code)        or an error the version does not name)
 a response that cannot be read         permanent, ``pause`` (a 2.0/3.0 version mismatch)
 =====================================  =====================================================
 
 A status report (DELIVER with Registered_Delivery 1) with Stat ``DELIVRD`` is delivered; any other
 final Stat (UNDELIV, EXPIRED, REJECTD, an operator's ``MK:xxxx``…) is failed with that code;
-``ACCEPTD`` is not final and is only answered. A mobile-originated DELIVER is kept as a reply.
+``ACCEPTD`` is not final and is only answered. A mobile-originated DELIVER is kept as a reply; one
+with a concatenation UDH (TP_udhi 1) is a part, answered at once and joined with its other parts
+(``mo_join``, ``BROADCAST_CMPP_JOIN_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import ClassVar, Literal
@@ -46,10 +55,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import cmpp_codec as codec
 from broadcast.gateways.base import Capabilities, Outcome, SendItem, SendResult, timeout_field
+from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part
 from broadcast.gateways.session import Dialect, Frame, SessionSettings
-from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
+from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc, part_accepted
 
 __all__ = ["CmppDialect", "CmppGateway", "CmppSettings", "classify_result"]
 
@@ -63,9 +73,14 @@ CAPABILITIES = Capabilities(
     description="China Mobile CMPP 2.0/3.0 to the operator's ISMG over TCP; status reports on the same link.",
 )
 VERSION_BYTE = {"2.0": 0x20, "3.0": 0x30}
-RECIPIENT_FAULTS = frozenset({9, 13})
-ACCOUNT_FAULTS = frozenset({5, 7, 10, 11})
+#: Results that concern one recipient, and those that say the account is set up wrong, by version:
+#: 2.0 names only 0-8 (9 and above are "other error": refused, counted, neither of these).
+RECIPIENT_FAULTS = {0x20: frozenset(), 0x21: frozenset(), 0x30: frozenset({9, 13})}
+ACCOUNT_FAULTS = {0x20: frozenset({5, 7}), 0x21: frozenset({5, 7}), 0x30: frozenset({5, 7, 10, 11, 12})}
 CHINA = timezone(timedelta(hours=8))  # Submit_time / Done_time are Beijing time
+HEADER = struct.Struct(">III")
+SUBMIT_RESP = codec.SUBMIT | codec.RESP
+TEMPLATES_MAX = 256  # SUBMITs kept packed but for the destination (per part and reply code)
 
 
 class CmppSettings(BaseSettings):
@@ -86,19 +101,21 @@ class CmppSettings(BaseSettings):
     idle_s: float = Field(default=60.0, gt=0, description="C: an ACTIVE_TEST after this long without traffic.")
     heartbeat_timeout_s: float = Field(default=60.0, gt=0, description="T: wait for an ACTIVE_TEST_RESP.")
     heartbeat_tries: int = Field(default=3, ge=1, description="N: unanswered ACTIVE_TESTs before the link is dead.")
+    join_timeout_s: float = Field(default=10.0, gt=0, description="A reply in parts waits this long for the "
+                                  "missing ones, then is kept as it is, marked incomplete.")
     msg_fmt: Literal[8, 15, 0] = Field(
         default=8, description="8 UCS-2 (always works); 15 GBK or 0 ASCII when the text fits, else UCS-2.")
 
 
-def classify_result(result: int, msg_id: int) -> PartAnswer:
-    """What a SUBMIT_RESP's Result says of one part (the module docstring's table)."""
+def classify_result(result: int, msg_id: int, version: int) -> PartAnswer:
+    """What a SUBMIT_RESP's Result says of one part under ``version`` (the module docstring's table)."""
     if result == 0:
         return PartAnswer(True, msg_id=codec.msg_id_str(msg_id))
-    code, detail = f"cmpp_{result}", codec.result_name(result)
+    code, detail = f"cmpp_{result}", codec.result_name(result, version)
     if result == 8:
         return PartAnswer(False, code=code, detail=detail, throttled=True)
-    return PartAnswer(False, code=code, detail=detail, recipient_fault=result in RECIPIENT_FAULTS,
-                      pause=result in ACCOUNT_FAULTS)
+    return PartAnswer(False, code=code, detail=detail, recipient_fault=result in RECIPIENT_FAULTS[version],
+                      pause=result in ACCOUNT_FAULTS[version])
 
 
 class CmppDialect(Dialect):
@@ -118,6 +135,10 @@ class CmppDialect(Dialect):
     def parse_header(self, head: bytes) -> tuple[int, int, int, int]:
         h = codec.decode_header(head)
         return h.total_length, h.command_id, h.seq, 0
+
+    def unpack_header(self, data: bytes, pos: int) -> tuple[int, int, int, int]:
+        total, command_id, seq = HEADER.unpack_from(data, pos)
+        return total, command_id, seq, 0
 
     def is_response(self, command_id: int) -> bool:
         return bool(command_id & codec.RESP)
@@ -167,12 +188,19 @@ class CmppDialect(Dialect):
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # asked twice per delivery: as it is checked, and as it is packed
 def cmpp_number(phone: str) -> str | None:
     """A mainland number as CMPP carries it (``13800138000``: no ``+86``); None when it cannot be one."""
     digits = phone.strip().removeprefix("+")
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
     return digits if 3 <= len(digits) <= 20 and digits.isascii() and digits.isdigit() else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _dest_field(phone: str, size: int) -> bytes:
+    """Dest_terminal_Id as packed: the number, NUL-padded to the field's size (21 or 32 octets)."""
+    return (cmpp_number(phone) or "").encode("ascii").ljust(size, b"\0")
 
 
 def e164(number: str) -> str:
@@ -202,6 +230,8 @@ class CmppGateway(SessionGateway):
         if not isinstance(settings, CmppSettings):
             raise TypeError(f"CmppGateway needs CmppSettings, not {type(settings).__name__}")
         self.version = VERSION_BYTE[settings.version]
+        self._resp = struct.Struct(">QI" if settings.version == "3.0" else ">QB")  # SUBMIT_RESP Msg_Id, Result
+        self._templates: dict[tuple[bytes, int, int, int, str], codec.SubmitTemplate] = {}
         super().__init__(settings, client)
         # Src_Id is 21 octets: the service number, then room for a message's reply code
         self.capabilities = dataclasses.replace(self.capabilities, reply_extension=max(0, 21 - len(settings.src_id)))  # type: ignore[misc]
@@ -238,19 +268,25 @@ class CmppGateway(SessionGateway):
                 out.append(SendResult(item.delivery_id, Outcome.PERMANENT, code="bad_number", recipient_fault=True,
                                       detail="not a number CMPP can carry (digits, at most 21)"))
             else:
-                out += await super().send([item])
+                out.append(await self._deliver(item))
         return out
 
     def reply_address(self, extension: str) -> str:
         return digits_of(self.settings.src_id + extension)  # a reply's Dest_Id
 
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
-        fmt, content = self._content(part, coding)
-        s = self.settings
-        submit = codec.Submit(cmpp_number(item.phone) or "", content, msg_fmt=fmt, udhi=part.udhi,
-                              pk_total=part.total, pk_number=part.number, service_id=s.service_id,
-                              msg_src=s.sp_id, src_id=s.src_id + item.extension, registered_delivery=1)
-        return codec.encode_submit(seq, submit, self.version)
+        key = (part.payload, part.number, part.total, coding, item.extension)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= TEMPLATES_MAX:
+                self._templates.clear()
+            fmt, content = self._content(part, coding)
+            s = self.settings
+            submit = codec.Submit("", content, msg_fmt=fmt, udhi=part.udhi, pk_total=part.total,
+                                  pk_number=part.number, service_id=s.service_id, msg_src=s.sp_id,
+                                  src_id=s.src_id + item.extension, registered_delivery=1)
+            template = self._templates[key] = codec.SubmitTemplate(submit, self.version)
+        return template.packed(seq, _dest_field(item.phone, template.tid))
 
     def _content(self, part: Part, coding: int) -> tuple[int, bytes]:
         """Msg_Fmt and Msg_Content of a part: UCS-2 as split, or re-encoded as GBK / ASCII when it fits."""
@@ -265,16 +301,20 @@ class CmppGateway(SessionGateway):
             return 8, part.payload
 
     def classify(self, resp: Frame) -> PartAnswer:
-        if resp.command_id != codec.SUBMIT | codec.RESP:
+        if resp.command_id == SUBMIT_RESP and len(resp.body) == self._resp.size:  # the common answer first
+            msg_id, result = self._resp.unpack(resp.body)
+            if result == 0:
+                return part_accepted(str(msg_id))
+        if resp.command_id != SUBMIT_RESP:
             return PartAnswer(False, code="bad_response", detail=f"command {resp.command_id:#x} answered a SUBMIT",
                               pause=True)
         try:
             r = codec.decode_submit_resp(resp.body, self.version)
         except codec.CmppDecodeError as exc:
             return PartAnswer(False, code="bad_response", detail=f"{exc} (is BROADCAST_CMPP_VERSION right?)", pause=True)
-        return classify_result(r.result, r.msg_id)
+        return classify_result(r.result, r.msg_id, self.version)
 
-    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | MoPart | None:
         if frame.command_id != codec.DELIVER:
             return None
         try:
@@ -285,7 +325,10 @@ class CmppGateway(SessionGateway):
                     return None
                 status: Literal["delivered", "failed"] = "delivered" if report.stat == "DELIVRD" else "failed"
                 return PartReport(codec.msg_id_str(report.msg_id), status, report.stat, _report_time(report.done_time))
-            _, text = codec.decode_text(d.content, d.msg_fmt, d.udhi)
+            udh, text = codec.decode_text(d.content, d.msg_fmt, d.udhi)
         except codec.CmppDecodeError:
             return None  # answered with Result 1 by the dialect
-        return Inbound("cmpp", codec.msg_id_str(d.msg_id), e164(d.src_terminal), d.dest_id, text, now_utc(), frame.raw)
+        inbound = Inbound("cmpp", codec.msg_id_str(d.msg_id), e164(d.src_terminal), d.dest_id, text, now_utc(),
+                          frame.raw)
+        part = concatenation(udh)
+        return MoPart(inbound, *part) if part and part[1] > 1 else inbound  # a part: joined (``mo_join``)

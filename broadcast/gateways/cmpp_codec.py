@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
-    "ACTIVE_TEST", "CONNECT", "CONNECT_STATUS", "DELIVER", "HEADER_LEN", "RESP", "RESULTS", "SUBMIT", "TERMINATE",
-    "CmppDecodeError", "ConnectResp", "Deliver", "Header", "StatusReport", "Submit", "SubmitResp",
+    "ACTIVE_TEST", "CONNECT", "CONNECT_STATUS", "DELIVER", "HEADER_LEN", "RESP", "RESULTS", "RESULTS_V2", "SUBMIT",
+    "TERMINATE",
+    "CmppDecodeError", "ConnectResp", "Deliver", "Header", "StatusReport", "Submit", "SubmitResp", "SubmitTemplate",
     "authenticator_ismg", "authenticator_source", "connect_status_name", "decode_connect", "decode_connect_resp",
     "decode_deliver", "decode_deliver_resp", "decode_header", "decode_status_report", "decode_submit",
     "decode_submit_resp", "decode_text", "encode_active_test", "encode_active_test_resp", "encode_connect", "encode_connect_resp",
@@ -37,8 +38,9 @@ CONNECT, TERMINATE, SUBMIT, DELIVER, QUERY, CANCEL, ACTIVE_TEST, FWD = 0x1, 0x2,
 VERSIONS = (0x20, 0x21, 0x30)
 MAX_CONTENT = 255  # Msg_Length is one octet (a part is at most 140 octets on the air)
 
-#: SUBMIT_RESP / DELIVER_RESP Result codes (CMPP 3.0 list; 2.0 stops at 8 and calls 9+ "other errors").
-RESULTS: dict[int, str] = {
+#: SUBMIT_RESP / DELIVER_RESP Result codes of CMPP 2.0: 0-8 are named, "9~: 其他错误" (any other
+#: value, an ISMG vendor's own included, is "other error").
+RESULTS_V2: dict[int, str] = {
     0: "正确 (ok)",
     1: "消息结构错 (bad message structure)",
     2: "命令字错 (bad command id)",
@@ -48,6 +50,10 @@ RESULTS: dict[int, str] = {
     6: "超过最大信息长 (message too long)",
     7: "业务代码错 (bad service id)",
     8: "流量控制错 (flow control: too fast)",
+}
+#: CMPP 3.0 names 9-13 too (its Result is 4 octets; anything else is still "other error").
+RESULTS: dict[int, str] = {
+    **RESULTS_V2,
     9: "本网关不负责服务此计费号码 (this gateway does not serve the charged number)",
     10: "Src_Id错误 (bad source id)",
     11: "Msg_src错误 (bad Msg_src)",
@@ -69,8 +75,9 @@ class CmppDecodeError(ValueError):
     """Bytes that are not the CMPP PDU they were taken for (truncated, wrong length, bad field)."""
 
 
-def result_name(code: int) -> str:
-    return RESULTS.get(code, "其他错误 (other error)")
+def result_name(code: int, version: int) -> str:
+    """A SUBMIT_RESP / DELIVER_RESP Result in words, as the ``version`` (0x20/0x21/0x30) names it."""
+    return (RESULTS if is_v3(version) else RESULTS_V2).get(code, "其他错误 (other error)")
 
 
 def connect_status_name(code: int) -> str:
@@ -139,8 +146,11 @@ def _trailer(r: _Reader, v3: bool) -> str:
     return ""
 
 
+_HEADER = struct.Struct(">III")
+
+
 def _pdu(command_id: int, seq: int, body: bytes = b"") -> bytes:
-    return struct.pack(">III", HEADER_LEN + len(body), command_id, seq & 0xFFFF_FFFF) + body
+    return _HEADER.pack(HEADER_LEN + len(body), command_id, seq & 0xFFFF_FFFF) + body
 
 
 def _result(value: int, v3: bool) -> bytes:
@@ -291,30 +301,47 @@ _SUBMIT_SIZES = (("Service_Id", 10), ("Msg_src", 6), ("FeeType", 2), ("FeeCode",
                  ("At_Time", 17), ("Src_Id", 21))
 
 
+class SubmitTemplate:
+    """A SUBMIT of one part to any destination: the fields before and after ``Dest_terminal_Id``
+    packed once, so each PDU is a header pack and a join (a message goes to many people)."""
+
+    __slots__ = ("after", "before", "tid", "total")
+
+    def __init__(self, s: Submit, version: int) -> None:
+        v3 = is_v3(version)
+        self.tid = tid = 32 if v3 else 21
+        if len(s.content) > MAX_CONTENT:
+            raise ValueError(f"Msg_Content is {len(s.content)} octets, at most {MAX_CONTENT} fit")
+        fields = [_ascii(v) for v in (s.service_id, s.msg_src, s.fee_type, s.fee_code, s.valid_time, s.at_time,
+                                      s.src_id)]
+        fee_terminal = _ascii(s.fee_terminal)
+        for (name, size), raw in zip((*_SUBMIT_SIZES, ("Fee_terminal_Id", tid)), (*fields, fee_terminal)):
+            if len(raw) > size:
+                raise ValueError(f"{name} is {len(raw)} bytes, at most {size} fit")
+        service_id, msg_src, fee_type, fee_code, valid_time, at_time, src_id = fields
+        tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
+        head = _SUBMIT_HEAD[v3]
+        self.total = total = head.size + len(s.content) + len(tail)
+        typed = (0,) if v3 else ()  # 3.0: Fee_terminal_type, Dest_terminal_type after the ids
+        packed = head.pack(total, SUBMIT, 0, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery, s.msg_level,
+                           service_id, s.fee_user_type, fee_terminal, *typed, s.tp_pid, int(s.udhi), s.msg_fmt,
+                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, b"", *typed, len(s.content))
+        at = head.size - 1 - (1 if v3 else 0) - tid  # Dest_terminal_Id [Dest_terminal_type] Msg_Length end the struct
+        self.before, self.after = packed[HEADER_LEN:at], packed[at + tid:] + s.content + tail
+
+    def pdu(self, seq: int, dest: str) -> bytes:
+        raw = dest.encode("ascii")
+        if len(raw) > self.tid:
+            raise ValueError(f"Dest_terminal_Id is {len(raw)} bytes, at most {self.tid} fit")
+        return self.packed(seq, raw.ljust(self.tid, b"\0"))
+
+    def packed(self, seq: int, dest_field: bytes) -> bytes:
+        """``pdu`` with Dest_terminal_Id already padded to ``tid`` octets (not checked again)."""
+        return b"".join((_HEADER.pack(self.total, SUBMIT, seq & 0xFFFF_FFFF), self.before, dest_field, self.after))
+
+
 def encode_submit(seq: int, s: Submit, version: int) -> bytes:
-    v3 = is_v3(version)
-    tid = 32 if v3 else 21
-    if len(s.content) > MAX_CONTENT:
-        raise ValueError(f"Msg_Content is {len(s.content)} octets, at most {MAX_CONTENT} fit")
-    fields = [_ascii(v) for v in (s.service_id, s.msg_src, s.fee_type, s.fee_code, s.valid_time, s.at_time, s.src_id)]
-    fee_terminal, dest = _ascii(s.fee_terminal), _ascii(s.dest)
-    for (name, size), raw in zip((*_SUBMIT_SIZES, ("Fee_terminal_Id", tid), ("Dest_terminal_Id", tid)),
-                                 (*fields, fee_terminal, dest)):
-        if len(raw) > size:
-            raise ValueError(f"{name} is {len(raw)} bytes, at most {size} fit")
-    service_id, msg_src, fee_type, fee_code, valid_time, at_time, src_id = fields
-    tail = _fixed(s.link_id, 20, "LinkID") if v3 else b"\0" * 8
-    head = _SUBMIT_HEAD[v3]
-    total = head.size + len(s.content) + len(tail)
-    if v3:
-        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                           s.msg_level, service_id, s.fee_user_type, fee_terminal, 0, s.tp_pid, int(s.udhi), s.msg_fmt,
-                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, 0, len(s.content))
-    else:
-        packed = head.pack(total, SUBMIT, seq & 0xFFFF_FFFF, s.msg_id, s.pk_total, s.pk_number, s.registered_delivery,
-                           s.msg_level, service_id, s.fee_user_type, fee_terminal, s.tp_pid, int(s.udhi), s.msg_fmt,
-                           msg_src, fee_type, fee_code, valid_time, at_time, src_id, 1, dest, len(s.content))
-    return packed + s.content + tail
+    return SubmitTemplate(s, version).pdu(seq, s.dest)
 
 
 def _ascii(value: str | bytes) -> bytes:

@@ -31,8 +31,12 @@ TLVs (``receipted_message_id``, ``message_state``) or, failing them, the convent
 ``id:… stat:… err:…``. Final states: DELIVRD → delivered; UNDELIV, EXPIRED, REJECTD, DELETED,
 UNKNOWN → failed; ENROUTE/ACCEPTD are not final and are acknowledged only. A receipt id given in
 decimal for a hex message_id (or the reverse, as some SMSCs do) is matched too. Any other
-``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``).
-``data_sm`` is not taken (answered ``generic_nack``).
+``deliver_sm`` is a mobile-originated message, kept with its raw PDU (``held_inbound``); one part
+of a longer reply (a concatenation UDH, or the sar_* TLVs) is answered at once and joined with its
+other parts (``mo_join``, ``BROADCAST_SMPP_JOIN_TIMEOUT_S``).
+A ``data_sm`` from the SMSC (§4.7: its text in the ``message_payload`` TLV, a receipt's id and
+state in the same TLVs) is taken exactly like a deliver_sm — a receipt or a reply — and answered
+``data_sm_resp``; any other request (outbind…) is answered ``generic_nack``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import struct
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,11 +53,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcast.gateways import smpp_codec as pdu
+from broadcast.gateways import smpp_receipts as rc
 from broadcast.gateways.base import Capabilities, SendItem, SendResult, is_local_host, timeout_field
+from broadcast.gateways.mo_join import MoPart, concatenation
 from broadcast.gateways.reply_codes import digits_of
 from broadcast.gateways.segments import Part, decode_gsm7
 from broadcast.gateways.session import Dialect, Frame, LinkDown, LoginRefused, SessionPool, SessionSettings
-from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc
+from broadcast.gateways.session_gateway import Inbound, PartAnswer, PartReport, SessionGateway, now_utc, part_accepted
 
 CAPABILITIES = Capabilities(
     name="smpp",
@@ -68,6 +76,7 @@ THROTTLED = {pdu.STATUS[n] for n in ("ESME_RTHROTTLED", "ESME_RMSGQFUL", "ESME_R
 RECIPIENT = {pdu.STATUS[n] for n in ("ESME_RINVDSTADR", "ESME_RINVDSTTON", "ESME_RINVDSTNPI")}
 ACCOUNT = {pdu.STATUS[n] for n in ("ESME_RINVSRCADR", "ESME_RINVSRCTON", "ESME_RINVSRCNPI", "ESME_RINVSERTYP",
                                    "ESME_RINVSYSTYP")}
+HEADER = struct.Struct(">IIII")
 DELIVERED = {"DELIVRD", "DELIVERED"}
 FAILED = {"UNDELIV", "UNDELIVERABLE", "EXPIRED", "REJECTD", "REJECTED", "DELETED", "UNKNOWN"}
 
@@ -96,6 +105,8 @@ class SmppSettings(BaseSettings):
     idle_s: float = Field(default=30.0, gt=0, description="enquire_link after this long without traffic.")
     heartbeat_timeout_s: float = Field(default=10.0, gt=0, description="Wait for an enquire_link_resp.")
     heartbeat_tries: int = Field(default=3, ge=1, description="Unanswered enquire_links before the link is dropped.")
+    join_timeout_s: float = Field(default=10.0, gt=0, description="A reply in parts waits this long for the "
+                                  "missing ones, then is kept as it is, marked incomplete.")
 
     @field_validator("password")
     @classmethod
@@ -122,6 +133,10 @@ class SmppDialect(Dialect):
     def parse_header(self, head: bytes) -> tuple[int, int, int, int]:
         h = pdu.decode_header(head)
         return h.length, h.command_id, h.seq, h.status
+
+    def unpack_header(self, data: bytes, pos: int) -> tuple[int, int, int, int]:
+        length, command_id, status, seq = HEADER.unpack_from(data, pos)
+        return length, command_id, seq, status
 
     def is_response(self, command_id: int) -> bool:
         return bool(command_id & pdu.RESPONSE_BIT)
@@ -156,13 +171,20 @@ class SmppDialect(Dialect):
             return pdu.encode_unbind_resp(frame.seq)
         if frame.command_id == pdu.DELIVER_SM:
             return pdu.encode_deliver_sm_resp(frame.seq)
+        if frame.command_id == pdu.DATA_SM:
+            return pdu.encode_data_sm_resp(frame.seq)
         if frame.command_id & pdu.RESPONSE_BIT:
             return None
-        return pdu.encode_generic_nack(frame.seq)  # data_sm, outbind, anything else: not taken
+        return pdu.encode_generic_nack(frame.seq)  # outbind, anything else: not taken
 
 
 def classify(resp: Frame) -> PartAnswer:
     """What a submit_sm_resp (or a generic_nack) says of one part (the table in the module docstring)."""
+    if resp.command_id == pdu.SUBMIT_SM_RESP and resp.status == pdu.ESME_ROK:  # the common answer first
+        body = resp.body
+        end = body.find(b"\0")
+        if end > 0:
+            return part_accepted(body[:end].decode("latin-1"), "ESME_ROK")
     name = pdu.status_name(resp.status)
     if resp.command_id == pdu.SUBMIT_SM_RESP and resp.status == pdu.ESME_ROK:
         try:
@@ -190,6 +212,7 @@ def source_ton_npi(addr: str, ton: int | None, npi: int | None) -> tuple[int, in
     return (auto[0] if ton is None else ton), (auto[1] if npi is None else npi)
 
 
+@functools.lru_cache(maxsize=1024)  # asked once a part: a long text's parts ask again
 def destination(phone: str) -> tuple[int, int, str]:
     """(TON, NPI, digits): an E.164 ``+86…`` goes as international (1/1) without its ``+``."""
     if phone.startswith("+"):
@@ -210,6 +233,19 @@ def decode_text(sm: pdu.ShortMessage) -> str:
     return payload.decode("latin-1" if coding == 3 else "ascii", "replace")
 
 
+def mo_part(sm: pdu.ShortMessage) -> tuple[int, int, int] | None:
+    """``(ref, total, number)`` of a reply that is one part of several: from its UDH (esm_class UDHI),
+    else from the sar_msg_ref_num / sar_total_segments / sar_segment_seqnum TLVs (§5.3.2.22-24)."""
+    payload = sm.short_message or (sm.tlv(pdu.TLV_MESSAGE_PAYLOAD) or b"")
+    if sm.esm_class & pdu.ESM_UDHI and payload and (found := concatenation(payload[:1 + payload[0]])):
+        return found
+    ref, total, number = (sm.tlv(t) for t in (pdu.TLV_SAR_MSG_REF_NUM, pdu.TLV_SAR_TOTAL_SEGMENTS,
+                                              pdu.TLV_SAR_SEGMENT_SEQNUM))
+    if ref is None or total is None or number is None or (len(ref), len(total), len(number)) != (2, 1, 1):
+        return None
+    return (int.from_bytes(ref, "big") | 0x20000, total[0], number[0]) if 1 <= number[0] <= total[0] else None
+
+
 class SmppGateway(SessionGateway):
     """See the module docstring."""
 
@@ -223,6 +259,7 @@ class SmppGateway(SessionGateway):
         number = settings.source_addr.lstrip("+")
         room = max(0, 20 - len(settings.source_addr)) if number.isdigit() else 0
         self.capabilities = dataclasses.replace(self.capabilities, reply_extension=room)  # type: ignore[misc]
+        self._templates: dict[tuple[bytes, int, str], pdu.SmTemplate] = {}  # per part and reply code
         self._rx: SessionPool | None = None
         self._rx_task: asyncio.Task[None] | None = None
         if settings.bind == "transmitter+receiver":
@@ -251,34 +288,43 @@ class SmppGateway(SessionGateway):
         return digits_of(self.settings.source_addr + extension) if self.capabilities.reply_extension else ""
 
     def submit_pdu(self, seq: int, item: SendItem, part: Part, coding: int) -> bytes:
-        s = self.settings
-        ton, npi = source_ton_npi(s.source_addr, s.source_addr_ton, s.source_addr_npi)
-        dton, dnpi, digits = destination(item.phone)
-        source = (s.source_addr.lstrip("+") if ton == 1 else s.source_addr) + item.extension  # + reply code
-        sm = pdu.ShortMessage(
-            destination_addr=digits, dest_addr_ton=dton, dest_addr_npi=dnpi, short_message=part.payload,
-            source_addr=source, source_addr_ton=ton,
-            source_addr_npi=npi, service_type=s.service_type, esm_class=pdu.ESM_UDHI if part.udhi else 0,
-            registered_delivery=1, data_coding=coding,
-        )
-        return pdu.encode_submit_sm(seq, sm)
+        key = (part.payload, coding, item.extension)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 256:
+                self._templates.clear()
+            s = self.settings
+            ton, npi = source_ton_npi(s.source_addr, s.source_addr_ton, s.source_addr_npi)
+            source = (s.source_addr.lstrip("+") if ton == 1 else s.source_addr) + item.extension  # + reply code
+            sm = pdu.ShortMessage(
+                destination_addr="", short_message=part.payload, source_addr=source, source_addr_ton=ton,
+                source_addr_npi=npi, service_type=s.service_type, esm_class=pdu.ESM_UDHI if part.udhi else 0,
+                registered_delivery=1, data_coding=coding,
+            )
+            template = self._templates[key] = pdu.SmTemplate(pdu.SUBMIT_SM, sm)
+        return template.pdu(seq, *destination(item.phone))
 
     def classify(self, resp: Frame) -> PartAnswer:
         return classify(resp)
 
-    def parse_request(self, frame: Frame) -> PartReport | Inbound | None:
-        if frame.command_id != pdu.DELIVER_SM:
+    def parse_request(self, frame: Frame) -> PartReport | Inbound | MoPart | None:
+        if frame.command_id == pdu.DELIVER_SM:
+            _, sm = pdu.decode_deliver_sm(frame.raw)  # a PduError: unanswered, the SMSC sends it again
+        elif frame.command_id == pdu.DATA_SM:  # §4.7: the same, with the text in message_payload
+            _, sm = pdu.decode_data_sm(frame.raw)
+        else:
             return None
-        _, sm = pdu.decode_deliver_sm(frame.raw)  # a PduError: unanswered, the SMSC sends it again
-        if pdu.is_receipt(sm):
-            report = pdu.delivery_report(sm)
+        if rc.is_receipt(sm):
+            report = rc.delivery_report(sm)
             if report is None or report.stat not in DELIVERED | FAILED:
                 return None  # no id, or not final (ENROUTE, ACCEPTD): acknowledged, nothing to record
             status: Literal["delivered", "failed"] = "delivered" if report.stat in DELIVERED else "failed"
             code = report.stat if status == "delivered" or not report.err else f"{report.stat}:{report.err}"
             return PartReport(self._known_id(report.message_id), status, code, now_utc())
         phone = f"+{sm.source_addr}" if sm.source_addr_ton == 1 else sm.source_addr
-        return Inbound("smpp", None, phone, sm.destination_addr, decode_text(sm), now_utc(), frame.raw)
+        inbound = Inbound("smpp", None, phone, sm.destination_addr, decode_text(sm), now_utc(), frame.raw)
+        part = mo_part(sm)
+        return MoPart(inbound, *part) if part and part[1] > 1 else inbound  # a part: joined (``mo_join``)
 
     def _known_id(self, message_id: str) -> str:
         """The message_id we were given for the part a receipt names: as is, or its hex/decimal twin."""
@@ -297,7 +343,10 @@ class SmppGateway(SessionGateway):
     async def send(self, batch: Sequence[SendItem]) -> list[SendResult]:
         if self._rx is not None and self._rx_task is None:
             self._rx_task = asyncio.create_task(self._keep_receiver())
-        return await super().send(batch)
+        out = []
+        for item in batch:
+            out.append(await self._deliver(item))
+        return out
 
     async def _keep_receiver(self) -> None:
         """Keep the receiver bound while the gateway lives (the pool reconnects it, with backoff)."""

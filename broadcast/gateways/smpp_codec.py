@@ -22,7 +22,6 @@ Strings are ASCII on the wire (Latin-1 decoding, so a stray octet never raises).
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import Final
@@ -93,6 +92,9 @@ TLV_MESSAGE_STATE: Final = 0x0427
 TLV_NETWORK_ERROR_CODE: Final = 0x0423
 TLV_MESSAGE_PAYLOAD: Final = 0x0424
 TLV_SC_INTERFACE_VERSION: Final = 0x0210
+TLV_SAR_MSG_REF_NUM: Final = 0x020C  # a part of a longer message: reference (2 octets),
+TLV_SAR_TOTAL_SEGMENTS: Final = 0x020E  # parts (1 octet),
+TLV_SAR_SEGMENT_SEQNUM: Final = 0x020F  # this part's number (1 octet)
 
 MESSAGE_STATES: Final[dict[int, str]] = {
     1: "ENROUTE", 2: "DELIVERED", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIVERABLE", 6: "ACCEPTED",
@@ -101,7 +103,10 @@ MESSAGE_STATES: Final[dict[int, str]] = {
 
 # Field limits (§4, max lengths including the NUL).
 _MAX = {"system_id": 16, "password": 9, "system_type": 13, "address_range": 41, "service_type": 6,
-        "addr": 21, "message_id": 65}
+        "addr": 21, "addr65": 65, "message_id": 65}  # addr65: data_sm's addresses
+
+
+_HEADER = struct.Struct(">IIII")
 
 
 class PduError(ValueError):
@@ -284,17 +289,38 @@ class ShortMessage:
         return tlv_value(self.tlvs, tag)
 
 
+class SmTemplate:
+    """A submit_sm (or deliver_sm) of one text and sender, to any destination: everything but the
+    sequence number and ``destination_addr`` (and its TON/NPI) is packed once (a message goes to
+    many people: each PDU is then one struct pack and a join)."""
+
+    __slots__ = ("after", "before", "command_id", "fixed")
+
+    def __init__(self, command_id: int, sm: ShortMessage) -> None:
+        if len(sm.short_message) > 254:
+            raise ValueError(f"short_message is {len(sm.short_message)} octets; at most 254 (use segments)")
+        self.command_id = command_id
+        self.before = (_cstr(sm.service_type, "service_type") + bytes([sm.source_addr_ton, sm.source_addr_npi])
+                       + _cstr(sm.source_addr, "addr"))
+        self.after = (bytes([sm.esm_class, sm.protocol_id, sm.priority_flag])
+                      + _cstr(sm.schedule_delivery_time, "time") + _cstr(sm.validity_period, "time")
+                      + bytes([sm.registered_delivery, sm.replace_if_present_flag, sm.data_coding,
+                               sm.sm_default_msg_id, len(sm.short_message)])
+                      + sm.short_message + b"".join(_tlv(t, v) for t, v in sm.tlvs))
+        self.fixed = HEADER_LEN + len(self.before) + 3 + len(self.after)  # + the address's octets
+
+    def pdu(self, seq: int, dest_ton: int, dest_npi: int, dest: str) -> bytes:
+        raw = dest.encode("ascii")
+        if len(raw) > _MAX["addr"] - 1 or b"\0" in raw:
+            _cstr(dest, "addr")  # says which
+        if not 0 <= seq <= 0xFFFFFFFF:
+            raise ValueError(f"sequence_number out of range: {seq}")
+        return b"".join((_HEADER.pack(self.fixed + len(raw), self.command_id, ESME_ROK, seq), self.before,
+                         bytes((dest_ton, dest_npi)), raw, b"\0", self.after))
+
+
 def _encode_sm(command_id: int, seq: int, sm: ShortMessage) -> bytes:
-    if len(sm.short_message) > 254:
-        raise ValueError(f"short_message is {len(sm.short_message)} octets; at most 254 (use segments)")
-    body = (_cstr(sm.service_type, "service_type") + bytes([sm.source_addr_ton, sm.source_addr_npi])
-            + _cstr(sm.source_addr, "addr") + bytes([sm.dest_addr_ton, sm.dest_addr_npi])
-            + _cstr(sm.destination_addr, "addr") + bytes([sm.esm_class, sm.protocol_id, sm.priority_flag])
-            + _cstr(sm.schedule_delivery_time, "time") + _cstr(sm.validity_period, "time")
-            + bytes([sm.registered_delivery, sm.replace_if_present_flag, sm.data_coding, sm.sm_default_msg_id,
-                     len(sm.short_message)])
-            + sm.short_message + b"".join(_tlv(t, v) for t, v in sm.tlvs))
-    return encode_pdu(command_id, seq, body)
+    return SmTemplate(command_id, sm).pdu(seq, sm.dest_addr_ton, sm.dest_addr_npi, sm.destination_addr)
 
 
 def _decode_sm(pdu: bytes, command_id: int) -> tuple[Header, ShortMessage]:
@@ -362,6 +388,43 @@ def decode_deliver_sm_resp(pdu: bytes) -> tuple[Header, str]:
     return _decode_message_id_resp(pdu, DELIVER_SM_RESP)
 
 
+# -- data_sm / data_sm_resp (§4.7) ---------------------------------------------------------------
+# data_sm: service_type, source TON/NPI/addr, dest TON/NPI/addr, esm_class, registered_delivery,
+# data_coding, then TLVs only (the text in message_payload; a receipt's id and state as in
+# deliver_sm). Carried here in a ShortMessage whose short_message is empty.
+
+def encode_data_sm(seq: int, sm: ShortMessage) -> bytes:
+    body = (_cstr(sm.service_type, "service_type") + bytes([sm.source_addr_ton, sm.source_addr_npi])
+            + _cstr(sm.source_addr, "addr65") + bytes([sm.dest_addr_ton, sm.dest_addr_npi])
+            + _cstr(sm.destination_addr, "addr65") + bytes([sm.esm_class, sm.registered_delivery, sm.data_coding])
+            + b"".join(_tlv(t, v) for t, v in sm.tlvs))
+    return encode_pdu(DATA_SM, seq, body)
+
+
+def decode_data_sm(pdu: bytes) -> tuple[Header, ShortMessage]:
+    head, body = split_pdu(pdu, DATA_SM)
+    r = _Reader(body)
+    service_type = r.cstr("service_type")
+    src_ton, src_npi = r.uint(), r.uint()
+    source = r.cstr("source_addr", _MAX["addr65"])
+    dst_ton, dst_npi = r.uint(), r.uint()
+    dest = r.cstr("destination_addr", _MAX["addr65"])
+    esm_class, registered, coding = r.uint(), r.uint(), r.uint()
+    return head, ShortMessage(
+        destination_addr=dest, source_addr=source, source_addr_ton=src_ton, source_addr_npi=src_npi,
+        dest_addr_ton=dst_ton, dest_addr_npi=dst_npi, service_type=service_type, esm_class=esm_class,
+        registered_delivery=registered, data_coding=coding, tlvs=r.tlvs(),
+    )
+
+
+def encode_data_sm_resp(seq: int, message_id: str = "", status: int = ESME_ROK) -> bytes:
+    return _encode_message_id_resp(DATA_SM_RESP, seq, message_id, status)
+
+
+def decode_data_sm_resp(pdu: bytes) -> tuple[Header, str]:
+    return _decode_message_id_resp(pdu, DATA_SM_RESP)
+
+
 # -- header-only PDUs (§4.2, §4.3, §4.11) ----------------------------------------------------------
 
 def encode_enquire_link(seq: int) -> bytes:
@@ -390,66 +453,3 @@ def decode_empty(pdu: bytes, command_id: int) -> Header:
     if body:
         raise PduError(f"0x{command_id:08X} carries no body, got {len(body)} bytes")
     return head
-
-
-# -- delivery receipts (Appendix B) ------------------------------------------------------------------
-
-_RECEIPT_KEY = re.compile(r"(?i)(?:^|(?<=\s))(id|sub|dlvrd|submit date|done date|stat|err|text):")
-
-
-def parse_receipt_text(text: str) -> dict[str, str]:
-    """``id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…`` → {key: value}
-    (keys lower-case; ``text`` is the rest of the line). Keys absent from ``text`` are absent."""
-    found = list(_RECEIPT_KEY.finditer(text))
-    out: dict[str, str] = {}
-    for i, m in enumerate(found):
-        key = m.group(1).lower()
-        end = len(text) if key == "text" or i + 1 == len(found) else found[i + 1].start()
-        out.setdefault(key, text[m.end():end].strip())
-        if key == "text":
-            break
-    return out
-
-
-def receipt_text(message_id: str, stat: str, err: str = "000", *, sub: str = "001", dlvrd: str = "001",
-                 submit_date: str = "", done_date: str = "", text: str = "") -> str:
-    """The conventional receipt text (Appendix B); tests and the simulator's counterpart."""
-    return (f"id:{message_id} sub:{sub} dlvrd:{dlvrd} submit date:{submit_date} done date:{done_date} "
-            f"stat:{stat} err:{err} text:{text}")
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What a receipt says: the SMSC's message id, its final state (``DELIVRD``/``DELIVERED``…), error."""
-
-    message_id: str
-    stat: str  # the text's stat (DELIVRD, UNDELIV, EXPIRED, REJECTD, …) or the message_state's name
-    err: str
-    done_date: str
-
-
-def is_receipt(sm: ShortMessage) -> bool:
-    """deliver_sm whose message type (esm_class bits 2-5) is an SMSC delivery receipt (0x04)
-    or an intermediate notification (0x20); anything else is a mobile-originated message."""
-    return (sm.esm_class & ESM_TYPE_MASK) in (ESM_RECEIPT, 0x20)
-
-
-def delivery_report(sm: ShortMessage) -> DeliveryReport | None:
-    """The report in a receipt deliver_sm: TLVs (receipted_message_id, message_state) first, the text's
-    id:/stat:/err: else. None when it is no receipt or says no message id."""
-    if not is_receipt(sm):
-        return None
-    fields = parse_receipt_text(sm.short_message.decode("latin-1"))
-    raw_id = sm.tlv(TLV_RECEIPTED_MESSAGE_ID)
-    message_id = raw_id.rstrip(b"\0").decode("latin-1") if raw_id else fields.get("id", "")
-    state = sm.tlv(TLV_MESSAGE_STATE)
-    stat = fields.get("stat", "")
-    if not stat and state and len(state) == 1:
-        stat = MESSAGE_STATES.get(state[0], f"state {state[0]}")
-    err = fields.get("err", "")
-    net = sm.tlv(TLV_NETWORK_ERROR_CODE)
-    if not err and net and len(net) == 3:
-        err = f"{net[0]}:{int.from_bytes(net[1:], 'big')}"
-    if not message_id:
-        return None
-    return DeliveryReport(message_id, stat.upper(), err, fields.get("done date", ""))

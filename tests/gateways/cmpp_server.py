@@ -215,13 +215,16 @@ class CmppServer:
         """How many whole messages each number was sent."""
         return Counter(dest for dest, _ in self.texts())
 
-    async def send_mo(self, phone: str, text: str, dest_id: str | None = None, *, conn: int | None = None) -> None:
-        """A mobile-originated DELIVER (UCS-2) from ``phone`` on one live connection."""
+    async def send_mo(self, phone: str, text: str, dest_id: str | None = None, *, conn: int | None = None,
+                      udh: bytes = b"") -> None:
+        """A mobile-originated DELIVER (UCS-2) from ``phone`` on one live connection; with ``udh``, one
+        part of a longer reply (TP_udhi 1, the header before the text)."""
         c = self._conns[conn] if conn is not None else next(iter(self._conns.values()))
         await asyncio.wait_for(c.logged_in.wait(), 10)
-        content = text.encode("utf-16-be")
+        content = udh + text.encode("utf-16-be")
         self._msg_ids += 1
-        c.send(self._deliver(c, MSG_ID_BASE + 0x10_0000 + self._msg_ids, dest_id or c.src_id, phone, 0, 8, content))
+        c.send(self._deliver(c, MSG_ID_BASE + 0x10_0000 + self._msg_ids, dest_id or c.src_id, phone, 0, 8, content,
+                             udhi=int(bool(udh))))
         await c.writer.drain()
 
     async def active_test(self) -> None:
@@ -361,9 +364,9 @@ class CmppServer:
             conn.send(self._deliver(conn, MSG_ID_BASE + 0x10_0000 + self._msg_ids, rec.src_id, rec.dest, 1, 0, report))
 
     def _deliver(self, conn: _Conn, msg_id: int, dest_id: str, src: str, registered: int, msg_fmt: int,
-                 content: bytes) -> bytes:
+                 content: bytes, *, udhi: int = 0) -> bytes:
         tid = 32 if conn.v3 else 21
-        body = (struct.pack(">Q", msg_id) + _pad(dest_id, 21) + _pad("", 10) + bytes([0, 0, msg_fmt]) + _pad(src, tid)
+        body = (struct.pack(">Q", msg_id) + _pad(dest_id, 21) + _pad("", 10) + bytes([0, udhi, msg_fmt]) + _pad(src, tid)
                 + (b"\0" if conn.v3 else b"") + bytes([registered, len(content)]) + content + b"\0" * (20 if conn.v3 else 8))
         return _pdu(DELIVER, conn.next_seq(), body)
 

@@ -4,18 +4,21 @@ contract kit: the gateway under test runs in any event loop and reaches it over 
 It binds the accounts it knows (RBINDFAIL for an unknown system_id, RINVPASWD for a wrong password),
 answers enquire_link and unbind, answers each submit_sm by ``verdict`` (ESME_ROK with a fresh
 message_id, a refused destination, throttling, or no answer at all: ``silent``) and sends a receipt
-deliver_sm for each accepted one (``receipts``). Everything it got is kept in ``submits``.
+deliver_sm for each accepted one (``receipts``; as a data_sm with ``data_sm``). Everything it got is
+kept in ``submits``, and our answers to its requests in ``answers``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from broadcast.gateways import smpp_codec as c
+from broadcast.gateways import smpp_receipts as rc
 
 RINVDSTADR, RTHROTTLED = c.STATUS["ESME_RINVDSTADR"], c.STATUS["ESME_RTHROTTLED"]
 
@@ -31,6 +34,9 @@ class FakeSmsc:
     receipts: bool = True
     receipt_as_decimal: bool = False  # the receipt names the id in decimal (message_id is hex)
     mo: list[tuple[str, str]] = field(default_factory=list)  # (from, text) sent after each bind
+    mo_pdus: list[c.ShortMessage] = field(default_factory=list)  # replies sent as they are after each bind
+    data_sm: bool = False  # receipts and replies as data_sm (text in message_payload), not deliver_sm
+    answers: list[tuple[int, int]] = field(default_factory=list)  # (command_id, seq) of our requests' answers
     submits: list[c.ShortMessage] = field(default_factory=list)
     binds: list[tuple[int, str]] = field(default_factory=list)
     port: int = 0
@@ -90,8 +96,10 @@ class FakeSmsc:
                     if status != c.ESME_ROK:
                         break
                     bound = True
+                    for i, sm in enumerate(self.mo_pdus):
+                        writer.write(self._request(8000 + i, sm))
                     for i, (who, text) in enumerate(self.mo):
-                        writer.write(c.encode_deliver_sm(9000 + i, c.ShortMessage(
+                        writer.write(self._request(9000 + i, c.ShortMessage(
                             "10690", source_addr=who.lstrip("+"), source_addr_ton=1, data_coding=8,
                             short_message=text.encode("utf-16-be"))))
                 elif h.command_id == c.SUBMIT_SM and bound:
@@ -102,7 +110,7 @@ class FakeSmsc:
                     writer.write(c.encode_unbind_resp(h.seq))
                     break
                 elif h.command_id & c.RESPONSE_BIT:
-                    pass  # deliver_sm_resp
+                    self.answers.append((h.command_id, h.seq))  # deliver_sm_resp, data_sm_resp
                 else:
                     writer.write(c.encode_generic_nack(h.seq))
                 await writer.drain()
@@ -128,12 +136,19 @@ class FakeSmsc:
         if self.receipts:
             failed = sm.destination_addr in self.undeliverable
             rid = str(int(message_id, 16)) if self.receipt_as_decimal else message_id
-            text = c.receipt_text(rid, "UNDELIV" if failed else "DELIVRD", "001" if failed else "000")
+            text = rc.receipt_text(rid, "UNDELIV" if failed else "DELIVRD", "001" if failed else "000")
             tlvs = () if self.receipt_as_decimal else ((c.TLV_RECEIPTED_MESSAGE_ID, rid.encode() + b"\0"),
                                                        (c.TLV_MESSAGE_STATE, bytes([5 if failed else 2])))
-            writer.write(c.encode_deliver_sm(h.seq + 100000, c.ShortMessage(
+            writer.write(self._request(h.seq + 100000, c.ShortMessage(
                 sm.source_addr, source_addr=sm.destination_addr, esm_class=c.ESM_RECEIPT, registered_delivery=0,
                 short_message=text.encode(), tlvs=tlvs)))
+
+    def _request(self, seq: int, sm: c.ShortMessage) -> bytes:
+        """A deliver_sm, or with ``data_sm`` a data_sm: the text moved to the message_payload TLV."""
+        if not self.data_sm:
+            return c.encode_deliver_sm(seq, sm)
+        moved = dataclasses.replace(sm, short_message=b"", tlvs=(*sm.tlvs, (c.TLV_MESSAGE_PAYLOAD, sm.short_message)))
+        return c.encode_data_sm(seq, moved)
 
 
 _SHARED: dict[str, tuple[FakeSmsc, contextlib.ExitStack]] = {}

@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from broadcast.dispatch.dispatcher import Dispatcher
+from broadcast.gateways import cmpp_codec as codec
 from broadcast.gateways.base import Outcome, SendItem, SendResult
 from broadcast.gateways.cmpp import CmppGateway, CmppSettings
 from tests.gateways.cmpp_server import MSG_ID_BASE, CmppServer
@@ -155,21 +156,56 @@ def test_a_long_text_goes_as_parts_the_server_joins(version: str) -> None:
     asyncio.run(main())
 
 
-def test_recipient_faults_and_account_faults() -> None:
+def test_recipient_faults_and_account_faults() -> None:  # CMPP 3.0 names Results 9-13
     async def main() -> None:
-        async with CmppServer({SP: SECRET}, results={"13900000001": 13, "13900000002": 9, "13900000003": 10}) as srv:
-            gw = gateway(srv.port)
-            ok, dest13, dest9, src10 = await gw.send(items(4))
+        results = {"13900000001": 13, "13900000002": 9, "13900000003": 10, "13900000004": 12, "13900000005": 6}
+        async with CmppServer({SP: SECRET}, results=results) as srv:
+            gw = gateway(srv.port, version="3.0")
+            ok, dest13, dest9, src10, fee12, long6 = await gw.send(items(6))
             (bad,) = await gw.send([SendItem(9, "+86-139-x", "hi")])
             await gw.aclose()
         assert ok.outcome is Outcome.ACCEPTED
         for r in (dest13, dest9):
             assert r.outcome is Outcome.PERMANENT and r.recipient_fault and not r.pause
         assert dest13.code == "cmpp_13" and "Dest_terminal_Id" in (dest13.detail or "")
-        assert src10.outcome is Outcome.PERMANENT and src10.pause and not src10.recipient_fault
+        assert "本网关不负责服务此计费号码" in (dest9.detail or "")
+        for r in (src10, fee12):  # the same Src_Id / Fee_terminal_Id goes in every submit: the account's
+            assert r.outcome is Outcome.PERMANENT and r.pause and not r.recipient_fault
+        assert long6.outcome is Outcome.PERMANENT and not (long6.pause or long6.recipient_fault)
         assert bad.outcome is Outcome.PERMANENT and bad.recipient_fault and bad.code == "bad_number"
 
     asyncio.run(main())
+
+
+def test_cmpp_2_0_results_above_8_are_other_errors() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}, results={"13900000000": 9, "13900000001": 13, "13900000002": 10,
+                                                     "13900000003": 7, "13900000004": 150}) as srv:
+            gw = gateway(srv.port, version="2.0")
+            other9, other13, other10, service7, vendor = await gw.send(items(5))
+            await gw.aclose()
+        for r in (other9, other13, other10, vendor):  # "9~: 其他错误": refused, counted, no guess at whose fault
+            assert r.outcome is Outcome.PERMANENT and not (r.recipient_fault or r.pause)
+            assert (r.detail or "").startswith("其他错误")
+        assert other13.code == "cmpp_13" and vendor.code == "cmpp_150"
+        assert service7.outcome is Outcome.PERMANENT and service7.pause and "业务代码错" in (service7.detail or "")
+
+    asyncio.run(main())
+
+
+def test_classify_result_by_version() -> None:
+    from broadcast.gateways.cmpp import classify_result
+
+    assert classify_result(0, 42, 0x20) == classify_result(0, 42, 0x30) and classify_result(0, 42, 0x30).msg_id == "42"
+    for version in (0x20, 0x21, 0x30):
+        assert classify_result(8, 0, version).throttled
+        assert classify_result(5, 0, version).pause and classify_result(7, 0, version).pause
+        assert not any(classify_result(r, 0, version).pause or classify_result(r, 0, version).recipient_fault
+                       for r in (1, 2, 3, 4, 6, 14, 99, 150))
+    v3 = {r: classify_result(r, 0, 0x30) for r in range(9, 14)}
+    assert [r for r, a in v3.items() if a.recipient_fault] == [9, 13]
+    assert [r for r, a in v3.items() if a.pause] == [10, 11, 12]
+    assert not any(classify_result(r, 0, 0x20).pause or classify_result(r, 0, 0x20).recipient_fault for r in range(9, 14))
 
 
 def test_flow_control_slows_down_and_loses_nothing() -> None:
@@ -231,6 +267,37 @@ def test_replies_are_kept_with_their_pdu() -> None:
             await gw.aclose()
         assert (mo.gateway, mo.phone, mo.to, mo.text) == ("cmpp", "+8613900000000", SRC + "01", "收到，退订")
         assert mo.raw[4:8] == b"\0\0\0\x05" and len(mo.raw) == 12 + 77 + 10 + 20
+
+    asyncio.run(main())
+
+
+def test_a_reply_in_parts_is_joined_and_every_part_answered_at_once() -> None:
+    async def main() -> None:
+        async with CmppServer({SP: SECRET}) as srv:
+            gw = gateway(srv.port, version="3.0", join_timeout_s=0.3)
+            await gw.pool.ping()  # logged in, nothing sent
+            udh = lambda ref, n: bytes([5, 0, 3, ref, 3, n])
+            for n, text in ((2, "第二段，"), (1, "第一段，"), (3, "第三段。")):  # out of order
+                await srv.send_mo("13900000000", text, udh=udh(0x2A, n))
+            for n, text in ((1, "只有一，"), (3, "和三。")):  # part 2 never comes
+                await srv.send_mo("13900000001", text, udh=udh(7, n))
+            await asyncio.sleep(0.1)
+            answered_at_once = len(srv.deliver_resps)
+            whole = await gw.held_inbound()
+            await asyncio.sleep(0.4)  # the join timeout
+            late = await gw.held_inbound()
+            await gw.aclose()
+        assert answered_at_once == 5  # no part waits for the others to be answered
+        (mo,) = whole
+        assert (mo.phone, mo.text, mo.incomplete) == ("+8613900000000", "第一段，第二段，第三段。", False)
+        pdus, pos = [], 0
+        while pos < len(mo.raw):  # the parts' PDUs, joined in part order, each with its own length
+            size = int.from_bytes(mo.raw[pos:pos + 4], "big")
+            pdus.append(mo.raw[pos:pos + size])
+            pos += size
+        assert [codec.decode_deliver(p[12:], 0x30).content[5] for p in pdus] == [1, 2, 3]
+        (part,) = late
+        assert (part.phone, part.text, part.incomplete) == ("+8613900000001", "只有一，[…]和三。", True)
 
     asyncio.run(main())
 

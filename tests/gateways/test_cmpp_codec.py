@@ -185,8 +185,8 @@ def test_truncated_and_malformed_pdus_are_refused() -> None:
 
 
 def test_result_and_status_names() -> None:
-    assert "流量控制" in c.result_name(8)
-    assert "Dest_terminal_Id" in c.result_name(13)
-    assert c.result_name(200).startswith("其他错误")
+    assert "流量控制" in c.result_name(8, 0x20) and "流量控制" in c.result_name(8, 0x30)
+    assert "Dest_terminal_Id" in c.result_name(13, 0x30) and c.result_name(13, 0x20).startswith("其他错误")
+    assert c.result_name(200, 0x30).startswith("其他错误") and c.result_name(9, 0x21).startswith("其他错误")
     assert "认证" in c.connect_status_name(3)
     assert [k for k in c.CONNECT_STATUS if k] == [1, 2, 3, 4, 5]

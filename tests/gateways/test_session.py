@@ -394,6 +394,21 @@ def test_a_lost_part_puts_the_delivery_in_doubt_and_an_unsent_one_is_safe_to_ret
     assert r.outcome is Outcome.RETRYABLE and not r.maybe_sent and not r.recipient_fault
 
 
+def test_the_fast_accepted_result_is_an_ordinary_send_result() -> None:
+    from dataclasses import FrozenInstanceError, fields
+
+    from broadcast.gateways.base import SendResult
+    from broadcast.gateways.session_gateway import accepted, part_accepted
+
+    assert part_accepted("m1") == PartAnswer(True, msg_id="m1") and type(part_accepted("m1")) is PartAnswer
+    assert part_accepted("m2", "ESME_ROK") == PartAnswer(True, msg_id="m2", code="ESME_ROK")
+    fast, slow = accepted(7, "m7"), SendResult(7, Outcome.ACCEPTED, provider_id="m7")
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert [getattr(fast, f.name) for f in fields(SendResult)] == [getattr(slow, f.name) for f in fields(SendResult)]
+    with pytest.raises(FrozenInstanceError):
+        fast.provider_id = "other"  # type: ignore[misc]
+
+
 def test_a_refused_recipient_fails_alone_and_a_refused_login_pauses() -> None:
     r = _aggregate(1, [REFUSED])
     assert r.outcome is Outcome.PERMANENT and r.recipient_fault and not r.pause
@@ -414,12 +429,16 @@ def test_a_report_per_part_makes_one_receipt_per_delivery() -> None:
     at = datetime(2026, 12, 7, tzinfo=UTC)
     tally = _Tally(5, 3)
     for n, mid in enumerate(["a", "b", "c"], 1):
-        gw._remember(mid, tally, n)
+        gw._remember_part(mid, tally, n)
     assert gw._receipt(PartReport("b", "delivered", "DELIVRD", at)) is None
     assert gw._receipt(PartReport("a", "delivered", "DELIVRD", at)) is None
     last = gw._receipt(PartReport("c", "delivered", "DELIVRD", at))
     assert last is not None and (last.delivery_id, last.provider_id, last.status) == (5, "a", "delivered")
     assert not gw._parts  # forgotten once settled
+    gw._remember("solo", 6)  # a one-part delivery: its id maps to the delivery id alone
+    solo = gw._receipt(PartReport("solo", "delivered", "DELIVRD", at))
+    assert solo is not None and (solo.delivery_id, solo.provider_id, solo.status) == (6, "solo", "delivered")
+    assert not gw._parts
     unknown = gw._receipt(PartReport("zz", "failed", "UNDELIV", at))  # sent by an earlier process
     assert unknown is not None and (unknown.delivery_id, unknown.provider_id) == (None, "zz")
     item = SendItem(1, "+8613800000000", "x")

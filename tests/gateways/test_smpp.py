@@ -78,7 +78,8 @@ def test_dialect() -> None:
     assert d.answer(frame(c.encode_enquire_link(3))) == c.encode_enquire_link_resp(3)
     assert d.answer(frame(c.encode_unbind(3))) == c.encode_unbind_resp(3)
     assert d.answer(frame(c.encode_deliver_sm(3, c.ShortMessage("1")))) == c.encode_deliver_sm_resp(3)
-    assert d.answer(frame(c.encode_pdu(c.DATA_SM, 3))) == c.encode_generic_nack(3)
+    assert d.answer(frame(c.encode_data_sm(3, c.ShortMessage("1")))) == c.encode_data_sm_resp(3)
+    assert d.answer(frame(c.encode_pdu(c.OUTBIND, 3))) == c.encode_generic_nack(3)
     assert d.is_keepalive(frame(c.encode_enquire_link(1))) and d.is_logout(frame(c.encode_unbind(1)))
     assert d.parse_header(c.encode_enquire_link(9)) == (16, c.ENQUIRE_LINK, 9, 0)
 
@@ -180,6 +181,67 @@ def test_mobile_originated_is_kept_with_the_raw_pdu() -> None:
         (mo,) = run(lambda: go(gw(smsc)))
     assert (mo.gateway, mo.phone, mo.to, mo.text) == ("smpp", "+8613800000009", "10690", "退订")
     assert c.decode_deliver_sm(mo.raw)[1].short_message == "退订".encode("utf-16-be")
+
+
+def test_data_sm_receipts_and_replies_are_taken_like_deliver_sm_and_answered_data_sm_resp() -> None:
+    async def go(g: SmppGateway) -> tuple[list[Any], list[Any], list[Any]]:
+        try:
+            results = await g.send([SendItem(1, "+8613700000000", "hi"), SendItem(2, "+8613700000001", "hi")])
+            receipts: list[Any] = []
+            inbound: list[Any] = []
+            for _ in range(300):
+                receipts += await g.fetch_receipts()
+                inbound += await g.held_inbound()
+                if len(receipts) == 2 and inbound:
+                    break
+                await asyncio.sleep(0.01)
+            return results, receipts, inbound
+        finally:
+            await g.aclose()
+
+    with FakeSmsc(data_sm=True, undeliverable={"8613700000001"}, mo=[("+8613800000009", "收到")]).running() as smsc:
+        results, receipts, inbound = run(lambda: go(gw(smsc)))
+        answers = list(smsc.answers)
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    assert {(x.delivery_id, x.status, x.code) for x in receipts} == {(1, "delivered", "DELIVRD"),
+                                                                     (2, "failed", "UNDELIV:001")}
+    (mo,) = inbound
+    assert (mo.phone, mo.to, mo.text) == ("+8613800000009", "10690", "收到")
+    assert c.decode_data_sm(mo.raw)[1].tlv(c.TLV_MESSAGE_PAYLOAD) == "收到".encode("utf-16-be")
+    assert {cmd for cmd, _ in answers} == {c.DATA_SM_RESP} and len(answers) == 3  # each answered, none nacked
+
+
+def test_a_reply_in_parts_is_joined_from_its_udh_or_its_sar_tlvs() -> None:
+    def part(who: str, text: str, udh: bytes = b"", tlvs: tuple[tuple[int, bytes], ...] = ()) -> c.ShortMessage:
+        return c.ShortMessage("10690", source_addr=who, source_addr_ton=1, data_coding=8, tlvs=tlvs,
+                              esm_class=c.ESM_UDHI if udh else 0, short_message=udh + text.encode("utf-16-be"))
+
+    def sar(ref: int, total: int, n: int) -> tuple[tuple[int, bytes], ...]:
+        return ((c.TLV_SAR_MSG_REF_NUM, ref.to_bytes(2, "big")), (c.TLV_SAR_TOTAL_SEGMENTS, bytes([total])),
+                (c.TLV_SAR_SEGMENT_SEQNUM, bytes([n])))
+
+    wide = lambda n: bytes([6, 8, 4, 0x12, 0x34, 2, n])  # a 16-bit reference (0x1234), 2 parts
+    pdus = [part("8613800000001", "后半。", wide(2)), part("8613800000002", "甲", tlvs=sar(9, 2, 1)),
+            part("8613800000001", "前半，", wide(1)), part("8613800000002", "乙", tlvs=sar(9, 2, 2)),
+            part("8613800000003", "孤零零", bytes([5, 0, 3, 1, 2, 1]))]  # its part 2 never comes
+
+    async def go(g: SmppGateway) -> tuple[list[Any], list[Any]]:
+        try:
+            await g.pool.ping()
+            await asyncio.sleep(0.2)
+            whole = await g.held_inbound()
+            await asyncio.sleep(0.3)
+            return whole, await g.held_inbound()
+        finally:
+            await g.aclose()
+
+    with FakeSmsc(mo_pdus=pdus).running() as smsc:
+        whole, late = run(lambda: go(gw(smsc, join_timeout_s=0.3)))
+        answered = len(smsc.answers)
+    assert sorted((m.phone, m.text, m.incomplete) for m in whole) == [
+        ("+8613800000001", "前半，后半。", False), ("+8613800000002", "甲乙", False)]
+    assert [(m.phone, m.text, m.incomplete) for m in late] == [("+8613800000003", "孤零零[…]", True)]
+    assert answered == 5  # every part answered, joined or not
 
 
 def test_transmitter_and_receiver_binds() -> None:

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broadcast.gateways import smpp_codec as c
+from broadcast.gateways import smpp_receipts as rc
 
 
 def h(text: str) -> bytes:
@@ -120,7 +121,7 @@ def test_status_names() -> None:
 
 
 def test_deliver_sm_receipt_with_tlvs() -> None:
-    text = c.receipt_text("abc12345", "DELIVRD", submit_date="2605011200", done_date="2605011201", text="hello")
+    text = rc.receipt_text("abc12345", "DELIVRD", submit_date="2605011200", done_date="2605011201", text="hello")
     sm = c.ShortMessage(
         source_addr="8613800000000", destination_addr="ACME", esm_class=c.ESM_RECEIPT, registered_delivery=0,
         short_message=text.encode(),
@@ -132,26 +133,54 @@ def test_deliver_sm_receipt_with_tlvs() -> None:
     assert pdu[4:8] == h("00000005")
     head, back = c.decode_deliver_sm(pdu)
     assert back == sm and head.seq == 9
-    assert c.delivery_report(back) == c.DeliveryReport("abc12345", "DELIVRD", "000", "2605011201")
+    assert rc.delivery_report(back) == rc.DeliveryReport("abc12345", "DELIVRD", "000", "2605011201")
     assert c.encode_deliver_sm_resp(9) == h("00000011 80000005 00000000 00000009 00")
 
 
 def test_receipt_from_tlvs_alone_and_from_text_alone() -> None:
     tlv_only = c.ShortMessage("x", esm_class=0x04, tlvs=((0x001E, b"77\0"), (0x0427, b"\x05")))
-    assert c.delivery_report(tlv_only) == c.DeliveryReport("77", "UNDELIVERABLE", "", "")
+    assert rc.delivery_report(tlv_only) == rc.DeliveryReport("77", "UNDELIVERABLE", "", "")
     text_only = c.ShortMessage("x", esm_class=0x04, short_message=b"id:0123 sub:001 dlvrd:000 submit date:2605011200 "
                                b"done date:260501120133 stat:UNDELIV err:034 text:")
-    assert c.delivery_report(text_only) == c.DeliveryReport("0123", "UNDELIV", "034", "260501120133")
+    assert rc.delivery_report(text_only) == rc.DeliveryReport("0123", "UNDELIV", "034", "260501120133")
     mobile = c.ShortMessage("x", esm_class=0x00, short_message=b"id:1 stat:DELIVRD")
-    assert c.delivery_report(mobile) is None and not c.is_receipt(mobile)
+    assert rc.delivery_report(mobile) is None and not rc.is_receipt(mobile)
+
+
+def test_data_sm_layout_receipt_and_resp() -> None:
+    # §4.7.1: service_type, source TON/NPI/addr, dest TON/NPI/addr, esm_class, registered_delivery,
+    # data_coding, then TLVs only. A receipt: esm_class 0x04, receipted_message_id 0x001E (C-string),
+    # message_state 0x0427 (1 octet: 2 DELIVERED).
+    raw = h("00000032 00000103 00000000 00000009"  # 50 octets, data_sm, seq 9
+            "00"  # service_type ""
+            "01 01 3836313338303000"  # source 1/1 "8613800" (8 octets with the NUL)
+            "00 01 313036393000"  # dest 0/1 "10690"
+            "04 00 00"  # esm_class receipt, registered_delivery 0, data_coding 0
+            "001E 0003 613100"  # receipted_message_id "a1"
+            "0427 0001 02")  # message_state DELIVERED
+    head, sm = c.decode_data_sm(raw)
+    assert head == c.Header(50, c.DATA_SM, 0, 9)
+    assert (sm.source_addr, sm.source_addr_ton, sm.destination_addr, sm.esm_class) == ("8613800", 1, "10690", 4)
+    assert rc.delivery_report(sm) == rc.DeliveryReport("a1", "DELIVERED", "", "")
+    assert c.encode_data_sm(9, sm) == raw
+    # the conventional text in message_payload (0x0424) is read when the TLVs say no id
+    text = rc.receipt_text("77", "UNDELIV", "034").encode()
+    by_text = c.ShortMessage("10690", esm_class=c.ESM_RECEIPT, tlvs=((c.TLV_MESSAGE_PAYLOAD, text),))
+    assert rc.delivery_report(c.decode_data_sm(c.encode_data_sm(3, by_text))[1]) == rc.DeliveryReport(
+        "77", "UNDELIV", "034", "")
+    # data_sm_resp: message_id C-string, like submit_sm_resp
+    assert c.encode_data_sm_resp(9) == h("00000011 80000103 00000000 00000009 00")
+    assert c.decode_data_sm_resp(c.encode_data_sm_resp(9, "x1")) == (c.Header(19, c.DATA_SM_RESP, 0, 9), "x1")
+    with pytest.raises(c.PduError):
+        c.decode_data_sm(raw[:-3])  # a TLV cut short
 
 
 def test_parse_receipt_text() -> None:
-    fields = c.parse_receipt_text("id:A1B2 sub:001 dlvrd:001 submit date:2605011200 done date:2605011201 "
+    fields = rc.parse_receipt_text("id:A1B2 sub:001 dlvrd:001 submit date:2605011200 done date:2605011201 "
                                   "stat:DELIVRD err:000 Text:stat:x id:y")
     assert fields == {"id": "A1B2", "sub": "001", "dlvrd": "001", "submit date": "2605011200",
                       "done date": "2605011201", "stat": "DELIVRD", "err": "000", "text": "stat:x id:y"}
-    assert c.parse_receipt_text("not a receipt") == {}
+    assert rc.parse_receipt_text("not a receipt") == {}
 
 
 # -- truncation: always PduError (a ValueError), never struct.error / IndexError -----------------------

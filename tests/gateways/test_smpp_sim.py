@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from broadcast.gateways import smpp_codec as c
+from broadcast.gateways import smpp_receipts as rc
 from tests.helpers.smpp_sim import Sim, smpp_simulator
 
 __all__ = ["smpp_simulator"]
@@ -45,7 +46,7 @@ def test_submit_receipt_enquire_link_unbind(smpp_simulator: Sim) -> None:
         head, message_id = c.decode_submit_sm_resp(read_pdu(s))
         assert head.seq == 2 and head.status == 0 and message_id
         dh, sm = c.decode_deliver_sm(read_pdu(s))
-        report = c.delivery_report(sm)
+        report = rc.delivery_report(sm)
         assert sm.esm_class == c.ESM_RECEIPT and sm.source_addr == "8613800000000"
         assert report is not None and (report.message_id, report.stat) == (message_id, "DELIVRD")
         assert sm.tlv(c.TLV_MESSAGE_STATE) == b"\x02"

@@ -136,15 +136,21 @@ class Channels:
                     self.failure(mid, channel, self.refused[channel], report)
                 continue
             passes.append(SendPass(d, ids, report, wait_for_retries, lane=d.channel_lane(gw, channel)))
+        report.fell_back += self.sweep(ids)  # what a run killed between a failure and its move left
         before = report.fell_back  # a channel failing for a whole message moves its rows at once
         await asyncio.gather(*(p.run() for p in passes))
-        if len(passes) > 1:
-            report.fell_back += self.sweep(ids)
+        report.fell_back += self.sweep(ids)
         if report.fell_back > before and not d.stopping:  # what moved after the SMS pass had looked
             await SendPass(d, ids, report, wait_for_retries).run()
 
     def sweep(self, ids: list[int]) -> int:
-        return fallback.sweep(self.d.ws.engine, ids, self.d.name, self.d.now(), self.render)
+        """``fallback.sweep`` for the messages among ``ids`` that have ``--fallback sms`` (none: no write)."""
+        with self.d.ws.engine.connect() as conn:
+            with_fallback = list(conn.execute(sa.select(messages_t.c.id).where(
+                messages_t.c.id.in_(ids), messages_t.c.fallback == "sms")).scalars())
+        if not with_fallback:
+            return 0
+        return fallback.sweep(self.d.ws.engine, with_fallback, self.d.failover.current_name, self.d.now(), self.render)
 
     def _messages_on(self, ids: list[int], channel: str) -> list[int]:
         dt = deliveries_t

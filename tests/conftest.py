@@ -121,12 +121,28 @@ def history(cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> C
     return cli
 
 
+@pytest.fixture(scope="session")
+def cli_command() -> object:
+    """The click command tree of ``broadcast``, built once per test process: typer builds it anew on
+    every ``CliRunner.invoke`` (reading the signature and type hints of each of 150 commands), which
+    was most of an in-process CLI call's time. Click commands hold no state between invocations."""
+    import typer.main
+
+    from broadcast.cli.app import app
+
+    return typer.main.get_command(app)
+
+
 @pytest.fixture
-def cli() -> Callable[..., CliResult]:
+def cli(cli_command: object, monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run ``broadcast ARGS`` in-process; returns exit code, stdout and stderr separately."""
+    import typer.testing
     from typer.testing import CliRunner
 
     from broadcast.cli.app import app
+
+    build = typer.testing._get_command
+    monkeypatch.setattr(typer.testing, "_get_command", lambda a: cli_command if a is app else build(a))
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
         runner = CliRunner()

@@ -7,10 +7,11 @@ file is read from the current directory, or from ``BROADCAST_ENV_FILE`` when tha
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -404,3 +405,19 @@ def is_local_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` set in ``os.environ`` for the duration, then restored (settings are read from the
+    environment: the demo's WeCom stand-in and the gateway contract kit set theirs this way)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

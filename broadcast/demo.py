@@ -14,14 +14,13 @@ TD and is opted out, a branch's submitter hands in tomorrow's line, two write in
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broadcast.config import environment
 from broadcast.errors import ConfigError
 from broadcast.recipients.groups import GroupInfo
 from broadcast.recipients.importer import ImportSummary
@@ -120,7 +119,7 @@ def _send_breakfast(ws: Any, result: DemoResult, say: Callable[[str], None],
     say(f"Message {created.id} written by 办公室, approved by 分管领导 (two-person rule): {created.check.text}")
     say(f"Channels: WeCom (政务微信) for the {len(on_wecom)} members whose branches use it, SMS for the rest; "
         f"{len(left)} of them have left WeCom (--fallback sms)")
-    with WeComStandIn(_CORP, _CORP_SECRET, _AGENT, on_wecom - left) as standin, _env(_wecom_env(standin.url)):
+    with WeComStandIn(_CORP, _CORP_SECRET, _AGENT, on_wecom - left) as standin, environment(_wecom_env(standin.url)):
         report = send_now(leader, created.id, progress=progress, receipt_wait_s=3.0)
     result.message_id, result.text = created.id, created.check.text
     result.counts = summary_counts(ws, created.id)
@@ -159,21 +158,6 @@ def _wecom_users(ws: Any, folder: Path) -> tuple[set[str], set[str]]:
 def _wecom_env(url: str) -> dict[str, str]:
     return {"BROADCAST_WECOM_APP_CORP_ID": _CORP, "BROADCAST_WECOM_APP_CORP_SECRET": _CORP_SECRET,
             "BROADCAST_WECOM_APP_AGENT_ID": str(_AGENT), "BROADCAST_WECOM_APP_ENDPOINT": url}
-
-
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    """The WeCom stand-in's settings for the send (the gateway reads its settings from the environment)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 _REPLIES = ("TD", "投稿：学思践悟，知行合一，把初心落在行动上。", "小区东门的路灯坏了一周了，晚上很不安全。",

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import TypeVar
 import httpx
 from pydantic import SecretStr
 
+from broadcast.config import environment
 from broadcast.gateways.base import Gateway, SendItem
 from broadcast.gateways.push import Incoming
 
@@ -120,21 +120,6 @@ def secret_values(gateway: Gateway, extra: Sequence[str] = ()) -> list[str]:
             "give its settings recognisable fake secrets"
         )
     return out
-
-
-@contextlib.contextmanager
-def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """``env`` set in ``os.environ`` for the duration, then restored."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class Output:

@@ -89,9 +89,9 @@ def base_env(tmp: Path, url: str) -> dict[str, str]:
 
 def populate(env: dict[str, str], csv_path: Path) -> int:
     """Import the members (the real importer, in this process) and create + approve one message."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    from broadcast.config import environment
+
+    with environment(env):
         from broadcast.messages.actions import approve_message
         from broadcast.messages.store import create_message
         from broadcast.recipients.importer import ImportOptions, import_members
@@ -106,12 +106,6 @@ def populate(env: dict[str, str], csv_path: Path) -> int:
             return created.id
         finally:
             ws.close()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @dataclass

@@ -24,7 +24,7 @@ from broadcast.db.channel_models import GroupRobot
 from broadcast.db.models import Group, Member, Membership, MessageTarget
 from broadcast.db.types import table
 from broadcast.messages.audience import AudienceMember
-from broadcast.messages.channels import ADDRESS_COLUMN, OPTOUT_KEY, ROBOT_GATEWAY, robot_address
+from broadcast.messages.channels import ADDRESS_COLUMN, OPTOUT_KEY, PLATFORM_OF_GATEWAY, ROBOT_GATEWAY, robot_address
 from broadcast.recipients.groups import subtree_ids
 from broadcast.recipients.optout_sets import opted_out
 
@@ -147,7 +147,7 @@ def _posts(conn: Connection, message_id: int, target_all: bool, people: Sequence
         if platform not in ROBOT_GATEWAY:
             continue
         have = chosen.get(gid)
-        if have is None or ROBOT_ORDER.index(platform) < ROBOT_ORDER.index(_platform(have.gateway)):
+        if have is None or ROBOT_ORDER.index(platform) < ROBOT_ORDER.index(PLATFORM_OF_GATEWAY[have.gateway]):
             chosen[gid] = Post(gid, name, ROBOT_GATEWAY[platform])
     if not chosen:
         return {}
@@ -157,10 +157,7 @@ def _posts(conn: Connection, message_id: int, target_all: bool, people: Sequence
     for gid, mid in rows:
         person = by_member.get(mid)
         post = chosen[gid]
-        if person is not None and not _closed(opts.get(person.phone), _platform(post.gateway)):
+        if person is not None and not _closed(opts.get(person.phone), PLATFORM_OF_GATEWAY[post.gateway]):
             post.people.append(person)
     return chosen
 
-
-def _platform(gateway: str) -> str:
-    return gateway.removesuffix("-robot")
